@@ -1,0 +1,5 @@
+import sys
+
+from nnexposed.cli import main
+
+sys.exit(main())

@@ -1,0 +1,30 @@
+"""Type stub for the compiled kernels (src/nnexposed/_core.pyx)."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+ACTIVATION_NAMES: tuple[str, ...]
+
+def openmp_enabled() -> bool: ...
+def default_threads() -> int: ...
+
+class CompiledNetwork:
+    n_in: int
+    n_out: int
+    dtype: np.dtype
+    def __init__(
+        self,
+        weights: Sequence[npt.NDArray[np.floating]],
+        biases: Sequence[npt.NDArray[np.floating]],
+        activations: Sequence[int],
+        alphas: Sequence[float],
+    ) -> None: ...
+    def forward(
+        self, x: npt.ArrayLike, out: npt.NDArray[np.floating] | None = None, threads: int = 0
+    ) -> npt.NDArray[np.floating]: ...
+
+def activate_inplace(
+    values: npt.NDArray[np.floating], activation: int, alpha: float = 0.01
+) -> npt.NDArray[np.floating]: ...

@@ -1,0 +1,84 @@
+"""Activation functions, computed by the compiled kernels.
+
+Each takes an array-like ``x`` of real numbers and returns a new ndarray of ``x``'s float dtype
+(float16/float32 -> float32, anything else -> float64), or writes into ``out=``.
+NaN and inf propagate as in NumPy; sigmoid, tanh and softmax never overflow.
+"""
+
+import numpy as np
+
+from nnexposed import _core
+from nnexposed._validation import as_real_array, as_real_scalar, check_out, float_dtype_for
+
+ACTIVATIONS = _core.ACTIVATION_NAMES
+
+
+def activation_code(name):
+    """Index of an activation name in ACTIVATIONS; ValueError listing the valid names."""
+    if not isinstance(name, str):
+        raise TypeError(f"activation must be a name (str), got {type(name).__name__}")
+    try:
+        return ACTIVATIONS.index(name)
+    except ValueError:
+        raise ValueError(f"unknown activation {name!r}; expected one of: "
+                         f"{', '.join(ACTIVATIONS)}") from None
+
+
+def _result_buffer(x, out):
+    """A C-contiguous float copy of x: in ``out`` when given, else a new array."""
+    array = as_real_array(x, "x")
+    dtype = float_dtype_for(array.dtype)
+    if out is None:
+        return np.array(array, dtype=dtype, order="C", copy=True)
+    check_out(out, array.shape, dtype)
+    np.copyto(out, array, casting="unsafe")
+    return out
+
+
+def _elementwise(x, name, out, alpha=0.01):
+    return _core.activate_inplace(_result_buffer(x, out), activation_code(name), alpha)
+
+
+def linear(x, *, out=None):
+    """Identity: x unchanged (as float). x: any shape."""
+    return _result_buffer(x, out)
+
+
+def relu(x, *, out=None):
+    """max(x, 0); NaN stays NaN. x: any shape."""
+    return _elementwise(x, "relu", out)
+
+
+def leaky_relu(x, alpha=0.01, *, out=None):
+    """x where x >= 0, alpha * x elsewhere. x: any shape."""
+    return _elementwise(x, "leaky_relu", out, as_real_scalar(alpha, "alpha"))
+
+
+def sigmoid(x, *, out=None):
+    """1 / (1 + exp(-x)), computed without overflow. x: any shape."""
+    return _elementwise(x, "sigmoid", out)
+
+
+def tanh(x, *, out=None):
+    """Hyperbolic tangent. x: any shape."""
+    return _elementwise(x, "tanh", out)
+
+
+def softmax(x, axis=-1, *, out=None):
+    """exp(x - max) / sum(exp(x - max)) along ``axis``. x: at least 1-D."""
+    array = as_real_array(x, "x")
+    if array.ndim == 0:
+        raise ValueError("softmax needs an array with at least one axis, got a 0-d array")
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an integer, got {type(axis).__name__}")
+    if not -array.ndim <= axis < array.ndim:
+        raise np.exceptions.AxisError(int(axis), array.ndim)
+    dtype = float_dtype_for(array.dtype)
+    work = np.array(np.moveaxis(array, axis, -1), dtype=dtype, order="C", copy=True)
+    _core.activate_inplace(work, activation_code("softmax"))
+    result = np.moveaxis(work, -1, axis)
+    if out is None:
+        return np.ascontiguousarray(result)
+    check_out(out, array.shape, dtype)
+    np.copyto(out, result)
+    return out

@@ -1,0 +1,107 @@
+"""Microbenchmarks: median time per call of ``forward`` against the references, in one process."""
+
+import os
+import platform
+import statistics
+import sys
+import timeit
+
+import numpy as np
+
+from nnexposed import _core
+from nnexposed._version import __version__
+from nnexposed.inference import forward
+from nnexposed.network import Network
+from nnexposed.reference import forward_numpy, forward_python
+
+# forward_python is skipped above this many multiply-adds per call (about 0.1 s of Python).
+PYTHON_MAX_MACS = 2_000_000
+
+
+def time_per_call(func, *args, repeat=7, min_time=0.01):
+    """Median seconds per call of ``func(*args)`` over ``repeat`` runs of >= min_time each."""
+    timer = timeit.Timer("func(*args)", globals={"func": func, "args": args})
+    number = 1
+    while True:  # grow the loop count until one run takes min_time, as timeit's autorange
+        elapsed = timer.timeit(number)
+        if elapsed >= min_time:
+            break
+        number *= 2 if elapsed <= 0 else max(2, min(10, int(1.2 * min_time / elapsed)))
+    runs = [elapsed] + timer.repeat(repeat=max(0, repeat - 1), number=number)
+    return statistics.median(runs) / number
+
+
+def bench_case(network, batch, *, repeat=7, seed=0, python=True):
+    """One row of the benchmark table: network, batch, dtype and µs per call of each path."""
+    rng = np.random.default_rng(seed)
+    shape = (network.n_in,) if batch == 1 else (batch, network.n_in)
+    x = rng.standard_normal(shape).astype(network.dtype)
+    macs = batch * sum(layer.n_in * layer.n_out for layer in network.layers)
+    row = {
+        "network": "-".join(map(str, network.sizes)),
+        "batch": batch,
+        "dtype": str(network.dtype),
+        "nnexposed_us": 1e6 * time_per_call(forward, network, x, repeat=repeat),
+        "numpy_us": 1e6 * time_per_call(forward_numpy, network, x, repeat=repeat),
+        "python_us": None,
+    }
+    if python and macs <= PYTHON_MAX_MACS:
+        row["python_us"] = 1e6 * time_per_call(forward_python, network, x,
+                                               repeat=max(1, min(repeat, 3)))
+    row["speedup_vs_numpy"] = row["numpy_us"] / row["nnexposed_us"]
+    return row
+
+
+def run(sizes_list, batches, dtype="float32", *, repeat=7, progress=None):
+    """Benchmark every (network, batch) pair; ``progress(done, total, label)`` is told of each."""
+    cases = [(sizes, batch) for sizes in sizes_list for batch in batches]
+    rows = []
+    for done, (sizes, batch) in enumerate(cases):
+        network = Network.from_sizes(sizes, dtype=dtype, seed=0)
+        if progress is not None:
+            progress(done, len(cases), f"{'-'.join(map(str, sizes))} batch {batch}")
+        rows.append(bench_case(network, batch, repeat=repeat))
+    if progress is not None:
+        progress(len(cases), len(cases), "done")
+    return rows
+
+
+def format_table(rows):
+    """The rows as an aligned text table."""
+    header = ("network", "batch", "dtype", "nnexposed µs", "numpy µs", "python µs",
+              "vs numpy")
+
+    def fmt(us):
+        return "-" if us is None else f"{us:,.2f}" if us < 100 else f"{us:,.0f}"
+
+    cells = [header] + [
+        (r["network"], f"{r['batch']:,}", r["dtype"], fmt(r["nnexposed_us"]),
+         fmt(r["numpy_us"]), fmt(r["python_us"]), f"{r['speedup_vs_numpy']:.1f}x")
+        for r in rows
+    ]
+    widths = [max(len(row[c]) for row in cells) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if c == 0 else cell.rjust(w)
+                       for c, (cell, w) in enumerate(zip(row, widths))) for row in cells]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def machine_info():
+    """What the figures were measured on."""
+    try:
+        from nnexposed import _build_info
+        build = {"compiler": _build_info.compiler, "flags": _build_info.flags}
+    except ImportError:
+        build = {"compiler": "unknown", "flags": "unknown"}
+    return {
+        "nnexposed": __version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or "unknown",
+        "cpu_count": os.cpu_count(),
+        "openmp": _core.openmp_enabled(),
+        "threads": _core.default_threads(),
+        **build,
+    }

@@ -1,0 +1,45 @@
+"""The fast functions: a whole network, one layer, or the article's layer output utility."""
+
+import numpy as np
+
+from nnexposed import _core
+from nnexposed._validation import as_real_array, as_real_scalar, float_dtype_for
+from nnexposed.activations import activation_code
+from nnexposed.network import Network, layer_arrays
+
+
+def forward(network, x, *, out=None):
+    """Run ``network`` on x in one call into compiled code, GIL released for the arithmetic.
+
+    x: (n_in,) -> (n_out,) or (batch, n_in) -> (batch, n_out); any array-like of real numbers,
+    cast to ``network.dtype``. out: optional C-contiguous array of the result's shape and dtype.
+    """
+    if not isinstance(network, Network):
+        raise TypeError(f"forward expects a nnexposed.Network, got {type(network).__name__}")
+    return network._compiled.forward(x, out)
+
+
+def dense(x, weights, biases, activation="linear", *, alpha=0.01, out=None):
+    """One fused layer: ``activation(x @ weights.T + biases)``.
+
+    x: (n_in,) or (batch, n_in); weights: (n_out, n_in); biases: (n_out,).
+    Computes in float32 when x, weights and biases are all float32 (or float16), else float64;
+    biases may be None (zeros).
+    """
+    x = as_real_array(x, "x")
+    w = as_real_array(weights, "weights")
+    b = None if biases is None else as_real_array(biases, "biases")
+    dtype = float_dtype_for(np.result_type(*(a.dtype for a in (x, w, b) if a is not None)))
+    w, b = layer_arrays(w, b, dtype)
+    layer = _core.CompiledNetwork([w], [b], [activation_code(activation)],
+                                  [as_real_scalar(alpha, "alpha")])
+    return layer.forward(x, out)
+
+
+def layer_output(inputs, weights, biases):
+    """The article's layer output utility: ``inputs @ weights.T + biases``, no activation.
+
+    inputs: (n_in,) or (batch, n_in), nested lists or arrays; weights: (n_out, n_in), i.e.
+    ``weights[neuron][input]``; biases: (n_out,).
+    """
+    return dense(inputs, weights, biases, "linear")

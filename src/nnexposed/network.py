@@ -1,0 +1,235 @@
+"""The model: immutable ``Dense`` layers chained into a ``Network``.
+
+A layer's weights have shape (n_out, n_in), as the article's ``weights[neuron][input]`` and
+PyTorch's ``nn.Linear``; biases have shape (n_out,).
+"""
+
+import math
+
+import numpy as np
+
+from nnexposed import _core
+from nnexposed._validation import (
+    as_compute_dtype,
+    as_positive_int,
+    as_real_array,
+    as_real_scalar,
+    float_dtype_for,
+)
+from nnexposed.activations import activation_code
+
+# Activations initialised with He (Kaiming) normal weights; the others get Glorot uniform.
+HE_INIT_ACTIVATIONS = frozenset({"relu", "leaky_relu"})
+
+
+def layer_arrays(weights, biases, dtype=None):
+    """Validated (weights, biases) as C-contiguous arrays of one float dtype.
+
+    weights: (n_out, n_in) with n_out, n_in >= 1; biases: (n_out,) or None for zeros.
+    ``dtype`` None picks float32 for float16/float32 weights, float64 otherwise.
+    """
+    w = as_real_array(weights, "weights")
+    if w.ndim != 2 or 0 in w.shape:
+        raise ValueError(f"expected weights of shape (n_out, n_in) with n_out, n_in >= 1, "
+                         f"got shape {w.shape}")
+    dtype = float_dtype_for(w.dtype) if dtype is None else dtype
+    if biases is None:
+        b = np.zeros(w.shape[0], dtype)
+    else:
+        b = as_real_array(biases, "biases")
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"expected biases of shape ({w.shape[0]},) for weights of shape "
+                             f"{w.shape}, got shape {b.shape}")
+    return np.ascontiguousarray(w, dtype), np.ascontiguousarray(b, dtype)
+
+
+def _read_only_copy(array):
+    copy = array.copy()
+    copy.setflags(write=False)
+    return copy
+
+
+def _dense_from_state(weights, biases, activation, alpha):
+    return Dense(weights, biases, activation, alpha=alpha)
+
+
+class Dense:
+    """One fully connected layer: ``activation(x @ weights.T + biases)``.
+
+    weights: (n_out, n_in); biases: (n_out,) or None for zeros; activation: a name from
+    ``nnexposed.ACTIVATIONS``; alpha: the negative slope of ``leaky_relu``. The arrays are
+    copied and stored read-only, in float32 (float16/float32 weights) or float64 (otherwise).
+    """
+
+    __slots__ = ("weights", "biases", "activation", "alpha")
+
+    def __init__(self, weights, biases, activation="linear", *, alpha=0.01):
+        w, b = layer_arrays(weights, biases)
+        activation_code(activation)
+        set_attr = object.__setattr__
+        set_attr(self, "weights", _read_only_copy(w))
+        set_attr(self, "biases", _read_only_copy(b))
+        set_attr(self, "activation", activation)
+        set_attr(self, "alpha", as_real_scalar(alpha, "alpha"))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Dense layers are immutable; build a new one instead")
+
+    def __delattr__(self, name):
+        raise AttributeError("Dense layers are immutable; build a new one instead")
+
+    def __reduce__(self):
+        return _dense_from_state, (self.weights, self.biases, self.activation, self.alpha)
+
+    @property
+    def n_in(self):
+        return self.weights.shape[1]
+
+    @property
+    def n_out(self):
+        return self.weights.shape[0]
+
+    @property
+    def n_params(self):
+        return self.weights.size + self.biases.size
+
+    @property
+    def dtype(self):
+        return self.weights.dtype
+
+    def astype(self, dtype):
+        """The same layer with float32 or float64 arrays."""
+        dtype = as_compute_dtype(dtype)
+        return Dense(self.weights.astype(dtype), self.biases.astype(dtype), self.activation,
+                     alpha=self.alpha)
+
+    def __repr__(self):
+        alpha = f", alpha={self.alpha}" if self.activation == "leaky_relu" else ""
+        return (f"Dense(n_in={self.n_in}, n_out={self.n_out}, "
+                f"activation={self.activation!r}{alpha}, dtype={self.dtype})")
+
+
+class Network:
+    """Dense layers applied in order; each layer's n_in must equal the previous n_out.
+
+    All layers share one dtype: float64 if any layer is float64, float32 otherwise.
+    ``network(x)`` and ``network.forward(x)`` run the compiled forward pass:
+    x: (n_in,) -> (n_out,), or (batch, n_in) -> (batch, n_out).
+    """
+
+    __slots__ = ("_layers", "_compiled")
+
+    def __init__(self, layers):
+        if isinstance(layers, Dense):
+            raise TypeError("Network takes a sequence of Dense layers; wrap one in a list")
+        layers = tuple(layers)
+        if not layers:
+            raise ValueError("a network needs at least one layer, got none")
+        for k, layer in enumerate(layers):
+            if not isinstance(layer, Dense):
+                raise TypeError(f"layers[{k}] must be a nnexposed.Dense, "
+                                f"got {type(layer).__name__}")
+        for k in range(1, len(layers)):
+            if layers[k].n_in != layers[k - 1].n_out:
+                raise ValueError(f"layer {k} expects {layers[k].n_in} inputs but layer {k - 1} "
+                                 f"gives {layers[k - 1].n_out} outputs")
+        dtype = np.result_type(*(layer.dtype for layer in layers))
+        layers = tuple(layer if layer.dtype == dtype else layer.astype(dtype)
+                       for layer in layers)
+        self._layers = layers
+        self._compiled = _core.CompiledNetwork(
+            [layer.weights for layer in layers],
+            [layer.biases for layer in layers],
+            [activation_code(layer.activation) for layer in layers],
+            [layer.alpha for layer in layers],
+        )
+
+    @classmethod
+    def from_sizes(cls, sizes, activation="relu", output_activation="linear", *,
+                   dtype="float32", seed=None):
+        """A randomly initialised network, e.g. ``sizes=[3, 5, 5, 5, 2]``.
+
+        Hidden layers use ``activation``, the last one ``output_activation``. Weights are He
+        normal for the ReLU family and Glorot uniform otherwise; biases are zero. The same
+        ``seed`` gives the same network.
+        """
+        sizes = [as_positive_int(size, f"sizes[{k}]") for k, size in enumerate(sizes)]
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least two entries (inputs and outputs), "
+                             f"got {sizes}")
+        dtype = as_compute_dtype(dtype)
+        activation_code(activation)
+        activation_code(output_activation)
+        rng = np.random.default_rng(seed)
+        layers = []
+        for k, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+            layer_activation = output_activation if k == len(sizes) - 2 else activation
+            if layer_activation in HE_INIT_ACTIVATIONS:
+                weights = rng.normal(0.0, math.sqrt(2.0 / n_in), (n_out, n_in))
+            else:
+                limit = math.sqrt(6.0 / (n_in + n_out))
+                weights = rng.uniform(-limit, limit, (n_out, n_in))
+            layers.append(Dense(weights.astype(dtype), np.zeros(n_out, dtype), layer_activation))
+        return cls(layers)
+
+    def __reduce__(self):
+        return Network, (self._layers,)
+
+    @property
+    def layers(self):
+        return self._layers
+
+    @property
+    def sizes(self):
+        return (self._layers[0].n_in,) + tuple(layer.n_out for layer in self._layers)
+
+    @property
+    def n_in(self):
+        return self._layers[0].n_in
+
+    @property
+    def n_out(self):
+        return self._layers[-1].n_out
+
+    @property
+    def n_params(self):
+        return sum(layer.n_params for layer in self._layers)
+
+    @property
+    def dtype(self):
+        return self._layers[0].dtype
+
+    def astype(self, dtype):
+        """The same network in float32 or float64."""
+        return Network([layer.astype(dtype) for layer in self._layers])
+
+    def forward(self, x, *, out=None):
+        """The compiled forward pass; same as ``nnexposed.forward(self, x, out=out)``."""
+        return self._compiled.forward(x, out)
+
+    __call__ = forward
+
+    def summary(self):
+        """A text table: one row per layer (shape, activation, parameters), then the total."""
+        header = ("Layer", "Shape (in -> out)", "Activation", "Params")
+        rows = [(f"dense_{k}", f"{layer.n_in} -> {layer.n_out}", layer.activation,
+                 f"{layer.n_params:,}") for k, layer in enumerate(self._layers)]
+        widths = [max(len(row[c]) for row in [header, *rows]) for c in range(4)]
+
+        def line(row):
+            cells = [row[c].ljust(widths[c]) for c in range(3)] + [row[3].rjust(widths[3])]
+            return "   ".join(cells)
+
+        rule = "=" * len(line(header))
+        n_bytes = self.n_params * self.dtype.itemsize
+        return "\n".join([
+            f"Network {self.sizes}",
+            rule, line(header), rule.replace("=", "-"),
+            *(line(row) for row in rows),
+            rule,
+            f"Total params: {self.n_params:,} ({self.dtype}, {n_bytes:,} bytes)",
+        ])
+
+    def __repr__(self):
+        activations = tuple(layer.activation for layer in self._layers)
+        return f"Network(sizes={self.sizes}, activations={activations}, dtype={self.dtype})"

@@ -1,0 +1,305 @@
+"""The compiled forward pass against the pure-Python and NumPy references."""
+
+import pickle
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from conftest import ALL_ACTIVATIONS, DTYPES, assert_close, random_network
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nnexposed
+from nnexposed import Network, forward
+from nnexposed.reference import forward_numpy, forward_python
+
+# Batch sizes around the kernel's tile edges (tile of 32, tiled path from 4 samples).
+EDGE_BATCHES = [0, 1, 2, 3, 4, 5, 31, 32, 33, 63, 64, 65, 97]
+
+
+@st.composite
+def networks_and_inputs(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    depth = draw(st.integers(1, 5))
+    sizes = draw(st.lists(st.integers(1, 64), min_size=depth + 1, max_size=depth + 1))
+    activations = draw(st.lists(st.sampled_from(ALL_ACTIVATIONS), min_size=depth,
+                                max_size=depth))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    network = random_network(rng, sizes, activations, dtype,
+                             alpha=draw(st.floats(0.0, 0.5)))
+    one_sample = draw(st.booleans())
+    shape = (sizes[0],) if one_sample else (draw(st.integers(0, 100)), sizes[0])
+    x = (rng.standard_normal(shape) * draw(st.sampled_from([0.1, 1.0, 10.0]))).astype(dtype)
+    return network, x
+
+
+@settings(max_examples=300, deadline=None)
+@given(networks_and_inputs())
+def test_forward_matches_numpy_reference(case):
+    network, x = case
+    expected = forward_numpy(network, x)
+    assert_close(forward(network, x), expected, network.dtype)
+    assert_close(network(x), expected, network.dtype)
+
+
+@settings(max_examples=60, deadline=None)
+@given(networks_and_inputs())
+def test_forward_matches_python_reference(case):
+    network, x = case
+    expected = forward_python(network, x)
+    assert_close(forward(network, x), expected, network.dtype)
+    assert_close(forward_numpy(network, x), expected, network.dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", EDGE_BATCHES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tile_edges_and_threads(rng, dtype, batch, threads):
+    network = random_network(rng, [7, 33, 1, 9], ["relu", "sigmoid", "softmax"], dtype)
+    x = rng.standard_normal((batch, 7)).astype(dtype)
+    expected = forward_numpy(network, x)
+    assert_close(network._compiled.forward(x, None, threads), expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_parallel_path_on_large_batch(rng, dtype, threads):
+    # 3000 samples x 64*64*2 multiply-adds is above the threshold for starting threads.
+    network = random_network(rng, [64, 64, 64, 5], ["tanh", "leaky_relu", "softmax"], dtype)
+    x = rng.standard_normal((3001, 64)).astype(dtype)
+    expected = forward_numpy(network, x)
+    assert_close(network._compiled.forward(x, None, threads), expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [1, 3, 40])
+def test_wide_layers_use_heap_workspace(rng, dtype, batch):
+    network = random_network(rng, [300, 517, 2], ["relu", "linear"], dtype)
+    x = rng.standard_normal((batch, 300)).astype(dtype)
+    assert_close(forward(network, x), forward_numpy(network, x), dtype)
+    assert_close(forward(network, x[0]), forward_numpy(network, x[0]), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_single_sample_equals_row_of_batch(rng, dtype):
+    network = random_network(rng, [5, 8, 3], ["relu", "softmax"], dtype)
+    x = rng.standard_normal((50, 5)).astype(dtype)
+    batch = forward(network, x)
+    for i in [0, 17, 49]:
+        assert_close(forward(network, x[i]), batch[i], dtype)
+
+
+def test_article_network_output_shapes(article_network):
+    assert forward(article_network, [1.0, 2.0, 3.0]).shape == (2,)
+    assert forward(article_network, np.ones((4, 3))).shape == (4, 2)
+    assert forward(article_network, np.ones((0, 3))).shape == (0, 2)
+    assert forward(article_network, np.ones((0, 3))).dtype == np.float32
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs of every layout and type
+# --------------------------------------------------------------------------------------------
+
+
+class _Subclass(np.ndarray):
+    pass
+
+
+def _layouts(x):
+    big_endian = x.astype(x.dtype.newbyteorder(">"))
+    read_only = x.copy()
+    read_only.setflags(write=False)
+    padded = np.zeros((x.shape[0], 2 * x.shape[1]), x.dtype)
+    padded[:, ::2] = x
+    return {
+        "fortran": np.asfortranarray(x),
+        "strided": padded[:, ::2],
+        "reversed": x[::-1].copy()[::-1],
+        "read_only": read_only,
+        "big_endian": big_endian,
+        "float64": x.astype(np.float64),
+        "float16": x.astype(np.float16).astype(x.dtype),
+        "list": x.tolist(),
+        "tuple": tuple(map(tuple, x.tolist())),
+        "memmap_like_subclass": x.view(_Subclass),
+    }
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", list(_layouts(np.zeros((2, 2), np.float32))))
+def test_input_layouts(rng, dtype, layout):
+    network = random_network(rng, [6, 10, 4], ["relu", "tanh"], dtype)
+    x = rng.standard_normal((9, 6)).astype(dtype)
+    given = _layouts(x)[layout]
+    expected = forward_numpy(network, np.asarray(given, dtype=dtype))
+    result = forward(network, given)
+    assert type(result) is np.ndarray
+    assert_close(result, expected, dtype)
+
+
+@pytest.mark.parametrize("values", [
+    np.arange(12).reshape(4, 3),                       # int64
+    np.arange(12, dtype=np.uint8).reshape(4, 3),
+    np.array([[True, False, True]]),
+    [[1, 2, 3], [4, 5, 6]],
+    [1, 2, 3],
+])
+def test_real_array_likes_are_cast_to_network_dtype(article_network, values):
+    result = forward(article_network, values)
+    assert result.dtype == np.float32
+    assert_close(result, forward_numpy(article_network, np.asarray(values, np.float32)),
+                 np.float32)
+
+
+def test_input_is_never_modified(rng):
+    network = random_network(rng, [4, 4, 4], ["relu", "softmax"], np.float64)
+    x = rng.standard_normal((10, 4))
+    before = x.copy()
+    forward(network, x)
+    forward(network, x[0])
+    np.testing.assert_array_equal(x, before)
+
+
+# --------------------------------------------------------------------------------------------
+# out=
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [None, 1, 6, 40])
+def test_out_is_filled_and_returned(rng, dtype, batch):
+    network = random_network(rng, [3, 8, 2], ["relu", "sigmoid"], dtype)
+    shape = (3,) if batch is None else (batch, 3)
+    x = rng.standard_normal(shape).astype(dtype)
+    out = np.full(shape[:-1] + (2,), np.nan, dtype)
+    result = forward(network, x, out=out)
+    assert result is out
+    assert_close(out, forward_numpy(network, x), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [1, 2, 50])
+def test_out_may_alias_the_input(rng, dtype, batch):
+    network = random_network(rng, [5, 7, 5], ["tanh", "linear"], dtype)
+    x = rng.standard_normal((batch, 5)).astype(dtype)
+    expected = forward_numpy(network, x)
+    assert forward(network, x, out=x) is x
+    assert_close(x, expected, dtype)
+    row = rng.standard_normal(5).astype(dtype)
+    expected_row = forward_numpy(network, row)
+    forward(network, row, out=row)
+    assert_close(row, expected_row, dtype)
+
+
+@pytest.mark.parametrize("out, error, message", [
+    (np.zeros((4, 3), np.float32), ValueError, r"shape \(4, 2\)"),
+    (np.zeros((4, 2), np.float64), TypeError, "dtype float32"),
+    (np.zeros((4, 2), np.dtype(">f4")), TypeError, "dtype float32"),
+    (np.zeros((2, 4), np.float32).T, ValueError, "C-contiguous"),
+    (np.zeros((4, 4), np.float32)[:, ::2], ValueError, "C-contiguous"),
+    (np.zeros(8, np.float32), ValueError, "shape"),
+    ([[0.0, 0.0]] * 4, TypeError, "ndarray"),
+])
+def test_bad_out_raises(article_network, out, error, message):
+    with pytest.raises(error, match=message):
+        forward(article_network, np.ones((4, 3)), out=out)
+
+
+def test_read_only_out_raises(article_network):
+    out = np.zeros((4, 2), np.float32)
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        forward(article_network, np.ones((4, 3)), out=out)
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("x, error, message", [
+    (np.ones(4), ValueError, r"shape \(3,\) or \(batch, 3\), got shape \(4,\)"),
+    (np.ones((2, 4)), ValueError, r"got shape \(2, 4\)"),
+    (np.float64(1.0), ValueError, r"got shape \(\)"),
+    (1.0, ValueError, r"got shape \(\)"),
+    (np.ones((2, 2, 3)), ValueError, r"got shape \(2, 2, 3\)"),
+    (np.ones((2, 3), complex), TypeError, "complex128"),
+    (np.array([[1.0, None, 2.0]], dtype=object), TypeError, "object"),
+    (["a", "b", "c"], TypeError, "<U1"),
+    ([[1.0, 2.0], [3.0]], ValueError, "not an array of real numbers"),
+    (None, TypeError, "object"),
+])
+def test_bad_input_raises_with_message(article_network, x, error, message):
+    with pytest.raises(error, match=message):
+        forward(article_network, x)
+
+
+def test_forward_needs_a_network():
+    with pytest.raises(TypeError, match="expects a nnexposed.Network, got list"):
+        forward([[1.0]], [1.0])
+    with pytest.raises(TypeError, match="expected a nnexposed.Network"):
+        forward_numpy("net", [1.0])
+
+
+# --------------------------------------------------------------------------------------------
+# NaN and inf
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
+def test_nan_and_inf_propagate_as_in_numpy(rng, dtype, activation):
+    network = random_network(rng, [4, 6, 3], [activation, activation], dtype)
+    x = rng.standard_normal((8, 4)).astype(dtype)
+    x[1, 0] = np.nan
+    x[2, 1] = np.inf
+    x[3, 2] = -np.inf
+    x[4] = 1e30
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the NumPy reference warns on inf - inf
+        expected = forward_numpy(network, x)
+    result = forward(network, x)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    assert_close(result, expected, dtype)
+    assert_close(forward(network, x[1]), expected[1], dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Threads and pickling
+# --------------------------------------------------------------------------------------------
+
+
+def test_threads_sharing_one_network_match_serial(rng):
+    network = random_network(rng, [32, 64, 64, 4], ["relu", "relu", "softmax"], np.float32)
+    inputs = [rng.standard_normal((n, 32)).astype(np.float32) for n in (1, 7, 40, 300) * 2]
+    serial = [forward(network, x) for x in inputs]
+    results = [None] * len(inputs)
+    barrier = threading.Barrier(len(inputs))
+
+    def work(i):
+        barrier.wait()
+        for _ in range(50):
+            results[i] = forward(network, inputs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for got, want in zip(results, serial):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_network_pickles(rng):
+    network = random_network(rng, [3, 4, 2], ["leaky_relu", "softmax"], np.float64, alpha=0.2)
+    copy = pickle.loads(pickle.dumps(network))
+    x = rng.standard_normal((5, 3))
+    np.testing.assert_array_equal(forward(copy, x), forward(network, x))
+    assert copy.layers[0].alpha == 0.2
+
+
+def test_forward_is_exported():
+    assert nnexposed.forward is forward
+    assert Network.__call__ is Network.forward
