@@ -30,13 +30,3 @@ ctypedef struct LayerPlan:
     const void* weights    # (n_out, n_in), C order
     const void* biases     # (n_out,)
 
-
-cdef void activate(floating* values, Py_ssize_t n, int activation, floating alpha) noexcept nogil
-cdef void softmax_strided(floating* values, Py_ssize_t n, Py_ssize_t stride) noexcept nogil
-cdef void dense_row(const floating* x, const floating* weights, const floating* biases,
-                    floating* y, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil
-cdef void dense_tile(const floating* x, const floating* weights, const floating* biases,
-                     floating* y, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil
-cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
-                         const floating* x, floating* out, Py_ssize_t batch,
-                         int n_threads) noexcept nogil
