@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnexposed
-from nnexposed import Network, forward
+from nnexposed import Network, _core, forward
 from nnexposed.reference import forward_numpy, forward_python
 
 # Batch sizes around the kernel's tile edges (tile of 32, tiled path from 4 samples).
@@ -63,14 +63,67 @@ def test_tile_edges_and_threads(rng, dtype, batch, threads):
     assert_close(network._compiled.forward(x, None, threads), expected, dtype)
 
 
+@pytest.fixture(params=[True, False], ids=["blas", "own-kernels"])
+def blas(request):
+    """Run the test with SciPy's BLAS allowed for wide layers, then with the own kernels only."""
+    if request.param and not _core.blas_available():
+        pytest.skip("SciPy's BLAS is not available")
+    previous = _core.allow_blas(request.param)
+    yield request.param
+    _core.allow_blas(previous)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_parallel_path_on_large_batch(rng, dtype, threads):
-    # 3000 samples x 64*64*2 multiply-adds is above the threshold for starting threads.
-    network = random_network(rng, [64, 64, 64, 5], ["tanh", "leaky_relu", "softmax"], dtype)
+    # 3001 samples x 64*64*2 multiply-adds is above the threshold for starting threads.
+    network = random_network(rng, [64, 256, 64, 5], ["tanh", "leaky_relu", "softmax"], dtype)
     x = rng.standard_normal((3001, 64)).astype(dtype)
     expected = forward_numpy(network, x)
-    assert_close(network._compiled.forward(x, None, threads), expected, dtype)
+    assert_close(forward(network, x, threads=threads), expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [63, 64, 65, 255, 256, 257, 600])
+def test_wide_layers_in_blocks(rng, dtype, batch, blas):
+    # 300 x 300 weights reach the BLAS threshold; the 3-wide layers never do; a last block of
+    # fewer than 64 samples falls back to the own kernel within the same call.
+    network = random_network(rng, [3, 300, 300, 3, 2], ["relu", "sigmoid", "tanh", "softmax"],
+                             dtype)
+    x = rng.standard_normal((batch, 3)).astype(dtype)
+    assert_close(forward(network, x), forward_numpy(network, x), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_one_sample_rows_split_over_threads(rng, dtype, threads):
+    # 1502 x 1501 weights pass the threshold for splitting one sample's rows over threads;
+    # odd sizes leave uneven shares.
+    network = random_network(rng, [1501, 1502, 7], ["relu", "linear"], dtype)
+    x = rng.standard_normal(1501).astype(dtype)
+    assert_close(forward(network, x, threads=threads), forward_numpy(network, x), dtype)
+    assert_close(forward(network, x[None], threads=threads),
+                 forward_numpy(network, x[None]), dtype)
+
+
+def test_thread_settings(rng):
+    network = random_network(rng, [8, 8], ["relu"], np.float64)
+    x = rng.standard_normal((5, 8))
+    default = nnexposed.get_num_threads()
+    assert default >= 1
+    try:
+        nnexposed.set_num_threads(1)
+        assert nnexposed.get_num_threads() == 1
+        np.testing.assert_array_equal(forward(network, x), forward(network, x, threads=2))
+    finally:
+        nnexposed.set_num_threads(None)
+    assert nnexposed.get_num_threads() == default
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        forward(network, x, threads=0)
+    with pytest.raises(TypeError, match="threads must be an integer"):
+        network.forward(x, threads=1.5)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        nnexposed.set_num_threads(-1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

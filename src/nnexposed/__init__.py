@@ -8,8 +8,13 @@
     (2,)
 """
 
-from nnexposed._version import __version__
-from nnexposed.activations import (
+import os
+
+# Idle OpenMP threads sleep rather than spin between calls; set OMP_WAIT_POLICY to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from nnexposed._version import __version__  # noqa: E402
+from nnexposed.activations import (  # noqa: E402
     ACTIVATIONS,
     leaky_relu,
     linear,
@@ -18,8 +23,14 @@ from nnexposed.activations import (
     softmax,
     tanh,
 )
-from nnexposed.inference import dense, forward, layer_output
-from nnexposed.network import Dense, Network
+from nnexposed.inference import (  # noqa: E402
+    dense,
+    forward,
+    get_num_threads,
+    layer_output,
+    set_num_threads,
+)
+from nnexposed.network import Dense, Network  # noqa: E402
 
 __all__ = [
     "ACTIVATIONS",
@@ -28,10 +39,12 @@ __all__ = [
     "__version__",
     "dense",
     "forward",
+    "get_num_threads",
     "layer_output",
     "leaky_relu",
     "linear",
     "relu",
+    "set_num_threads",
     "sigmoid",
     "softmax",
     "tanh",

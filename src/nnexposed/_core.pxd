@@ -16,10 +16,19 @@ cdef enum:
 # so the compiler keeps TILE accumulators in vector registers.
 cdef enum:
     TILE = 32
+    # Partial sums per output neuron in the one-sample kernel (64 bytes of float32).
+    LANES = 16
     # Batches smaller than this run one sample at a time.
     MIN_TILED_BATCH = 4
     # Widths up to this run small batches from a stack buffer instead of malloc.
     STACK_WIDTH = 256
+    # Samples per block when BLAS computes the wide layers.
+    BLAS_TILE = 256
+    # BLAS takes a layer with at least this many weights, on blocks of this many samples.
+    BLAS_MIN_WEIGHTS = 256 * 256
+    BLAS_MIN_COLS = 64
+    # One-sample layers of at least this many weights split their rows over the threads.
+    ROW_PARALLEL_MIN_MACS = 1 << 21
 
 # One dense layer as the kernels see it: raw pointers into arrays owned by the network.
 ctypedef struct LayerPlan:

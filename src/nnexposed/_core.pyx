@@ -8,8 +8,10 @@ checks for the common case, the helpers in ``_validation`` for everything else) 
 release the GIL for the arithmetic.
 """
 
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
+from libc.limits cimport INT_MAX
 from libc.math cimport exp, expf, fabs, fabsf, tanh, tanhf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -38,8 +40,54 @@ cdef extern from *:
 
 ACTIVATION_NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
 
-# Below this many multiply-adds per call, starting threads costs more than it saves.
-cdef Py_ssize_t PARALLEL_MIN_MACS = 1 << 18
+# Below this many multiply-adds per call (tens of microseconds of work), waking threads
+# costs more than it saves.
+cdef Py_ssize_t PARALLEL_MIN_MACS = 1 << 21
+# Threads for forward passes; 0 means OpenMP's default (OMP_NUM_THREADS, else all cores).
+cdef int thread_setting = 0
+
+# BLAS matrix products, borrowed from SciPy's cython_blas when SciPy is installed.
+ctypedef void (*sgemm_t)(char* transa, char* transb, int* m, int* n, int* k, float* alpha,
+                         float* a, int* lda, float* b, int* ldb, float* beta, float* c,
+                         int* ldc) noexcept nogil
+ctypedef void (*dgemm_t)(char* transa, char* transb, int* m, int* n, int* k, double* alpha,
+                         double* a, int* lda, double* b, int* ldb, double* beta, double* c,
+                         int* ldc) noexcept nogil
+cdef sgemm_t blas_sgemm = NULL
+cdef dgemm_t blas_dgemm = NULL
+cdef bint blas_looked_up = False
+cdef bint blas_allowed = True
+
+
+cdef void look_up_blas():
+    """Fetch sgemm/dgemm from scipy.linalg.cython_blas once, on the first batch that needs it."""
+    global blas_sgemm, blas_dgemm, blas_looked_up
+    blas_looked_up = True
+    try:
+        from scipy.linalg import cython_blas
+        capsules = cython_blas.__pyx_capi__
+        blas_sgemm = <sgemm_t>PyCapsule_GetPointer(
+            capsules["sgemm"], PyCapsule_GetName(capsules["sgemm"]))
+        blas_dgemm = <dgemm_t>PyCapsule_GetPointer(
+            capsules["dgemm"], PyCapsule_GetName(capsules["dgemm"]))
+    except Exception:   # no SciPy, or one without these: the own kernels do all the work
+        blas_sgemm = NULL
+        blas_dgemm = NULL
+
+
+def blas_available():
+    """True when SciPy's BLAS is used for wide layers of large batches."""
+    if not blas_looked_up:
+        look_up_blas()
+    return blas_allowed and blas_sgemm != NULL
+
+
+def allow_blas(bint allowed):
+    """Use BLAS for wide layers (the default) or the own kernels only; returns the old setting."""
+    global blas_allowed
+    previous = blas_allowed
+    blas_allowed = allowed
+    return previous
 
 
 def openmp_enabled():
@@ -52,6 +100,17 @@ def default_threads():
     return nnx_max_threads()
 
 
+def get_num_threads():
+    """Threads a forward pass may use: the last set_num_threads, else OpenMP's default."""
+    return thread_setting if thread_setting > 0 else nnx_max_threads()
+
+
+def set_num_threads(int n):
+    """Let forward passes use up to n threads (n <= 0 restores OpenMP's default)."""
+    global thread_setting
+    thread_setting = max(n, 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Kernels
 # ---------------------------------------------------------------------------------------------
@@ -59,53 +118,7 @@ def default_threads():
 include "_activations.pxi"
 
 
-cdef void dense_row(const floating* x, const floating* weights, const floating* biases,
-                    floating* y, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
-    """y = weights @ x + biases for one sample; x: (n_in,), weights: (n_out, n_in)."""
-    cdef Py_ssize_t i, j
-    cdef const floating* row
-    cdef floating s0, s1, s2, s3
-    for j in range(n_out):
-        row = weights + j * n_in
-        s0 = 0
-        s1 = 0
-        s2 = 0
-        s3 = 0
-        i = 0
-        while i + 4 <= n_in:
-            s0 += row[i] * x[i]
-            s1 += row[i + 1] * x[i + 1]
-            s2 += row[i + 2] * x[i + 2]
-            s3 += row[i + 3] * x[i + 3]
-            i += 4
-        while i < n_in:
-            s0 += row[i] * x[i]
-            i += 1
-        y[j] = ((s0 + s1) + (s2 + s3)) + biases[j]
-
-
-cdef void dense_tile(const floating* x, const floating* weights, const floating* biases,
-                     floating* y, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
-    """One layer on a tile of TILE samples stored feature-major.
-
-    x: (n_in, TILE), weights: (n_out, n_in), y: (n_out, TILE).
-    """
-    cdef Py_ssize_t i, j, t
-    cdef floating w
-    cdef floating acc[TILE]
-    cdef const floating* row
-    cdef const floating* xi
-    for j in range(n_out):
-        row = weights + j * n_in
-        for t in range(TILE):
-            acc[t] = 0
-        for i in range(n_in):
-            w = row[i]
-            xi = x + i * TILE
-            for t in range(TILE):
-                acc[t] += w * xi[t]
-        for t in range(TILE):
-            y[j * TILE + t] = acc[t] + biases[j]
+include "_dense.pxi"
 
 
 cdef inline void layer_activate(const LayerPlan* layer, floating* values,
@@ -119,58 +132,124 @@ cdef inline void layer_activate(const LayerPlan* layer, floating* values,
         activate(values, layer.n_out * n_samples, layer.activation, <floating>layer.alpha)
 
 
-cdef void network_row(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
-                      floating* out, floating* work, Py_ssize_t max_width) noexcept nogil:
-    """All layers on one sample; work holds 2 * max_width values."""
-    cdef Py_ssize_t k
-    cdef const floating* src = x
-    cdef floating* dst
-    for k in range(n_layers):
-        dst = out if k == n_layers - 1 else work + (k % 2) * max_width
-        dense_row(src, <const floating*>layers[k].weights, <const floating*>layers[k].biases,
-                  dst, layers[k].n_in, layers[k].n_out)
-        layer_activate(&layers[k], dst, 1)
-        src = dst
+cdef inline bint use_blas(const LayerPlan* layer, Py_ssize_t cols,
+                          floating* dtype_tag) noexcept nogil:
+    """Whether BLAS computes this layer for tiles of ``cols`` samples."""
+    if not blas_allowed:
+        return False
+    if floating is float:
+        if blas_sgemm == NULL:
+            return False
+    else:
+        if blas_dgemm == NULL:
+            return False
+    return (cols >= BLAS_MIN_COLS and layer.n_in * layer.n_out >= BLAS_MIN_WEIGHTS
+            and layer.n_in <= INT_MAX and layer.n_out <= INT_MAX)
 
 
-cdef void network_tile(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
-                       floating* out, Py_ssize_t n_rows, floating* work,
-                       Py_ssize_t max_width) noexcept nogil:
-    """All layers on up to TILE samples (rows of x), depth-first while the tile is in cache.
+cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
+                      Py_ssize_t cols) noexcept nogil:
+    """y = W @ x + b on a block of ``cols`` samples stored feature-major.
 
-    work holds 2 * max_width * TILE values; rows past n_rows are zero padding.
+    x: (n_in, cols), y: (n_out, cols), cols a multiple of TILE.
+    """
+    cdef Py_ssize_t j, t, chunk
+    cdef int m = <int>cols, n = <int>layer.n_out, k = <int>layer.n_in
+    cdef floating one = 1, zero = 0
+    cdef char no_transpose = b"N"
+    cdef const floating* weights = <const floating*>layer.weights
+    cdef const floating* biases = <const floating*>layer.biases
+    if use_blas(layer, cols, y):
+        # Row-major y (n_out, cols) is column-major y.T (cols, n_out) = x.T @ W.T, where
+        # column-major x.T is row-major x and column-major W.T is row-major W.
+        if floating is float:
+            blas_sgemm(&no_transpose, &no_transpose, &m, &n, &k, &one, <float*>x, &m,
+                       <float*>weights, &k, &zero, y, &m)
+        else:
+            blas_dgemm(&no_transpose, &no_transpose, &m, &n, &k, &one, <double*>x, &m,
+                       <double*>weights, &k, &zero, y, &m)
+        for j in range(layer.n_out):
+            for t in range(cols):
+                y[j * cols + t] += biases[j]
+    else:
+        for chunk in range(cols // TILE):
+            dense_tile(x + chunk * TILE, weights, biases, y + chunk * TILE, layer.n_in,
+                       layer.n_out, cols)
+
+
+cdef void network_block(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
+                        floating* out, Py_ssize_t n_rows, Py_ssize_t cols, floating* work,
+                        Py_ssize_t max_width) noexcept nogil:
+    """All layers on up to ``cols`` samples (rows of x), depth-first while they are in cache.
+
+    work holds 2 * max_width * cols values; samples past n_rows are zero padding.
     """
     cdef Py_ssize_t i, j, k, t
     cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
     cdef floating* src = work
-    cdef floating* dst = work + max_width * TILE
+    cdef floating* dst = work + max_width * cols
     cdef floating* swap
     for t in range(n_rows):
         for i in range(n_in):
-            src[i * TILE + t] = x[t * n_in + i]
-    for t in range(n_rows, TILE):
-        for i in range(n_in):
-            src[i * TILE + t] = 0
+            src[i * cols + t] = x[t * n_in + i]
+    for i in range(n_in):
+        for t in range(n_rows, cols):
+            src[i * cols + t] = 0
     for k in range(n_layers):
-        dense_tile(src, <const floating*>layers[k].weights, <const floating*>layers[k].biases,
-                   dst, layers[k].n_in, layers[k].n_out)
-        layer_activate(&layers[k], dst, TILE)
+        dense_block(&layers[k], src, dst, cols)
+        layer_activate(&layers[k], dst, cols)
         swap = src
         src = dst
         dst = swap
     for t in range(n_rows):
         for j in range(n_out):
-            out[t * n_out + j] = src[j * TILE + t]
+            out[t * n_out + j] = src[j * cols + t]
+
+
+cdef void network_row(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
+                      floating* out, floating* work, Py_ssize_t max_width,
+                      int n_threads) noexcept nogil:
+    """All layers on one sample; work holds 2 * max_width values.
+
+    Layers of at least ROW_PARALLEL_MIN_MACS multiply-adds split their output neurons over
+    ``n_threads`` threads, each always taking the same rows (and so keeping them in its cache).
+    """
+    cdef Py_ssize_t k, part, first, count, per_thread
+    cdef const floating* src = x
+    cdef floating* dst
+    cdef const floating* weights
+    cdef const floating* biases
+    for k in range(n_layers):
+        dst = out if k == n_layers - 1 else work + (k % 2) * max_width
+        weights = <const floating*>layers[k].weights
+        biases = <const floating*>layers[k].biases
+        if n_threads > 1 and layers[k].n_in * layers[k].n_out >= ROW_PARALLEL_MIN_MACS:
+            per_thread = (layers[k].n_out + 4 * n_threads - 1) // (4 * n_threads) * 4
+            for part in prange(n_threads, num_threads=n_threads, schedule="static"):
+                first = part * per_thread
+                count = min(per_thread, layers[k].n_out - first)
+                if count > 0:
+                    dense_row(src, weights + first * layers[k].n_in, biases + first,
+                              dst + first, layers[k].n_in, count)
+        else:
+            dense_row(src, weights, biases, dst, layers[k].n_in, layers[k].n_out)
+        layer_activate(&layers[k], dst, 1)
+        src = dst
 
 
 cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
                          const floating* x, floating* out, Py_ssize_t batch,
                          int n_threads) noexcept nogil:
-    """Forward ``batch`` samples (rows of x) through all layers. Returns -1 if out of memory."""
+    """Forward ``batch`` samples (rows of x) through all layers. Returns -1 if out of memory.
+
+    Small batches run sample by sample; larger ones in blocks of samples, with BLAS for wide
+    layers (BLAS then threads itself) and otherwise one block per OpenMP thread at a time.
+    """
     cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
-    cdef Py_ssize_t s, tile, n_tiles, first, rows, tile_size
+    cdef Py_ssize_t s, k, block, n_blocks, first, rows, cols, block_size
+    cdef bint blas = False
     cdef floating stack_work[2 * STACK_WIDTH]
     cdef floating* work
     if batch < MIN_TILED_BATCH:
@@ -181,32 +260,38 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
             if work == NULL:
                 return -1
         for s in range(batch):
-            network_row(layers, n_layers, x + s * n_in, out + s * n_out, work, max_width)
+            network_row(layers, n_layers, x + s * n_in, out + s * n_out, work, max_width,
+                        n_threads)
         if work != stack_work:
             free(work)
         return 0
 
-    n_tiles = (batch + TILE - 1) // TILE
-    if n_threads > n_tiles:
-        n_threads = <int>n_tiles
+    cols = min(BLAS_TILE, (batch + TILE - 1) // TILE * TILE)
+    for k in range(n_layers):
+        blas = blas or use_blas(&layers[k], cols, stack_work)
+    if not blas:
+        cols = TILE
+    n_blocks = (batch + cols - 1) // cols
+    if blas or n_threads > n_blocks:
+        n_threads = 1 if blas else <int>n_blocks
     if n_threads < 1:
         n_threads = 1
-    tile_size = 2 * max_width * TILE
-    work = <floating*>malloc(n_threads * tile_size * sizeof(floating))
+    block_size = 2 * max_width * cols
+    work = <floating*>malloc(n_threads * block_size * sizeof(floating))
     if work == NULL:
         return -1
     if n_threads == 1:
-        for tile in range(n_tiles):
-            first = tile * TILE
-            rows = min(TILE, batch - first)
-            network_tile(layers, n_layers, x + first * n_in, out + first * n_out, rows,
-                         work, max_width)
+        for block in range(n_blocks):
+            first = block * cols
+            rows = min(cols, batch - first)
+            network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,
+                          min(cols, (rows + TILE - 1) // TILE * TILE), work, max_width)
     else:
-        for tile in prange(n_tiles, num_threads=n_threads, schedule="static"):
-            first = tile * TILE
-            rows = min(TILE, batch - first)
-            network_tile(layers, n_layers, x + first * n_in, out + first * n_out, rows,
-                         work + threadid() * tile_size, max_width)
+        for block in prange(n_blocks, num_threads=n_threads, schedule="static"):
+            first = block * cols
+            rows = min(cols, batch - first)
+            network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,
+                          cols, work + threadid() * block_size, max_width)
     free(work)
     return 0
 
@@ -299,7 +384,7 @@ cdef class CompiledNetwork:
     def forward(self, x, out=None, int threads=0):
         """Run all layers on x: (n_in,) -> (n_out,) or (batch, n_in) -> (batch, n_out).
 
-        ``threads`` <= 0 uses the OpenMP default; small batches always run on one thread.
+        ``threads`` <= 0 uses get_num_threads(); small jobs always run on one thread.
         """
         cdef cnp.ndarray xa, oa
         cdef cnp.npy_intp dims[2]
@@ -331,9 +416,11 @@ cdef class CompiledNetwork:
         if batch == 0:
             return oa
         if threads <= 0:
-            threads = nnx_max_threads()
+            threads = thread_setting if thread_setting > 0 else nnx_max_threads()
         if batch * self.macs_per_sample < PARALLEL_MIN_MACS:
             threads = 1
+        if batch >= BLAS_MIN_COLS and not blas_looked_up:
+            look_up_blas()
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
                 status = network_forward(self.layers, self.n_layers, self.max_width,

@@ -3,20 +3,38 @@
 import numpy as np
 
 from nnexposed import _core
-from nnexposed._validation import as_real_array, as_real_scalar, float_dtype_for
+from nnexposed._validation import (
+    as_positive_int,
+    as_real_array,
+    as_real_scalar,
+    float_dtype_for,
+)
 from nnexposed.activations import activation_code
 from nnexposed.network import Network, layer_arrays
 
 
-def forward(network, x, *, out=None):
+def forward(network, x, *, out=None, threads=None):
     """Run ``network`` on x in one call into compiled code, GIL released for the arithmetic.
 
     x: (n_in,) -> (n_out,) or (batch, n_in) -> (batch, n_out); any array-like of real numbers,
     cast to ``network.dtype``. out: optional C-contiguous array of the result's shape and dtype.
+    threads: at most this many threads (default ``get_num_threads()``); small jobs use one.
     """
     if not isinstance(network, Network):
         raise TypeError(f"forward expects a nnexposed.Network, got {type(network).__name__}")
-    return network._compiled.forward(x, out)
+    return network.forward(x, out=out, threads=threads)
+
+
+def get_num_threads():
+    """Threads a forward pass may use: as set by ``set_num_threads``, else OMP_NUM_THREADS,
+    else the number of cores. Wide layers of large batches run in BLAS, which keeps its own
+    thread settings (see threadpoolctl)."""
+    return _core.get_num_threads()
+
+
+def set_num_threads(n):
+    """Let forward passes use up to ``n`` threads; ``None`` restores the default."""
+    _core.set_num_threads(0 if n is None else as_positive_int(n, "n"))
 
 
 def dense(x, weights, biases, activation="linear", *, alpha=0.01, out=None):

@@ -203,9 +203,11 @@ class Network:
         """The same network in float32 or float64."""
         return Network([layer.astype(dtype) for layer in self._layers])
 
-    def forward(self, x, *, out=None):
-        """The compiled forward pass; same as ``nnexposed.forward(self, x, out=out)``."""
-        return self._compiled.forward(x, out)
+    def forward(self, x, *, out=None, threads=None):
+        """The compiled forward pass; same as ``nnexposed.forward(self, x, ...)``."""
+        if threads is None:
+            return self._compiled.forward(x, out)
+        return self._compiled.forward(x, out, as_positive_int(threads, "threads"))
 
     __call__ = forward
 

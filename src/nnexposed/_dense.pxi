@@ -1,0 +1,119 @@
+# Dense-layer kernels, included by _core.pyx. Written so the compiler vectorises them without
+# reassociating sums it was not told to: independent partial sums live in small arrays of
+# fixed length, whose loops become vector instructions of whatever ISA the module targets.
+
+cdef extern from *:
+    """
+    /* Output neurons computed together by the tiled kernel: as many as the vector registers
+       hold accumulators for (ROW_BLOCK x TILE values). */
+    #if defined(__AVX512F__)
+    #define NNX_ROW_BLOCK 4
+    #elif defined(__AVX__) || defined(__aarch64__) || defined(_M_ARM64)
+    #define NNX_ROW_BLOCK 2
+    #else
+    #define NNX_ROW_BLOCK 1
+    #endif
+    """
+    enum: NNX_ROW_BLOCK
+
+
+cdef inline floating dot_tail(const floating* acc, const floating* row, const floating* x,
+                              Py_ssize_t start, Py_ssize_t n_in) noexcept nogil:
+    """Sum of the LANES partial sums in acc plus row[start:n_in] . x[start:n_in]."""
+    cdef Py_ssize_t i, lane
+    cdef floating total = 0
+    for lane in range(LANES):
+        total += acc[lane]
+    for i in range(start, n_in):
+        total += row[i] * x[i]
+    return total
+
+
+cdef void dense_row(const floating* x, const floating* weights, const floating* biases,
+                    floating* y, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
+    """y = weights @ x + biases for one sample; x: (n_in,), weights: (n_out, n_in).
+
+    Four rows at a time, each with LANES partial sums, so x is loaded once per four rows.
+    """
+    cdef Py_ssize_t i, j, lane
+    cdef Py_ssize_t n_vec = n_in - n_in % LANES
+    cdef const floating* r0
+    cdef const floating* r1
+    cdef const floating* r2
+    cdef const floating* r3
+    cdef floating xv
+    cdef floating a0[LANES]
+    cdef floating a1[LANES]
+    cdef floating a2[LANES]
+    cdef floating a3[LANES]
+    j = 0
+    while j + 4 <= n_out:
+        r0 = weights + j * n_in
+        r1 = r0 + n_in
+        r2 = r1 + n_in
+        r3 = r2 + n_in
+        for lane in range(LANES):
+            a0[lane] = 0
+            a1[lane] = 0
+            a2[lane] = 0
+            a3[lane] = 0
+        for i in range(0, n_vec // LANES):
+            for lane in range(LANES):
+                xv = x[i * LANES + lane]
+                a0[lane] += r0[i * LANES + lane] * xv
+                a1[lane] += r1[i * LANES + lane] * xv
+                a2[lane] += r2[i * LANES + lane] * xv
+                a3[lane] += r3[i * LANES + lane] * xv
+        y[j] = dot_tail(a0, r0, x, n_vec, n_in) + biases[j]
+        y[j + 1] = dot_tail(a1, r1, x, n_vec, n_in) + biases[j + 1]
+        y[j + 2] = dot_tail(a2, r2, x, n_vec, n_in) + biases[j + 2]
+        y[j + 3] = dot_tail(a3, r3, x, n_vec, n_in) + biases[j + 3]
+        j += 4
+    while j < n_out:
+        r0 = weights + j * n_in
+        for lane in range(LANES):
+            a0[lane] = 0
+        for i in range(0, n_vec // LANES):
+            for lane in range(LANES):
+                a0[lane] += r0[i * LANES + lane] * x[i * LANES + lane]
+        y[j] = dot_tail(a0, r0, x, n_vec, n_in) + biases[j]
+        j += 1
+
+
+cdef void dense_tile(const floating* x, const floating* weights, const floating* biases,
+                     floating* y, Py_ssize_t n_in, Py_ssize_t n_out,
+                     Py_ssize_t stride) noexcept nogil:
+    """One layer on a tile of TILE samples stored feature-major.
+
+    x: (n_in, TILE) and y: (n_out, TILE) with rows ``stride`` apart; weights: (n_out, n_in).
+    NNX_ROW_BLOCK output neurons at a time, TILE samples each, accumulate in registers while
+    x streams from L1.
+    """
+    cdef Py_ssize_t i, j, r, t, block
+    cdef floating w
+    cdef floating acc[NNX_ROW_BLOCK][TILE]
+    cdef const floating* xi
+    for block in range(n_out // NNX_ROW_BLOCK):
+        j = block * NNX_ROW_BLOCK
+        for r in range(NNX_ROW_BLOCK):
+            for t in range(TILE):
+                acc[r][t] = 0
+        for i in range(n_in):
+            xi = x + i * stride
+            for r in range(NNX_ROW_BLOCK):
+                w = weights[(j + r) * n_in + i]
+                for t in range(TILE):
+                    acc[r][t] += w * xi[t]
+        for r in range(NNX_ROW_BLOCK):
+            for t in range(TILE):
+                y[(j + r) * stride + t] = acc[r][t] + biases[j + r]
+    for j in range(n_out - n_out % NNX_ROW_BLOCK, n_out):
+        for t in range(TILE):
+            acc[0][t] = 0
+        for i in range(n_in):
+            w = weights[j * n_in + i]
+            xi = x + i * stride
+            for t in range(TILE):
+                acc[0][t] += w * xi[t]
+        for t in range(TILE):
+            y[j * stride + t] = acc[0][t] + biases[j]
