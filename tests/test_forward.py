@@ -2,6 +2,7 @@
 
 import pickle
 import threading
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -356,3 +357,28 @@ def test_network_pickles(rng):
 def test_forward_is_exported():
     assert nnexposed.forward is forward
     assert Network.__call__ is Network.forward
+
+
+@pytest.mark.parametrize("blas_allowed", [True, False])
+def test_batched_forward_allocates_output_and_bounded_workspace(rng, blas_allowed):
+    network = random_network(rng, [16, 300, 300, 4], ["relu", "relu", "linear"], np.float32)
+    x = rng.standard_normal((100_000, 16)).astype(np.float32)
+    output_bytes = 100_000 * 4 * 4
+    # Per thread: two blocks of up to 256 samples x the widest layer, float32.
+    workspace_bound = max(2, nnexposed.get_num_threads()) * 2 * 300 * 256 * 4
+    previous = _core.allow_blas(blas_allowed)
+    try:
+        forward(network, x[:1000])  # the first batch may import SciPy's BLAS
+        tracemalloc.start()
+        forward(network, x)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        _core.allow_blas(previous)
+    assert peak <= output_bytes + workspace_bound + 64 * 1024
+    # The NumPy reference makes full-batch temporaries per layer: the bound above is tight.
+    tracemalloc.start()
+    forward_numpy(network, x)
+    _, numpy_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert numpy_peak > output_bytes + 100_000 * 300 * 4

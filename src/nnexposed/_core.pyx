@@ -10,11 +10,10 @@ release the GIL for the arithmetic.
 
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython cimport floating
-from cython.parallel cimport parallel, prange, threadid
+from cython.parallel cimport prange, threadid
 from libc.limits cimport INT_MAX
 from libc.math cimport exp, expf, fabs, fabsf, tanh, tanhf
-from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 
 cimport numpy as cnp
 
@@ -245,6 +244,7 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
 
     Small batches run sample by sample; larger ones in blocks of samples, with BLAS for wide
     layers (BLAS then threads itself) and otherwise one block per OpenMP thread at a time.
+    The workspace comes from PyMem_RawMalloc (callable without the GIL, seen by tracemalloc).
     """
     cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
@@ -256,14 +256,14 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
         if max_width <= STACK_WIDTH:
             work = stack_work
         else:
-            work = <floating*>malloc(2 * max_width * sizeof(floating))
+            work = <floating*>PyMem_RawMalloc(2 * max_width * sizeof(floating))
             if work == NULL:
                 return -1
         for s in range(batch):
             network_row(layers, n_layers, x + s * n_in, out + s * n_out, work, max_width,
                         n_threads)
         if work != stack_work:
-            free(work)
+            PyMem_RawFree(work)
         return 0
 
     cols = min(BLAS_TILE, (batch + TILE - 1) // TILE * TILE)
@@ -277,7 +277,7 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
     if n_threads < 1:
         n_threads = 1
     block_size = 2 * max_width * cols
-    work = <floating*>malloc(n_threads * block_size * sizeof(floating))
+    work = <floating*>PyMem_RawMalloc(n_threads * block_size * sizeof(floating))
     if work == NULL:
         return -1
     if n_threads == 1:
@@ -292,7 +292,7 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
             rows = min(cols, batch - first)
             network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,
                           cols, work + threadid() * block_size, max_width)
-    free(work)
+    PyMem_RawFree(work)
     return 0
 
 
@@ -346,7 +346,7 @@ cdef class CompiledNetwork:
             raise TypeError(f"expected float32 or float64 weights, got {self.dtype}")
         self.typenum = self.dtype.num
         self.arrays = tuple(weights) + tuple(biases)
-        self.layers = <LayerPlan*>malloc(n_layers * sizeof(LayerPlan))
+        self.layers = <LayerPlan*>PyMem_RawMalloc(n_layers * sizeof(LayerPlan))
         if self.layers == NULL:
             raise MemoryError()
         self.n_layers = n_layers
@@ -379,7 +379,7 @@ cdef class CompiledNetwork:
         self.n_out = self.layers[n_layers - 1].n_out
 
     def __dealloc__(self):
-        free(self.layers)
+        PyMem_RawFree(self.layers)
 
     def forward(self, x, out=None, int threads=0):
         """Run all layers on x: (n_in,) -> (n_out,) or (batch, n_in) -> (batch, n_out).
