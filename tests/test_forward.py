@@ -1,5 +1,7 @@
 """The compiled forward pass against the pure-Python and NumPy references."""
 
+import multiprocessing
+import os
 import pickle
 import threading
 import tracemalloc
@@ -382,3 +384,30 @@ def test_batched_forward_allocates_output_and_bounded_workspace(rng, blas_allowe
     _, numpy_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert numpy_peak > output_bytes + 100_000 * 300 * 4
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_after_parallel_forward_does_not_hang(rng):
+    # GNU OpenMP cannot run a parallel region in the child of a process that already ran one;
+    # such a child must fall back to one thread instead of hanging.
+    network = random_network(rng, [64, 256, 64, 5], ["relu", "relu", "linear"], np.float32)
+    x = rng.standard_normal((5000, 64)).astype(np.float32)
+    expected = forward(network, x, threads=2)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_forward_in_child, args=(network, x, queue))
+    child.start()
+    try:
+        result = queue.get(timeout=60)
+    except Exception:
+        pytest.fail("forward hung in a forked child")
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(result, expected)
+
+
+def _forward_in_child(network, x, queue):
+    queue.put(forward(network, x, threads=2).tolist())

@@ -17,6 +17,8 @@ from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 
 cimport numpy as cnp
 
+import os
+
 import numpy as np
 
 from nnexposed._validation import as_network_input, check_out
@@ -44,6 +46,19 @@ ACTIVATION_NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"
 cdef Py_ssize_t PARALLEL_MIN_MACS = 1 << 21
 # Threads for forward passes; 0 means OpenMP's default (OMP_NUM_THREADS, else all cores).
 cdef int thread_setting = 0
+# GNU OpenMP hangs in a fork()ed child of a process that ran a parallel region, so such a
+# child runs single-threaded.
+cdef bint openmp_started = False
+cdef bint openmp_unusable = False
+
+
+def _after_fork_in_child():
+    global openmp_unusable
+    openmp_unusable = openmp_unusable or openmp_started
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # BLAS matrix products, borrowed from SciPy's cython_blas when SciPy is installed.
 ctypedef void (*sgemm_t)(char* transa, char* transb, int* m, int* n, int* k, float* alpha,
@@ -386,6 +401,7 @@ cdef class CompiledNetwork:
 
         ``threads`` <= 0 uses get_num_threads(); small jobs always run on one thread.
         """
+        global openmp_started
         cdef cnp.ndarray xa, oa
         cdef cnp.npy_intp dims[2]
         cdef int ndim, status
@@ -417,8 +433,10 @@ cdef class CompiledNetwork:
             return oa
         if threads <= 0:
             threads = thread_setting if thread_setting > 0 else nnx_max_threads()
-        if batch * self.macs_per_sample < PARALLEL_MIN_MACS:
+        if batch * self.macs_per_sample < PARALLEL_MIN_MACS or openmp_unusable:
             threads = 1
+        elif threads > 1:
+            openmp_started = True
         if batch >= BLAS_MIN_COLS and not blas_looked_up:
             look_up_blas()
         with nogil:
