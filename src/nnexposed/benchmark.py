@@ -102,6 +102,7 @@ def machine_info():
         "processor": platform.processor() or "unknown",
         "cpu_count": os.cpu_count(),
         "openmp": _core.openmp_enabled(),
-        "threads": _core.default_threads(),
+        "threads": _core.get_num_threads(),
+        "blas": _core.blas_available(),
         **build,
     }
