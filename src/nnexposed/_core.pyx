@@ -146,18 +146,11 @@ cdef inline void layer_activate(const LayerPlan* layer, floating* values,
         activate(values, layer.n_out * n_samples, layer.activation, <floating>layer.alpha)
 
 
-cdef inline bint use_blas(const LayerPlan* layer, Py_ssize_t cols,
-                          floating* dtype_tag) noexcept nogil:
-    """Whether BLAS computes this layer for tiles of ``cols`` samples."""
-    if not blas_allowed:
-        return False
-    if floating is float:
-        if blas_sgemm == NULL:
-            return False
-    else:
-        if blas_dgemm == NULL:
-            return False
-    return (cols >= BLAS_MIN_COLS and layer.n_in * layer.n_out >= BLAS_MIN_WEIGHTS
+cdef inline bint use_blas(const LayerPlan* layer, Py_ssize_t cols) noexcept nogil:
+    """Whether BLAS computes this layer for blocks of ``cols`` samples (sgemm and dgemm are
+    looked up together, so one pointer tells for both)."""
+    return (blas_allowed and blas_sgemm != NULL
+            and cols >= BLAS_MIN_COLS and layer.n_in * layer.n_out >= BLAS_MIN_WEIGHTS
             and layer.n_in <= INT_MAX and layer.n_out <= INT_MAX)
 
 
@@ -173,7 +166,7 @@ cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
     cdef char no_transpose = b"N"
     cdef const floating* weights = <const floating*>layer.weights
     cdef const floating* biases = <const floating*>layer.biases
-    if use_blas(layer, cols, y):
+    if use_blas(layer, cols):
         # Row-major y (n_out, cols) is column-major y.T (cols, n_out) = x.T @ W.T, where
         # column-major x.T is row-major x and column-major W.T is row-major W.
         if floating is float:
@@ -283,14 +276,13 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
 
     cols = min(BLAS_TILE, (batch + TILE - 1) // TILE * TILE)
     for k in range(n_layers):
-        blas = blas or use_blas(&layers[k], cols, stack_work)
+        blas = blas or use_blas(&layers[k], cols)
     if not blas:
         cols = TILE
     n_blocks = (batch + cols - 1) // cols
-    if blas or n_threads > n_blocks:
-        n_threads = 1 if blas else <int>n_blocks
-    if n_threads < 1:
-        n_threads = 1
+    if blas:
+        n_threads = 1   # BLAS runs its own threads
+    n_threads = <int>max(1, min(n_threads, n_blocks))
     block_size = 2 * max_width * cols
     work = <floating*>PyMem_RawMalloc(n_threads * block_size * sizeof(floating))
     if work == NULL:
