@@ -11,11 +11,16 @@
 from nnexposed._version import __version__
 from nnexposed.activations import (
     ACTIVATIONS,
+    elu,
+    gelu,
+    gelu_tanh,
     leaky_relu,
     linear,
     relu,
     sigmoid,
+    silu,
     softmax,
+    softplus,
     tanh,
 )
 from nnexposed.inference import dense, forward, layer_output
@@ -27,12 +32,17 @@ __all__ = [
     "Network",
     "__version__",
     "dense",
+    "elu",
     "forward",
+    "gelu",
+    "gelu_tanh",
     "layer_output",
     "leaky_relu",
     "linear",
     "relu",
     "sigmoid",
+    "silu",
     "softmax",
+    "softplus",
     "tanh",
 ]
