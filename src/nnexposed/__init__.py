@@ -24,6 +24,7 @@ from nnexposed.activations import (
     tanh,
 )
 from nnexposed.inference import dense, forward, layer_output
+from nnexposed.io import load, save
 from nnexposed.network import Dense, Network
 
 __all__ = [
@@ -39,7 +40,9 @@ __all__ = [
     "layer_output",
     "leaky_relu",
     "linear",
+    "load",
     "relu",
+    "save",
     "sigmoid",
     "silu",
     "softmax",
