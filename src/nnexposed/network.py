@@ -172,6 +172,34 @@ class Network:
             layers.append(Dense(weights.astype(dtype), np.zeros(n_out, dtype), layer_activation))
         return cls(layers)
 
+    @classmethod
+    def from_sklearn(cls, estimator):
+        """A fitted scikit-learn ``MLPClassifier`` / ``MLPRegressor`` as a Network.
+
+        Its output equals ``predict_proba`` / ``predict`` (as (batch, n_outputs)), in the
+        estimator's dtype. Needs ``pip install "nnexposed[sklearn]"``.
+        """
+        from nnexposed.importers import from_sklearn
+        return from_sklearn(estimator)
+
+    @classmethod
+    def from_torch(cls, module):
+        """A PyTorch ``nn.Sequential`` of Linear layers and activations as a Network.
+
+        Needs ``pip install "nnexposed[torch]"``; unsupported modules raise ValueError.
+        """
+        from nnexposed.importers import from_torch
+        return from_torch(module)
+
+    @classmethod
+    def from_onnx(cls, model):
+        """An ONNX MLP (path, bytes or ``onnx.ModelProto``) as a Network.
+
+        Needs ``pip install "nnexposed[onnx]"``; unsupported operators raise ValueError.
+        """
+        from nnexposed.importers import from_onnx
+        return from_onnx(model)
+
     def __reduce__(self):
         return Network, (self._layers,)
 
