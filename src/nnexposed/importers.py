@@ -281,8 +281,8 @@ class _OnnxGraph:
         return steps
 
     def _match(self, current, users, steps):
-        if len(users) == 2:
-            return self._match_pair(current, users)
+        if len(users) > 1:
+            return self._match_group(current, users)
         if len(users) != 1:
             found = ", ".join(node.op_type for node in users) or "nothing"
             raise ValueError(f"tensor {current!r} feeds {found}: only a chain of layers from "
@@ -360,19 +360,19 @@ class _OnnxGraph:
             return Activation("elu", self.attribute(node, "alpha", 1.0))
         return Activation(ONNX_ACTIVATIONS[op])
 
-    def _match_pair(self, current, users):
+    def _match_group(self, current, users):
         """x * Sigmoid(x) (silu), and Where(x > 20, x, Softplus(x)) (PyTorch's softplus)."""
         ops = {node.op_type: node for node in users}
         sigmoid, mul = ops.get("Sigmoid"), ops.get("Mul")
-        if sigmoid and mul and sorted(mul.input) == sorted([current, sigmoid.output[0]]) \
+        if len(users) == 2 and sigmoid and mul \
+                and sorted(mul.input) == sorted([current, sigmoid.output[0]]) \
                 and self.consumers.get(sigmoid.output[0]) == [mul]:
             return Activation("silu"), mul.output[0]
-        softplus, greater = ops.get("Softplus"), ops.get("Greater")
-        if softplus and greater and greater.input[0] == current:
-            where = self.consumers.get(greater.output[0], [None])[0]
+        softplus, greater, where = ops.get("Softplus"), ops.get("Greater"), ops.get("Where")
+        if len(users) == 3 and softplus and greater and where and greater.input[0] == current:
             threshold = self.constants.get(greater.input[1])
-            if (where is not None and where.op_type == "Where"
-                    and list(where.input) == [greater.output[0], current, softplus.output[0]]
+            if (list(where.input) == [greater.output[0], current, softplus.output[0]]
+                    and self.consumers.get(greater.output[0]) == [where]
                     and self.consumers.get(softplus.output[0]) == [where]
                     and threshold is not None and threshold.size == 1
                     and float(threshold.reshape(-1)[0]) >= 20):
