@@ -8,6 +8,7 @@
     (2,)
 """
 
+from nnexposed import examples
 from nnexposed._version import __version__
 from nnexposed.activations import (
     ACTIVATIONS,
@@ -34,6 +35,7 @@ __all__ = [
     "__version__",
     "dense",
     "elu",
+    "examples",
     "forward",
     "gelu",
     "gelu_tanh",
