@@ -268,7 +268,7 @@ def export_legacy(torch, model, n_in, dtype, opset=None):
     return buffer.getvalue()
 
 
-def onnxruntime_output(model_bytes, x):
+def onnxruntime_output(model_bytes, x, output=None):
     """ONNX Runtime's result, or None where it has no kernel (e.g. float64 Elu)."""
     ort = sys.modules["onnxruntime"]
     try:
@@ -276,7 +276,8 @@ def onnxruntime_output(model_bytes, x):
     except ort.capi.onnxruntime_pybind11_state.NotImplemented:
         assert x.dtype == np.float64, "ONNX Runtime runs every float32 graph used here"
         return None
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+    names = None if output is None else [output]
+    return session.run(names, {session.get_inputs()[0].name: x})[0]
 
 
 def check_onnx(model_bytes, model, x, dtype):
@@ -322,23 +323,31 @@ def test_onnx_exported_from_random_torch_models(seed):
     assert_same_layers(network, Network.from_torch(model))
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_onnx_older_opset(seed):
-    """Opset 13 has no Gelu; the other activations export as single operators or Sigmoid+Mul."""
+@pytest.mark.parametrize("opset", [13, 17])
+@pytest.mark.parametrize("seed", range(3))
+def test_onnx_older_opsets(seed, opset):
+    """Below opset 20 PyTorch writes GELU as Div, Erf, Add, Mul (or Pow, Tanh for the tanh
+    approximation) and SiLU as Sigmoid, Mul: the importer recognises the subgraphs."""
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     pytest.importorskip("onnx", reason="onnx is not installed")
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
-    model, n_in = random_sequential(torch, 2000 + seed, with_gelu=False)
-    x = (np.random.default_rng(seed).standard_normal((5, n_in))).astype(np.float32)
-    check_onnx(export_legacy(torch, model, n_in, np.float32, opset=13), model, x, np.float32)
+    model, n_in = random_sequential(torch, 2000 + seed)
+    x = (np.random.default_rng(seed).standard_normal((5, n_in)) * 3).astype(np.float32)
+    network = check_onnx(export_legacy(torch, model, n_in, np.float32, opset=opset), model, x,
+                         np.float32)
+    assert_same_layers(network, Network.from_torch(model))
 
 
-def test_onnx_decomposed_gelu_is_refused_with_the_operators():
+@pytest.mark.parametrize("approximate, name", [("none", "gelu"), ("tanh", "gelu_tanh")])
+def test_onnx_decomposed_gelu(approximate, name):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     pytest.importorskip("onnx", reason="onnx is not installed")
-    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.GELU()).eval()
-    with pytest.raises(ValueError, match="feeds (Div, Mul|Mul, Div)"):
-        Network.from_onnx(export_legacy(torch, model, 3, np.float32, opset=17))
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.GELU(approximate),
+                                torch.nn.GELU(approximate), torch.nn.Linear(4, 2)).eval()
+    network = Network.from_onnx(export_legacy(torch, model, 3, np.float32, opset=17))
+    assert [layer.activation for layer in network.layers] == [name, name, "linear"]
+    x = np.random.default_rng(0).standard_normal((7, 3)).astype(np.float32) * 3
+    assert_matches_library(network(x), torch_output(model, x), np.float32)
 
 
 def test_onnx_dynamo_exporter_every_activation(tmp_path):
@@ -420,12 +429,26 @@ def test_onnx_gemm_attributes_and_matmul_add(rng):
 
 @pytest.mark.parametrize("nodes, initializers, kwargs, message", [
     ([node("Conv", ["x", "w"], ["y"])], {"w": np.ones((1, 1, 1))}, {},
-     "unsupported ONNX operator Conv"),
+     "tensor 'x' feeds Conv: unsupported ONNX operators"),
+    # Element-wise, but not an activation: x * x + 1, and x * (per-feature constants).
+    ([node("MatMul", ["x", "w"], ["h"]), node("Mul", ["h", "h"], ["s"]),
+      node("Add", ["s", "one"], ["y"])], {"w": np.ones((3, 3)), "one": np.ones(1)}, {},
+     "tensor 'h' feeds Mul: unsupported"),
+    ([node("MatMul", ["x", "w"], ["h"]), node("Mul", ["h", "c"], ["y"])],
+     {"w": np.ones((3, 3)), "c": np.ones(3)}, {}, "tensor 'h' feeds Mul: unsupported"),
+    ([node("MatMul", ["x", "w"], ["h"]), node("Cast", ["h"], ["y"], to=7)],
+     {"w": np.ones((3, 3))}, {}, "only casts to a floating type"),
+    ([node("MatMul", ["x", "w"], ["h"]), node("Reshape", ["h", "s"], ["y"])],
+     {"w": np.ones((3, 3)), "s": np.array([1, -1])}, {}, r"only reshapes to \(batch, 3\)"),
+    ([node("Reshape", ["x", "s"], ["y"])], {"s": np.array([-1, 3])}, {},
+     "comes before any Gemm or MatMul"),
     ([node("MatMul", ["x", "w"], ["h"]), node("Relu", ["h"], ["r"]), node("Add", ["r", "h"], ["y"])],
      {"w": np.ones((3, 3))}, {}, "tensor 'h' feeds Relu, Add"),
     ([node("MatMul", ["w", "x"], ["y"])], {"w": np.ones((3, 3))}, {}, "as a weight operand"),
     ([node("MatMul", ["x", "x2"], ["y"])], {}, {"inputs": ("x", "x2")},
-     "one input and one output"),
+     r"one input, got inputs \['x', 'x2'\]"),
+    ([node("MatMul", ["x", "w"], ["y"]), node("Relu", ["y"], ["z"])], {"w": np.ones((3, 3))},
+     {"outputs": ("y", "z")}, r"has outputs \['y', 'z'\]; choose one with output="),
     ([node("Gemm", ["x", "w"], ["y"], transA=1)], {"w": np.ones((3, 3))}, {}, "transA=1"),
     ([node("Gemm", ["x", "w", "c"], ["y"])], {"w": np.ones((3, 2)), "c": np.ones(3)}, {},
      r"bias of shape \(3,\) does not fit 2 outputs"),
@@ -441,6 +464,56 @@ def test_onnx_gemm_attributes_and_matmul_add(rng):
 def test_onnx_unsupported_graphs(nodes, initializers, kwargs, message):
     with pytest.raises(ValueError, match=message):
         Network.from_onnx(onnx_graph(nodes, initializers, **kwargs))
+
+
+def test_onnx_output_choice_and_decomposed_silu(rng):
+    w = rng.standard_normal((3, 3))
+    model = onnx_graph([
+        node("MatMul", ["x", "w"], ["h"]), node("Sigmoid", ["h"], ["s"]),
+        node("Mul", ["s", "h"], ["y"]), node("Neg", ["y"], ["z"]),
+    ], {"w": w}, outputs=("y", "z"))
+    network = Network.from_onnx(model, output="y")
+    assert [layer.activation for layer in network.layers] == ["silu"]
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    assert_matches_library(network(x), nnexposed.silu(x @ w.astype(np.float32)), np.float32)
+    with pytest.raises(ValueError, match=r"no output 'q' in the ONNX graph; its outputs are"):
+        Network.from_onnx(model, output="q")
+    with pytest.raises(ValueError, match="tensor 'y' feeds Neg"):
+        Network.from_onnx(model, output="z")
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression", "multi-output"])
+def test_onnx_from_skl2onnx(kind):
+    neural_network = pytest.importorskip("sklearn.neural_network",
+                                         reason="scikit-learn is not installed")
+    skl2onnx = pytest.importorskip("skl2onnx", reason="skl2onnx is not installed")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    x, y = sklearn_data(kind, np.float32)
+    if kind in ("binary", "multiclass"):
+        estimator = neural_network.MLPClassifier(hidden_layer_sizes=(6, 5), activation="tanh",
+                                                 max_iter=60, random_state=0)
+        options, expected = {"zipmap": False}, "predict_proba"
+    else:
+        estimator = neural_network.MLPRegressor(hidden_layer_sizes=(6,), max_iter=60,
+                                                random_state=0)
+        options, expected = None, "predict"
+    fit_quietly(estimator, x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = skl2onnx.to_onnx(estimator, x[:1], options=options)
+    if kind == "multi-output":
+        # skl2onnx ends this graph with Reshape(-1, 1): its output is (2 * batch, 1).
+        assert onnxruntime_output(model.SerializeToString(), x).shape == (2 * len(x), 1)
+        with pytest.raises(ValueError, match=r"only reshapes to \(batch, 2\).*\[-1, 1\]"):
+            Network.from_onnx(model)
+        return
+    network = Network.from_onnx(model)
+    assert_same_layers(network, Network.from_sklearn(estimator))
+    want = getattr(estimator, expected)(x).reshape(len(x), -1)
+    assert_matches_library(network(x), want.astype(np.float32), np.float32)
+    output = "probabilities" if expected == "predict_proba" else None
+    assert_matches_library(network(x), onnxruntime_output(model.SerializeToString(), x, output)
+                           .reshape(len(x), -1), np.float32)
 
 
 def test_onnx_bad_files(tmp_path):

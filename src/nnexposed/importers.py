@@ -8,7 +8,9 @@ followed by another linear map gets the identity activation, and an activation w
 linear map before it gets an identity-weights layer.
 """
 
+import functools
 import importlib
+import math
 import os
 
 import numpy as np
@@ -195,9 +197,39 @@ def from_torch(module):
 ONNX_ACTIVATIONS = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Sigmoid": "sigmoid",
                     "Tanh": "tanh", "Softmax": "softmax", "Elu": "elu", "Softplus": "softplus",
                     "Gelu": "gelu"}
-ONNX_IDENTITIES = ("Identity", "Dropout", "Flatten")
+ONNX_IDENTITIES = ("Identity", "Dropout", "Flatten", "Cast", "Reshape")
 ONNX_OPERATORS = ", ".join(["Gemm", "MatMul", "Add"] + list(ONNX_ACTIVATIONS)
-                           + list(ONNX_IDENTITIES) + ["Sigmoid+Mul (silu)"])
+                           + list(ONNX_IDENTITIES))
+# ONNX TensorProto codes of the floating types that Cast may convert the features to.
+ONNX_FLOAT_TYPES = {1, 10, 11, 16}
+
+
+def _erf(z):
+    return np.frompyfunc(math.erf, 1, 1)(z).astype(np.float64)
+
+
+# The element-wise operators that exporters decompose activations into (e.g. GELU below
+# opset 20), evaluated in float64 with scalar constants.
+ONNX_ELEMENTWISE = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
+    "Pow": np.power, "Neg": np.negative, "Exp": np.exp, "Log": np.log, "Sqrt": np.sqrt,
+    "Erf": _erf, "Tanh": np.tanh, "Sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "Softplus": lambda z: np.logaddexp(0, z),
+}
+# A decomposed subgraph is taken for one of these activations when it agrees with it to
+# DECOMPOSED_RTOL at every probe point (gelu and gelu_tanh differ by up to 5e-4 there).
+DECOMPOSED_ACTIVATIONS = ("gelu", "gelu_tanh", "silu", "softplus", "sigmoid", "tanh")
+DECOMPOSED_PROBES = np.linspace(-10.0, 10.0, 4001)
+DECOMPOSED_RTOL = 1e-6
+DECOMPOSED_MAX_NODES = 32
+
+
+@functools.cache
+def _decomposed_targets():
+    """Each of DECOMPOSED_ACTIVATIONS at DECOMPOSED_PROBES, in float64."""
+    from nnexposed.reference import NUMPY_ACTIVATIONS
+    return {name: NUMPY_ACTIVATIONS[name](DECOMPOSED_PROBES, 1.0)
+            for name in DECOMPOSED_ACTIVATIONS}
 
 
 def _onnx_model(onnx, model):
@@ -231,19 +263,28 @@ def _onnx_constants(graph, numpy_helper, helper):
 
 
 class _OnnxGraph:
-    """The single-input, single-output chain of an ONNX graph, walked from input to output."""
+    """The chain of layers from an ONNX graph's input to one of its outputs."""
 
-    def __init__(self, onnx, proto):
+    def __init__(self, proto, output):
         from onnx import helper, numpy_helper
         graph = proto.graph
         self.constants = _onnx_constants(graph, numpy_helper, helper)
         self.attributes = helper.get_attribute_value
         inputs = [i.name for i in graph.input if i.name not in self.constants]
         outputs = [o.name for o in graph.output]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(f"expected an ONNX graph with one input and one output, got "
-                             f"inputs {inputs} and outputs {outputs}")
-        self.input, self.output = inputs[0], outputs[0]
+        if len(inputs) != 1:
+            raise ValueError(f"expected an ONNX graph with one input, got inputs {inputs}")
+        if output is None:
+            # skl2onnx's classifiers have outputs 'label' and 'probabilities'.
+            output = outputs[0] if len(outputs) == 1 else (
+                "probabilities" if "probabilities" in outputs else None)
+            if output is None:
+                raise ValueError(f"the ONNX graph has outputs {outputs}; choose one with "
+                                 f"output=")
+        elif output not in outputs:
+            raise ValueError(f"no output {output!r} in the ONNX graph; its outputs are "
+                             f"{outputs}")
+        self.input, self.output = inputs[0], output
         self.consumers = {}
         for node in graph.node:
             if node.op_type == "Constant":
@@ -274,20 +315,32 @@ class _OnnxGraph:
             if current in seen:
                 raise ValueError(f"the ONNX graph has a cycle through {current!r}")
             seen.add(current)
-            users = self.consumers.get(current, [])
-            step, current = self._match(current, users, steps)
+            step, current = self._match(current, self.consumers.get(current, []), steps)
             if step is not None:
                 steps.append(step)
         return steps
 
     def _match(self, current, users, steps):
-        if len(users) > 1:
-            return self._match_group(current, users)
-        if len(users) != 1:
-            found = ", ".join(node.op_type for node in users) or "nothing"
-            raise ValueError(f"tensor {current!r} feeds {found}: only a chain of layers from "
-                             f"the input to the output is supported ({ONNX_OPERATORS})")
-        node = users[0]
+        if len(users) == 1:
+            node = users[0]
+            if node.op_type in ("Gemm", "MatMul", "Add") + ONNX_IDENTITIES \
+                    or node.op_type in ONNX_ACTIVATIONS:
+                return self._match_node(current, node, steps)
+        elif len(users) > 1:
+            match = self._match_group(current, users, steps)
+            if match is not None:
+                return match
+        if users and all(node.op_type in ONNX_ELEMENTWISE for node in users):
+            match = self._decomposed_activation(current)
+            if match is not None:
+                return match
+        found = ", ".join(node.op_type for node in users) or "nothing"
+        raise ValueError(f"tensor {current!r} feeds {found}: unsupported ONNX operators; "
+                         f"expected a chain of layers from the input to the output "
+                         f"({ONNX_OPERATORS} or an element-wise form of a supported "
+                         f"activation)")
+
+    def _match_node(self, current, node, steps):
         op = node.op_type
         if node.input[0] != current and op != "Add":
             raise ValueError(f"ONNX {op} node {node.name!r} takes {current!r} as a weight "
@@ -310,13 +363,31 @@ class _OnnxGraph:
             steps[-1] = Linear(linear.weights, linear.biases + bias)
             return None, node.output[0]
         if op in ONNX_IDENTITIES:
-            if op == "Flatten" and self.attribute(node, "axis", 1) != 1:
-                raise ValueError(f"ONNX Flatten node {node.name!r}: only axis=1 is supported")
+            self._check_identity(node, steps)
             return None, node.output[0]
-        if op in ONNX_ACTIVATIONS:
-            return self._activation(node), node.output[0]
-        raise ValueError(f"unsupported ONNX operator {op} (node {node.name!r}); supported: "
-                         f"{ONNX_OPERATORS}")
+        return self._activation(node), node.output[0]
+
+    def _check_identity(self, node, steps):
+        """Raise unless this Flatten, Cast or Reshape leaves (batch, features) unchanged."""
+        op = node.op_type
+        if op == "Flatten" and self.attribute(node, "axis", 1) != 1:
+            raise ValueError(f"ONNX Flatten node {node.name!r}: only axis=1 is supported")
+        if op == "Cast" and self.attribute(node, "to", 1) not in ONNX_FLOAT_TYPES:
+            raise ValueError(f"ONNX Cast node {node.name!r}: only casts to a floating type "
+                             f"are supported, got type code {self.attribute(node, 'to', 1)}")
+        if op == "Reshape":
+            shape = self.constant(node, 1).reshape(-1).tolist()
+            width = self._width(node, steps)
+            if len(shape) != 2 or shape[0] not in (-1, 0) or shape[1] not in (-1, width):
+                raise ValueError(f"ONNX Reshape node {node.name!r}: only reshapes to "
+                                 f"(batch, {width}) are supported, got shape {shape}")
+
+    def _width(self, node, steps):
+        linears = [step for step in steps if isinstance(step, Linear)]
+        if not linears:
+            raise ValueError(f"ONNX {node.op_type} node {node.name!r} comes before any Gemm "
+                             f"or MatMul, so the number of features is unknown")
+        return linears[-1].weights.shape[0]
 
     def _gemm(self, node):
         if self.attribute(node, "transA", 0):
@@ -360,14 +431,10 @@ class _OnnxGraph:
             return Activation("elu", self.attribute(node, "alpha", 1.0))
         return Activation(ONNX_ACTIVATIONS[op])
 
-    def _match_group(self, current, users):
-        """x * Sigmoid(x) (silu), and Where(x > 20, x, Softplus(x)) (PyTorch's softplus)."""
+    def _match_group(self, current, users, steps):
+        """Where(x > 20, x, Softplus(x)), PyTorch's softplus, and Concat(1 - p, p),
+        skl2onnx's binary classifier output; None for anything else."""
         ops = {node.op_type: node for node in users}
-        sigmoid, mul = ops.get("Sigmoid"), ops.get("Mul")
-        if len(users) == 2 and sigmoid and mul \
-                and sorted(mul.input) == sorted([current, sigmoid.output[0]]) \
-                and self.consumers.get(sigmoid.output[0]) == [mul]:
-            return Activation("silu"), mul.output[0]
         softplus, greater, where = ops.get("Softplus"), ops.get("Greater"), ops.get("Where")
         if len(users) == 3 and softplus and greater and where and greater.input[0] == current:
             threshold = self.constants.get(greater.input[1])
@@ -377,19 +444,68 @@ class _OnnxGraph:
                     and threshold is not None and threshold.size == 1
                     and float(threshold.reshape(-1)[0]) >= 20):
                 return Activation("softplus"), where.output[0]
-        found = ", ".join(node.op_type for node in users)
-        raise ValueError(f"tensor {current!r} feeds {found}: unsupported ONNX operators; "
-                         f"supported: {ONNX_OPERATORS}")
+        sub, concat = ops.get("Sub"), ops.get("Concat")
+        if len(users) == 2 and sub and concat and list(sub.input)[1:] == [current] \
+                and list(concat.input) == [sub.output[0], current] \
+                and self.attribute(concat, "axis", 1) in (1, -1) \
+                and self.consumers.get(sub.output[0]) == [concat] \
+                and np.all(self.constants.get(sub.input[0], np.zeros(1)) == 1) \
+                and self._width(sub, steps) == 1:
+            dtype = [step for step in steps if isinstance(step, Linear)][-1].weights.dtype
+            return (Linear(np.array([[-1], [1]], dtype), np.array([1, 0], dtype)),
+                    concat.output[0])
+        return None
+
+    def _decomposed_activation(self, start):
+        """(Activation, output) for the smallest element-wise subgraph from ``start`` that
+        computes a supported activation, such as GELU written with Erf, or None.
+
+        The subgraph grows one node at a time (element-wise operators with scalar constants);
+        whenever a single tensor leaves it, it is evaluated in float64 at
+        DECOMPOSED_PROBES and compared with each of DECOMPOSED_ACTIVATIONS.
+        """
+        region, known, values = [], [start], {start: DECOMPOSED_PROBES}
+        while len(region) < DECOMPOSED_MAX_NODES:
+            node = next((n for t in known for n in self.consumers.get(t, [])
+                         if not any(n is r for r in region) and self._computable(n, values)),
+                        None)
+            if node is None:
+                return None
+            region.append(node)
+            args = [values[name] if name in values else
+                    float(self.constants[name].reshape(-1)[0]) for name in node.input]
+            with np.errstate(all="ignore"):
+                values[node.output[0]] = ONNX_ELEMENTWISE[node.op_type](*args)
+            known.append(node.output[0])
+            leaving = [t for t in known if t == self.output or any(
+                not any(n is r for r in region) for n in self.consumers.get(t, []))]
+            if len(leaving) == 1 and leaving[0] != start:
+                result = values[leaving[0]]
+                for name, expected in _decomposed_targets().items():
+                    if np.allclose(result, expected, rtol=DECOMPOSED_RTOL,
+                                   atol=DECOMPOSED_RTOL):
+                        return Activation(name), leaving[0]
+        return None
+
+    def _computable(self, node, values):
+        """An element-wise node whose inputs are all computed or scalar constants."""
+        return (node.op_type in ONNX_ELEMENTWISE and len(node.output) == 1 and all(
+            name in values or (name in self.constants and self.constants[name].size == 1)
+            for name in node.input))
 
 
-def from_onnx(model):
+def from_onnx(model, *, output=None):
     """The Network of an ONNX MLP: a path, the file's bytes or an ``onnx.ModelProto``.
 
-    Supported graphs are chains of Gemm / MatMul(+Add) and element-wise activations
-    (Relu, LeakyRelu, Sigmoid, Tanh, Softmax, Gelu, Elu, Softplus, x * Sigmoid(x)), with
-    Identity, Dropout and Flatten(axis=1) passed through; anything else is a ValueError
-    naming the operator. The network's input is the graph's input, flattened per sample.
+    Supported graphs are chains of Gemm / MatMul(+Add) and element-wise activations (Relu,
+    LeakyRelu, Sigmoid, Tanh, Softmax, Gelu, Elu, Softplus, and element-wise subgraphs that
+    compute gelu, gelu_tanh, silu, softplus, sigmoid or tanh, such as x * Sigmoid(x) or GELU
+    below opset 20), with Identity, Dropout, Flatten(axis=1), float Casts and Reshapes to
+    (batch, features) passed through; anything else is a ValueError naming the operators.
+    ``output``: the graph output to compute, needed when there are several (default: the
+    only one, or skl2onnx's 'probabilities').
     """
-    onnx = _require("onnx", EXTRAS["onnx"], "Network.from_onnx")
+    _require("onnx", EXTRAS["onnx"], "Network.from_onnx")
+    onnx = importlib.import_module("onnx")
     proto = _onnx_model(onnx, model)
-    return network_from_steps(_OnnxGraph(onnx, proto).steps(), "the ONNX graph")
+    return network_from_steps(_OnnxGraph(proto, output).steps(), "the ONNX graph")

@@ -192,13 +192,14 @@ class Network:
         return from_torch(module)
 
     @classmethod
-    def from_onnx(cls, model):
+    def from_onnx(cls, model, *, output=None):
         """An ONNX MLP (path, bytes or ``onnx.ModelProto``) as a Network.
 
-        Needs ``pip install "nnexposed[onnx]"``; unsupported operators raise ValueError.
+        ``output`` names the graph output to compute when there are several. Needs
+        ``pip install "nnexposed[onnx]"``; unsupported operators raise ValueError.
         """
         from nnexposed.importers import from_onnx
-        return from_onnx(model)
+        return from_onnx(model, output=output)
 
     def __reduce__(self):
         return Network, (self._layers,)
