@@ -189,7 +189,8 @@ def test_bad_header(tmp_path, header, message):
 
 BAD_ARRAYS = [
     # NaN-free arrays whose sizes disagree with the header.
-    (with_changes(good_arrays(), weights_0=np.ones((3, 2))), r"'weights_0': expected shape \(2, 3\)"),
+    (with_changes(good_arrays(), weights_0=np.ones((3, 2))),
+     r"'weights_0': expected shape \(2, 3\)"),
     (with_changes(good_arrays(), biases_0=np.zeros(3)), r"'biases_0': expected shape \(2,\)"),
     (with_changes(good_arrays(), biases_1=np.zeros((1, 1))), r"'biases_1': expected shape \(1,\)"),
     (with_changes(good_arrays(), weights_1=np.ones(2)), "'weights_1': expected shape"),
