@@ -274,8 +274,32 @@ def test_hostile_shape_is_refused_before_allocation(tmp_path):
 def test_array_data_shorter_than_its_header(tmp_path):
     raw = npy_bytes({"descr": "<f8", "fortran_order": False, "shape": (2, 3)}, b"\0" * 20)
     path = write_npy_member(tmp_path / "m.npz", "weights_0", raw, good_arrays())
-    with pytest.raises(ValueError, match="not a readable nnexposed model file"):
+    with pytest.raises(ValueError, match=r"'weights_0': the archive holds \d+ bytes, its shape "
+                                         r"\(2, 3\) needs \d+"):
         nnexposed.load(path)
+
+
+def test_huge_layers_declared_with_little_data(tmp_path):
+    # The JSON and npy headers agree on a 100,000 x 100,000 layer (80 GB), the data is absent.
+    n = 100_000
+    header = with_changes(GOOD_HEADER, layers=[
+        {"n_in": n, "n_out": n, "activation": "relu", "alpha": 0.01}])
+    raw = npy_bytes({"descr": "<f8", "fortran_order": False, "shape": (n, n)})
+    arrays = {"weights_0": np.ones((1, 1)), "biases_0": np.zeros(n)}
+    path = tmp_path / "m.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("header.npy", _npy(np.frombuffer(json.dumps(header).encode(),
+                                                          np.uint8)))
+        archive.writestr("weights_0.npy", raw)
+        archive.writestr("biases_0.npy", _npy(arrays["biases_0"]))
+    with pytest.raises(ValueError, match=r"'weights_0': the archive holds"):
+        nnexposed.load(path)
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 @pytest.mark.parametrize("raw, message", [

@@ -144,6 +144,7 @@ def _read_array(archive, key, dtype, shape):
             found_shape, fortran_order, found_dtype = npy_format.read_array_header_2_0(f)
         else:
             raise _ModelFileError(f"array {key!r}: unsupported npy version {version}")
+        header_bytes = f.tell()
     if found_dtype.hasobject or found_dtype.kind != dtype.kind or \
             found_dtype.itemsize != dtype.itemsize:
         raise _ModelFileError(f"array {key!r}: expected dtype {dtype}, got {found_dtype}")
@@ -154,6 +155,12 @@ def _read_array(archive, key, dtype, shape):
     elif found_shape != shape:
         raise _ModelFileError(f"array {key!r}: expected shape {shape} from the header, "
                               f"got shape {found_shape}")
+    # Nothing is allocated for data that the archive does not claim to hold.
+    n_bytes = header_bytes + math.prod(found_shape) * found_dtype.itemsize
+    if archive.getinfo(member).file_size < n_bytes:
+        raise _ModelFileError(f"array {key!r}: the archive holds "
+                              f"{archive.getinfo(member).file_size} bytes, its shape "
+                              f"{found_shape} needs {n_bytes}")
     with archive.open(member) as f:
         array = npy_format.read_array(f, allow_pickle=False)
     return array.astype(dtype.newbyteorder("="), copy=False)
