@@ -79,6 +79,13 @@ def test_bench_a_saved_model(tmp_path):
                                                   ("4-6-3", "8", "float64")]
 
 
+def test_summary_of_a_missing_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["summary", str(tmp_path / "absent.npz")])
+    assert exit_info.value.code == 2
+    assert "no such model file" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["summary", "bench"])
 def test_bad_model_file_is_a_clear_error(tmp_path, command, capsys):
     path = tmp_path / "broken.npz"

@@ -41,6 +41,8 @@ def _sizes_or_model(text):
     """Layer sizes like 3,5,5,5,2, or the path of a saved model (a file that exists)."""
     if os.path.isfile(text):
         return text
+    if not set(text) <= set("0123456789, "):
+        raise argparse.ArgumentTypeError(f"no such model file: {text!r}")
     try:
         return _sizes(text)
     except argparse.ArgumentTypeError:
