@@ -83,7 +83,7 @@ def test_summary_of_a_missing_file(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["summary", str(tmp_path / "absent.npz")])
     assert exit_info.value.code == 2
-    assert "no such model file" in capsys.readouterr().err
+    assert "is neither an existing model file nor layer sizes" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["summary", "bench"])

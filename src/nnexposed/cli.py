@@ -42,7 +42,8 @@ def _sizes_or_model(text):
     if os.path.isfile(text):
         return text
     if not set(text) <= set("0123456789, "):
-        raise argparse.ArgumentTypeError(f"no such model file: {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an existing model file nor layer sizes like 3,5,5,5,2")
     try:
         return _sizes(text)
     except argparse.ArgumentTypeError:
