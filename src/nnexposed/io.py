@@ -66,6 +66,7 @@ def save(network, path):
             os.fsync(f.fileno())
         os.chmod(temporary, _new_file_mode(path))
         os.replace(temporary, path)
+        _fsync_folder(folder)
     except BaseException:
         try:
             os.unlink(temporary)
@@ -220,6 +221,20 @@ def _check_keys(mapping, keys, where):
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _fsync_folder(folder):
+    """Make the rename durable where the platform allows syncing a folder (POSIX)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _new_file_mode(path):
