@@ -11,14 +11,20 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nnexposed
-from nnexposed.reference import NUMPY_ACTIVATIONS, PYTHON_ACTIVATIONS
+from nnexposed.activations import DEFAULT_ALPHAS
+from nnexposed.reference import NUMPY_ACTIVATIONS, PYTHON_ACTIVATIONS, _erfc_math, _gelu_numpy
 
 FUNCTIONS = {name: getattr(nnexposed, name) for name in nnexposed.ACTIVATIONS}
 ELEMENTWISE = [name for name in nnexposed.ACTIVATIONS if name != "softmax"]
 
 
-def closed_form(name, v, alpha=0.01):
+def default_alpha(name):
+    return DEFAULT_ALPHAS.get(name, 0.01)
+
+
+def closed_form(name, v, alpha=None):
     """Each activation written from its definition, in Python floats (float64)."""
+    alpha = default_alpha(name) if alpha is None else alpha
     if math.isnan(v):
         return math.nan
     if name == "linear":
@@ -31,12 +37,23 @@ def closed_form(name, v, alpha=0.01):
         return 1.0 / (1.0 + math.exp(-v)) if v > -700 else 0.0
     if name == "tanh":
         return math.tanh(v)
+    if name == "gelu":
+        return 0.5 * v * (1 + math.erf(v / math.sqrt(2)))
+    if name == "gelu_tanh":
+        return 0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3)))
+    if name == "silu":
+        return v / (1 + math.exp(-v)) if v > -700 else 0.0
+    if name == "elu":
+        return v if v > 0 else alpha * (math.exp(v) - 1)
+    if name == "softplus":
+        return math.log(1 + math.exp(v)) if v < 700 else v
     raise AssertionError(name)
 
 
 def test_activation_names():
     assert nnexposed.ACTIVATIONS == ("linear", "relu", "leaky_relu", "sigmoid", "tanh",
-                                     "softmax")
+                                     "softmax", "gelu", "gelu_tanh", "silu", "elu", "softplus")
+    assert set(nnexposed.ACTIVATIONS) == set(NUMPY_ACTIVATIONS) == set(PYTHON_ACTIVATIONS)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -93,6 +110,12 @@ def test_stable_at_extremes_without_warnings(dtype, name):
         assert_close(result, np.array([[0, 0, 0.5, 1, 1]], dtype), dtype)
     if name == "tanh":
         assert_close(result, np.array([[-1, -1, 0, 1, 1]], dtype), dtype)
+    if name in ("relu", "gelu", "gelu_tanh", "silu"):
+        assert_close(result, np.array([[0, 0, 0, 89, 1000]], dtype), dtype)
+    if name == "softplus":
+        assert_close(result, np.array([[0, 0, np.log(2), 89, 1000]], dtype), dtype)
+    if name == "elu":
+        assert_close(result, np.array([[-1, -1, 0, 89, 1000]], dtype), dtype)
     if name == "softmax":
         assert_close(result, np.array([[0, 0, 0, 0, 1]], dtype), dtype)
         assert_close(FUNCTIONS[name](-x), np.array([[1, 0, 0, 0, 0]], dtype), dtype)
@@ -105,7 +128,7 @@ def test_nan_and_inf_match_numpy_reference(dtype, name):
                   [1.0, 2.0, 3.0], [-np.inf, -np.inf, -np.inf]], dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        expected = NUMPY_ACTIVATIONS[name](x, 0.01)
+        expected = NUMPY_ACTIVATIONS[name](x, default_alpha(name))
     result = FUNCTIONS[name](x)
     np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
     assert_close(result, expected, dtype)
@@ -132,7 +155,7 @@ def test_activations_match_numpy_reference(name, x):
             # NumPy's max has no identity for an empty axis; ours returns the empty array.
             assert result.shape == x.shape
             return
-        expected = NUMPY_ACTIVATIONS[name](x, 0.01)
+        expected = NUMPY_ACTIVATIONS[name](x, default_alpha(name))
     np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
     assert_close(result, expected, x.dtype)
 
@@ -140,7 +163,7 @@ def test_activations_match_numpy_reference(name, x):
 @pytest.mark.parametrize("name", nnexposed.ACTIVATIONS)
 def test_python_reference_agrees(rng, name):
     x = rng.standard_normal(9) * 3
-    expected = PYTHON_ACTIVATIONS[name](x.tolist(), 0.01)
+    expected = PYTHON_ACTIVATIONS[name](x.tolist(), default_alpha(name))
     assert_close(FUNCTIONS[name](x), np.array(expected), np.float64)
 
 
@@ -165,7 +188,7 @@ def test_input_not_modified_and_views_work(rng, name):
     view = base[::2, ::-3]
     result = FUNCTIONS[name](view)
     np.testing.assert_array_equal(base, before)
-    assert_close(result, NUMPY_ACTIVATIONS[name](view.copy(), 0.01), np.float64)
+    assert_close(result, NUMPY_ACTIVATIONS[name](view.copy(), default_alpha(name)), np.float64)
 
 
 @pytest.mark.parametrize("name", nnexposed.ACTIVATIONS)
@@ -173,7 +196,7 @@ def test_out(rng, name):
     x = rng.standard_normal((4, 3)).astype(np.float32)
     out = np.empty_like(x)
     assert FUNCTIONS[name](x, out=out) is out
-    assert_close(out, NUMPY_ACTIVATIONS[name](x, 0.01), np.float32)
+    assert_close(out, NUMPY_ACTIVATIONS[name](x, default_alpha(name)), np.float32)
     expected = FUNCTIONS[name](x)
     assert FUNCTIONS[name](x, out=x) is x        # in place
     assert_close(x, expected, np.float32)
@@ -205,3 +228,39 @@ def test_empty_and_scalar_inputs():
 def test_leaky_relu_alpha_must_be_real():
     with pytest.raises(TypeError, match="alpha"):
         nnexposed.leaky_relu([1.0], alpha="0.1")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_elu_alpha(dtype):
+    x = np.array([-np.inf, -1.0, 0.0, 2.0], dtype)
+    assert_close(nnexposed.elu(x, 0.5),
+                 np.array([-0.5, 0.5 * math.expm1(-1.0), 0.0, 2.0], dtype), dtype)
+    assert_close(nnexposed.elu(x), np.array([-1.0, math.expm1(-1.0), 0.0, 2.0], dtype), dtype)
+    with pytest.raises(TypeError, match="alpha"):
+        nnexposed.elu(x, alpha="1")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, limit_minus, limit_plus", [
+    ("gelu", 0.0, np.inf), ("gelu_tanh", 0.0, np.inf), ("silu", 0.0, np.inf),
+    ("elu", -1.0, np.inf), ("softplus", 0.0, np.inf),
+])
+def test_new_activations_limits(dtype, name, limit_minus, limit_plus):
+    result = FUNCTIONS[name](np.array([-np.inf, np.inf, np.nan], dtype))
+    np.testing.assert_array_equal(result, np.array([limit_minus, limit_plus, np.nan], dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gelu_keeps_precision_for_negative_inputs(dtype):
+    # 1 + erf(x / sqrt 2) cancels to 0 near x = -9 in float64; erfc does not.
+    x = np.array([-9.0, -6.0, -3.0], dtype)
+    expected = np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in x.tolist()])
+    assert np.all(nnexposed.gelu(x) < 0)
+    np.testing.assert_allclose(nnexposed.gelu(x), expected.astype(dtype), rtol=1e-5)
+
+
+def test_numpy_gelu_without_scipy_matches(rng):
+    x = np.concatenate([rng.standard_normal(50) * 4, [np.nan, np.inf, -np.inf]])
+    for dtype in DTYPES:
+        z = x.astype(dtype)
+        assert_close(_gelu_numpy(z, erfc=_erfc_math), nnexposed.gelu(z), dtype)

@@ -63,8 +63,8 @@ def test_dense_bad_shapes():
         nnexposed.dense(np.ones(4), np.ones((2, 3)), np.zeros(2))
     with pytest.raises(ValueError, match=r"biases of shape \(2,\)"):
         nnexposed.dense(np.ones(3), np.ones((2, 3)), np.zeros(3))
-    with pytest.raises(ValueError, match="unknown activation 'gelu'; expected one of: linear"):
-        nnexposed.dense(np.ones(3), np.ones((2, 3)), np.zeros(2), "gelu")
+    with pytest.raises(ValueError, match="unknown activation 'swish'; expected one of: linear"):
+        nnexposed.dense(np.ones(3), np.ones((2, 3)), np.zeros(2), "swish")
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,6 +124,15 @@ def test_dense_layer_without_biases():
 def test_dense_layer_validation(weights, biases, activation, error, message):
     with pytest.raises(error, match=message):
         Dense(weights, biases, activation)
+
+
+def test_dense_layer_default_alpha_per_activation():
+    assert Dense(np.ones((2, 3)), None, "leaky_relu").alpha == 0.01
+    assert Dense(np.ones((2, 3)), None, "elu").alpha == 1.0
+    assert Dense(np.ones((2, 3)), None, "elu", alpha=0.5).alpha == 0.5
+    assert "alpha=1.0" in repr(Dense(np.ones((2, 3)), None, "elu"))
+    x = np.array([[-1.0, -2.0, 3.0]])
+    np.testing.assert_allclose(nnexposed.dense(x, np.eye(3), None, "elu"), nnexposed.elu(x))
 
 
 def test_dense_layer_alpha_validation():

@@ -13,14 +13,20 @@ import os
 # Idle OpenMP threads sleep rather than spin between calls; set OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from nnexposed import examples  # noqa: E402
 from nnexposed._version import __version__  # noqa: E402
 from nnexposed.activations import (  # noqa: E402
     ACTIVATIONS,
+    elu,
+    gelu,
+    gelu_tanh,
     leaky_relu,
     linear,
     relu,
     sigmoid,
+    silu,
     softmax,
+    softplus,
     tanh,
 )
 from nnexposed.inference import (  # noqa: E402
@@ -30,6 +36,7 @@ from nnexposed.inference import (  # noqa: E402
     layer_output,
     set_num_threads,
 )
+from nnexposed.io import load, save  # noqa: E402
 from nnexposed.network import Dense, Network  # noqa: E402
 
 __all__ = [
@@ -38,14 +45,22 @@ __all__ = [
     "Network",
     "__version__",
     "dense",
+    "elu",
+    "examples",
     "forward",
+    "gelu",
+    "gelu_tanh",
     "get_num_threads",
     "layer_output",
     "leaky_relu",
     "linear",
+    "load",
     "relu",
+    "save",
     "set_num_threads",
     "sigmoid",
+    "silu",
     "softmax",
+    "softplus",
     "tanh",
 ]

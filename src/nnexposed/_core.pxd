@@ -10,7 +10,12 @@ cdef enum:
     ACT_SIGMOID = 3
     ACT_TANH = 4
     ACT_SOFTMAX = 5
-    N_ACTIVATIONS = 6
+    ACT_GELU = 6
+    ACT_GELU_TANH = 7
+    ACT_SILU = 8
+    ACT_ELU = 9          # uses the layer's alpha (ELU's alpha)
+    ACT_SOFTPLUS = 10
+    N_ACTIVATIONS = 11
 
 # Samples per tile in the batched kernel: the batch index is the innermost loop,
 # so the compiler keeps TILE accumulators in vector registers.

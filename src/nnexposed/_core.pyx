@@ -39,7 +39,8 @@ cdef extern from *:
     int nnx_openmp_enabled() noexcept nogil
     int nnx_max_threads() noexcept nogil
 
-ACTIVATION_NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
+ACTIVATION_NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax",
+                    "gelu", "gelu_tanh", "silu", "elu", "softplus")
 
 # Below this many multiply-adds per call (tens of microseconds of work), waking threads
 # costs more than it saves.

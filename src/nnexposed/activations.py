@@ -2,7 +2,8 @@
 
 Each takes an array-like ``x`` of real numbers and returns a new ndarray of ``x``'s float dtype
 (float16/float32 -> float32, anything else -> float64), or writes into ``out=``.
-NaN and inf propagate as in NumPy; sigmoid, tanh and softmax never overflow.
+NaN and inf propagate as in NumPy; none of them overflows, and infinite inputs give the
+function's limits (``silu(-inf) == 0``, ``elu(-inf) == -alpha``).
 """
 
 import numpy as np
@@ -11,6 +12,26 @@ from nnexposed import _core
 from nnexposed._validation import as_real_array, as_real_scalar, check_out, float_dtype_for
 
 ACTIVATIONS = _core.ACTIVATION_NAMES
+
+# The parameter of the activations that take one: leaky_relu's negative slope, elu's alpha.
+DEFAULT_ALPHAS = {"leaky_relu": 0.01, "elu": 1.0}
+
+
+class _Default:
+    """Marks an ``alpha`` left out: each activation then uses its own default."""
+
+    def __repr__(self):
+        return "default"
+
+
+DEFAULT = _Default()
+
+
+def resolve_alpha(alpha, activation):
+    """alpha as a float; ``DEFAULT`` gives 1.0 for elu and 0.01 (leaky_relu's) otherwise."""
+    if alpha is DEFAULT:
+        return DEFAULT_ALPHAS.get(activation, 0.01)
+    return as_real_scalar(alpha, "alpha")
 
 
 def activation_code(name):
@@ -35,8 +56,9 @@ def _result_buffer(x, out):
     return out
 
 
-def _elementwise(x, name, out, alpha=0.01):
-    return _core.activate_inplace(_result_buffer(x, out), activation_code(name), alpha)
+def _elementwise(x, name, out, alpha=DEFAULT):
+    return _core.activate_inplace(_result_buffer(x, out), activation_code(name),
+                                  resolve_alpha(alpha, name))
 
 
 def linear(x, *, out=None):
@@ -51,7 +73,7 @@ def relu(x, *, out=None):
 
 def leaky_relu(x, alpha=0.01, *, out=None):
     """x where x >= 0, alpha * x elsewhere. x: any shape."""
-    return _elementwise(x, "leaky_relu", out, as_real_scalar(alpha, "alpha"))
+    return _elementwise(x, "leaky_relu", out, alpha)
 
 
 def sigmoid(x, *, out=None):
@@ -62,6 +84,31 @@ def sigmoid(x, *, out=None):
 def tanh(x, *, out=None):
     """Hyperbolic tangent. x: any shape."""
     return _elementwise(x, "tanh", out)
+
+
+def gelu(x, *, out=None):
+    """x * Phi(x), Phi the standard normal CDF (exact, with erf). x: any shape."""
+    return _elementwise(x, "gelu", out)
+
+
+def gelu_tanh(x, *, out=None):
+    """GELU's tanh approximation, x/2 * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). x: any shape."""
+    return _elementwise(x, "gelu_tanh", out)
+
+
+def silu(x, *, out=None):
+    """x * sigmoid(x) (also called swish). x: any shape."""
+    return _elementwise(x, "silu", out)
+
+
+def elu(x, alpha=1.0, *, out=None):
+    """x where x > 0, alpha * (exp(x) - 1) elsewhere. x: any shape."""
+    return _elementwise(x, "elu", out, alpha)
+
+
+def softplus(x, *, out=None):
+    """log(1 + exp(x)), computed without overflow (as np.logaddexp(0, x)). x: any shape."""
+    return _elementwise(x, "softplus", out)
 
 
 def softmax(x, axis=-1, *, out=None):

@@ -53,13 +53,20 @@ def bench_case(network, batch, *, repeat=7, seed=0, python=True):
 
 
 def run(sizes_list, batches, dtype="float32", *, repeat=7, progress=None):
-    """Benchmark every (network, batch) pair; ``progress(done, total, label)`` is told of each."""
+    """Benchmark every (network, batch) pair; ``progress(done, total, label)`` is told of each.
+
+    sizes_list: layer sizes such as (3, 5, 5, 5, 2), for random ReLU networks of ``dtype``,
+    or Networks, run as they are (``dtype`` None) or converted to ``dtype``.
+    """
     cases = [(sizes, batch) for sizes in sizes_list for batch in batches]
     rows = []
     for done, (sizes, batch) in enumerate(cases):
-        network = Network.from_sizes(sizes, dtype=dtype, seed=0)
+        if isinstance(sizes, Network):
+            network = sizes if dtype is None else sizes.astype(dtype)
+        else:
+            network = Network.from_sizes(sizes, dtype=dtype or "float32", seed=0)
         if progress is not None:
-            progress(done, len(cases), f"{'-'.join(map(str, sizes))} batch {batch}")
+            progress(done, len(cases), f"{'-'.join(map(str, network.sizes))} batch {batch}")
         rows.append(bench_case(network, batch, repeat=repeat))
     if progress is not None:
         progress(len(cases), len(cases), "done")

@@ -3,13 +3,8 @@
 import numpy as np
 
 from nnexposed import _core
-from nnexposed._validation import (
-    as_positive_int,
-    as_real_array,
-    as_real_scalar,
-    float_dtype_for,
-)
-from nnexposed.activations import activation_code
+from nnexposed._validation import as_positive_int, as_real_array, float_dtype_for
+from nnexposed.activations import DEFAULT, activation_code, resolve_alpha
 from nnexposed.network import Network, layer_arrays
 
 
@@ -37,12 +32,13 @@ def set_num_threads(n):
     _core.set_num_threads(0 if n is None else as_positive_int(n, "n"))
 
 
-def dense(x, weights, biases, activation="linear", *, alpha=0.01, out=None):
+def dense(x, weights, biases, activation="linear", *, alpha=DEFAULT, out=None):
     """One fused layer: ``activation(x @ weights.T + biases)``.
 
     x: (n_in,) or (batch, n_in); weights: (n_out, n_in); biases: (n_out,).
     Computes in float32 when x, weights and biases are all float32 (or float16), else float64;
-    biases may be None (zeros).
+    biases may be None (zeros); alpha: leaky_relu's slope (default 0.01) or elu's alpha
+    (default 1.0).
     """
     x = as_real_array(x, "x")
     w = as_real_array(weights, "weights")
@@ -50,7 +46,7 @@ def dense(x, weights, biases, activation="linear", *, alpha=0.01, out=None):
     dtype = float_dtype_for(np.result_type(*(a.dtype for a in (x, w, b) if a is not None)))
     w, b = layer_arrays(w, b, dtype)
     layer = _core.CompiledNetwork([w], [b], [activation_code(activation)],
-                                  [as_real_scalar(alpha, "alpha")])
+                                  [resolve_alpha(alpha, activation)])
     return layer.forward(x, out)
 
 

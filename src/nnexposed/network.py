@@ -13,13 +13,12 @@ from nnexposed._validation import (
     as_compute_dtype,
     as_positive_int,
     as_real_array,
-    as_real_scalar,
     float_dtype_for,
 )
-from nnexposed.activations import activation_code
+from nnexposed.activations import DEFAULT, DEFAULT_ALPHAS, activation_code, resolve_alpha
 
 # Activations initialised with He (Kaiming) normal weights; the others get Glorot uniform.
-HE_INIT_ACTIVATIONS = frozenset({"relu", "leaky_relu"})
+HE_INIT_ACTIVATIONS = frozenset({"relu", "leaky_relu", "gelu", "gelu_tanh", "silu", "elu"})
 
 
 def layer_arrays(weights, biases, dtype=None):
@@ -57,20 +56,21 @@ class Dense:
     """One fully connected layer: ``activation(x @ weights.T + biases)``.
 
     weights: (n_out, n_in); biases: (n_out,) or None for zeros; activation: a name from
-    ``nnexposed.ACTIVATIONS``; alpha: the negative slope of ``leaky_relu``. The arrays are
+    ``nnexposed.ACTIVATIONS``; alpha: the negative slope of ``leaky_relu`` (default 0.01) or
+    the alpha of ``elu`` (default 1.0), unused by the other activations. The arrays are
     copied and stored read-only, in float32 (float16/float32 weights) or float64 (otherwise).
     """
 
     __slots__ = ("weights", "biases", "activation", "alpha")
 
-    def __init__(self, weights, biases, activation="linear", *, alpha=0.01):
+    def __init__(self, weights, biases, activation="linear", *, alpha=DEFAULT):
         w, b = layer_arrays(weights, biases)
         activation_code(activation)
         set_attr = object.__setattr__
         set_attr(self, "weights", _read_only_copy(w))
         set_attr(self, "biases", _read_only_copy(b))
         set_attr(self, "activation", activation)
-        set_attr(self, "alpha", as_real_scalar(alpha, "alpha"))
+        set_attr(self, "alpha", resolve_alpha(alpha, activation))
 
     def __setattr__(self, name, value):
         raise AttributeError("Dense layers are immutable; build a new one instead")
@@ -104,7 +104,7 @@ class Dense:
                      alpha=self.alpha)
 
     def __repr__(self):
-        alpha = f", alpha={self.alpha}" if self.activation == "leaky_relu" else ""
+        alpha = f", alpha={self.alpha}" if self.activation in DEFAULT_ALPHAS else ""
         return (f"Dense(n_in={self.n_in}, n_out={self.n_out}, "
                 f"activation={self.activation!r}{alpha}, dtype={self.dtype})")
 
@@ -171,6 +171,35 @@ class Network:
                 weights = rng.uniform(-limit, limit, (n_out, n_in))
             layers.append(Dense(weights.astype(dtype), np.zeros(n_out, dtype), layer_activation))
         return cls(layers)
+
+    @classmethod
+    def from_sklearn(cls, estimator):
+        """A fitted scikit-learn ``MLPClassifier`` / ``MLPRegressor`` as a Network.
+
+        Its output equals ``predict_proba`` / ``predict`` (as (batch, n_outputs)), in the
+        estimator's dtype. Needs ``pip install "nnexposed[sklearn]"``.
+        """
+        from nnexposed.importers import from_sklearn
+        return from_sklearn(estimator)
+
+    @classmethod
+    def from_torch(cls, module):
+        """A PyTorch ``nn.Sequential`` of Linear layers and activations as a Network.
+
+        Needs ``pip install "nnexposed[torch]"``; unsupported modules raise ValueError.
+        """
+        from nnexposed.importers import from_torch
+        return from_torch(module)
+
+    @classmethod
+    def from_onnx(cls, model, *, output=None):
+        """An ONNX MLP (path, bytes or ``onnx.ModelProto``) as a Network.
+
+        ``output`` names the graph output to compute when there are several. Needs
+        ``pip install "nnexposed[onnx]"``; unsupported operators raise ValueError.
+        """
+        from nnexposed.importers import from_onnx
+        return from_onnx(model, output=output)
 
     def __reduce__(self):
         return Network, (self._layers,)

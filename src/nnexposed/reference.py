@@ -12,6 +12,10 @@ import numpy as np
 from nnexposed._validation import as_network_input
 from nnexposed.network import Network
 
+# sqrt(1/2) and 2 * sqrt(2/pi), for gelu and its tanh approximation.
+SQRT_HALF = math.sqrt(0.5)
+TWO_SQRT_2_OVER_PI = 2.0 * math.sqrt(2.0 / math.pi)
+
 # --------------------------------------------------------------------------------------------
 # Pure Python
 # --------------------------------------------------------------------------------------------
@@ -44,6 +48,24 @@ def _softmax_python(values):
     return [e / total for e in exps]
 
 
+def _gated_python(value, gate):
+    # value * gate, with the limit 0 where the gate is 0 (-inf * 0 would be NaN).
+    return value * gate if gate != 0 else 0.0
+
+
+def _gelu_python(value):
+    return _gated_python(value, 0.5 * math.erfc(-value * SQRT_HALF))
+
+
+def _gelu_tanh_python(value):
+    u2 = TWO_SQRT_2_OVER_PI * (value + 0.044715 * value * value * value)
+    return _gated_python(value, _sigmoid_python(u2))
+
+
+def _softplus_python(value):
+    return (value if value > 0 else 0.0) + math.log1p(math.exp(-abs(value)))
+
+
 PYTHON_ACTIVATIONS = {
     "linear": lambda values, alpha: values,
     "relu": lambda values, alpha: [0.0 if v < 0 else v for v in values],
@@ -51,6 +73,11 @@ PYTHON_ACTIVATIONS = {
     "sigmoid": lambda values, alpha: [_sigmoid_python(v) for v in values],
     "tanh": lambda values, alpha: [math.tanh(v) for v in values],
     "softmax": lambda values, alpha: _softmax_python(values),
+    "gelu": lambda values, alpha: [_gelu_python(v) for v in values],
+    "gelu_tanh": lambda values, alpha: [_gelu_tanh_python(v) for v in values],
+    "silu": lambda values, alpha: [_gated_python(v, _sigmoid_python(v)) for v in values],
+    "elu": lambda values, alpha: [v if v > 0 else alpha * math.expm1(v) for v in values],
+    "softplus": lambda values, alpha: [_softplus_python(v) for v in values],
 }
 
 
@@ -86,6 +113,33 @@ def _softmax_numpy(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _erfc_math(z):
+    """math.erfc element by element (NumPy has no erfc), in z's dtype."""
+    return np.frompyfunc(math.erfc, 1, 1)(z).astype(z.dtype)
+
+
+try:  # SciPy's vectorised erfc when it is installed; NumPy alone is enough.
+    from scipy.special import erfc as _erfc
+except ImportError:  # pragma: no cover - depends on the environment
+    _erfc = _erfc_math
+
+
+def _gated_numpy(z, gate):
+    # z * gate, with the limit 0 where the gate is 0 (-inf * 0 would be NaN).
+    return np.where(gate == 0, 0, z) * gate
+
+
+def _gelu_numpy(z, erfc=None):
+    z = np.asarray(z)
+    return _gated_numpy(z, 0.5 * (erfc or _erfc)(-z * z.dtype.type(SQRT_HALF)))
+
+
+def _gelu_tanh_numpy(z):
+    z = np.asarray(z)
+    u2 = z.dtype.type(TWO_SQRT_2_OVER_PI) * (z + z.dtype.type(0.044715) * z * z * z)
+    return _gated_numpy(z, _sigmoid_numpy(u2))
+
+
 NUMPY_ACTIVATIONS = {
     "linear": lambda z, alpha: z,
     "relu": lambda z, alpha: np.maximum(z, 0),
@@ -93,6 +147,11 @@ NUMPY_ACTIVATIONS = {
     "sigmoid": lambda z, alpha: _sigmoid_numpy(z),
     "tanh": lambda z, alpha: np.tanh(z),
     "softmax": lambda z, alpha: _softmax_numpy(z),
+    "gelu": lambda z, alpha: _gelu_numpy(z),
+    "gelu_tanh": lambda z, alpha: _gelu_tanh_numpy(z),
+    "silu": lambda z, alpha: _gated_numpy(z, _sigmoid_numpy(z)),
+    "elu": lambda z, alpha: np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0))),
+    "softplus": lambda z, alpha: np.logaddexp(0, z),
 }
 
 

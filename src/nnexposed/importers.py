@@ -1,0 +1,511 @@
+"""Networks trained elsewhere: scikit-learn MLPs, PyTorch Sequentials and ONNX graphs.
+
+Each importer imports its library only when called and raises ImportError naming the extra
+to install (``pip install "nnexposed[torch]"``) when it is missing. The importers turn a
+model into a list of steps, linear maps and activations, and ``network_from_steps`` turns the
+steps into Dense layers: a linear map followed by an activation is one layer, a linear map
+followed by another linear map gets the identity activation, and an activation with no
+linear map before it gets an identity-weights layer.
+"""
+
+import functools
+import importlib
+import math
+import os
+
+import numpy as np
+
+from nnexposed._validation import float_dtype_for
+from nnexposed.activations import DEFAULT_ALPHAS, activation_code
+from nnexposed.network import Dense, Network, layer_arrays
+
+EXTRAS = {"sklearn": "sklearn", "torch": "torch", "onnx": "onnx"}
+
+
+def _require(module, extra, caller):
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(f"{caller} needs the optional dependency {module!r}; install it "
+                          f'with: pip install "nnexposed[{extra}]"') from error
+
+
+# --------------------------------------------------------------------------------------------
+# Steps -> layers
+# --------------------------------------------------------------------------------------------
+
+
+class Linear:
+    """A step ``x @ weights.T + biases``; weights: (n_out, n_in), biases: (n_out,) or None."""
+
+    def __init__(self, weights, biases=None):
+        self.weights, self.biases = layer_arrays(weights, biases)
+
+
+class Activation:
+    """A step applying an activation from ACTIVATIONS, with its alpha (None: the default)."""
+
+    def __init__(self, name, alpha=None):
+        activation_code(name)
+        self.name = name
+        self.alpha = DEFAULT_ALPHAS.get(name, 0.01) if alpha is None else float(alpha)
+
+
+def network_from_steps(steps, source="the model"):
+    """A Network computing the Linear and Activation ``steps`` in order."""
+    linears = [step for step in steps if isinstance(step, Linear)]
+    if not linears:
+        raise ValueError(f"{source} has no linear layer, so its input size is unknown")
+    dtype = float_dtype_for(np.result_type(*(step.weights.dtype for step in linears)))
+    layers = []
+    pending = None                  # a Linear waiting for its activation
+    width = linears[0].weights.shape[1]
+    for step in steps:
+        if isinstance(step, Linear):
+            if pending is not None:
+                layers.append(Dense(pending.weights, pending.biases, "linear"))
+            if step.weights.shape[1] != width:
+                raise ValueError(f"{source}: a linear layer expects {step.weights.shape[1]} "
+                                 f"inputs but gets {width}")
+            pending = step
+            width = step.weights.shape[0]
+        elif pending is not None:
+            layers.append(Dense(pending.weights, pending.biases, step.name, alpha=step.alpha))
+            pending = None
+        else:                       # an activation right after an activation, or first
+            layers.append(Dense(np.eye(width, dtype=dtype), None, step.name, alpha=step.alpha))
+    if pending is not None:
+        layers.append(Dense(pending.weights, pending.biases, "linear"))
+    return Network([layer.astype(dtype) for layer in layers])
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn
+# --------------------------------------------------------------------------------------------
+
+SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh",
+                       "relu": "relu", "softmax": "softmax"}
+
+
+def from_sklearn(estimator):
+    """The Network of a fitted ``MLPClassifier`` or ``MLPRegressor``, in its dtype.
+
+    The output equals ``predict_proba`` (classifiers) or ``predict`` (regressors, as
+    (batch, n_outputs)). Binary classifiers end with their logistic unit p followed by a
+    linear layer giving ``[1 - p, p]``, the two columns of ``predict_proba``.
+    """
+    _require("sklearn", EXTRAS["sklearn"], "Network.from_sklearn")
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    if not isinstance(estimator, (MLPClassifier, MLPRegressor)):
+        raise TypeError(f"from_sklearn expects a fitted MLPClassifier or MLPRegressor, "
+                        f"got {type(estimator).__name__}")
+    if not hasattr(estimator, "coefs_"):
+        raise ValueError(f"this {type(estimator).__name__} is not fitted yet; call fit first")
+    for name in (estimator.activation, estimator.out_activation_):
+        if name not in SKLEARN_ACTIVATIONS:
+            raise ValueError(f"unsupported scikit-learn activation {name!r}; expected one of: "
+                             f"{', '.join(SKLEARN_ACTIVATIONS)}")
+    steps = []
+    n_layers = len(estimator.coefs_)
+    for k, (coef, intercept) in enumerate(zip(estimator.coefs_, estimator.intercepts_)):
+        steps.append(Linear(np.asarray(coef).T, intercept))      # sklearn: (n_in, n_out)
+        last = k == n_layers - 1
+        name = estimator.out_activation_ if last else estimator.activation
+        steps.append(Activation(SKLEARN_ACTIVATIONS[name]))
+    if isinstance(estimator, MLPClassifier) and estimator.n_outputs_ == 1:
+        dtype = steps[0].weights.dtype
+        steps.append(Linear(np.array([[-1.0], [1.0]], dtype), np.array([1.0, 0.0], dtype)))
+    return network_from_steps(steps, type(estimator).__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# PyTorch
+# --------------------------------------------------------------------------------------------
+
+TORCH_MODULES = ("Linear, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax(dim=-1), Identity, GELU, "
+                 "SiLU, ELU, Softplus, Flatten, Dropout and nested Sequential")
+
+
+def _torch_array(torch, tensor):
+    tensor = tensor.detach().cpu()
+    if tensor.dtype != torch.float64:
+        tensor = tensor.to(torch.float32)
+    return tensor.numpy().copy()
+
+
+def _torch_steps(torch, module, path, steps):
+    nn = torch.nn
+    kind = type(module)
+    where = f"{path} ({kind.__name__})" if path else kind.__name__
+    if kind is nn.Sequential:
+        for name, child in module.named_children():
+            _torch_steps(torch, child, f"{path}.{name}" if path else name, steps)
+    elif kind is nn.Linear:
+        biases = None if module.bias is None else _torch_array(torch, module.bias)
+        steps.append(Linear(_torch_array(torch, module.weight), biases))
+    elif kind in (nn.Identity, nn.Dropout):
+        pass                                       # Dropout is the identity at inference
+    elif kind is nn.Flatten:
+        if (module.start_dim, module.end_dim) != (1, -1):
+            raise ValueError(f"{where}: only Flatten(start_dim=1, end_dim=-1) is supported, "
+                             f"got start_dim={module.start_dim}, end_dim={module.end_dim}")
+    elif kind is nn.Softmax:
+        if module.dim not in (-1, 1):
+            raise ValueError(f"{where}: only Softmax over the features (dim=-1) is supported, "
+                             f"got dim={module.dim}")
+        steps.append(Activation("softmax"))
+    elif kind is nn.GELU:
+        if module.approximate not in ("none", "tanh"):
+            raise ValueError(f"{where}: unknown approximate={module.approximate!r}")
+        steps.append(Activation("gelu" if module.approximate == "none" else "gelu_tanh"))
+    elif kind is nn.Softplus:
+        # PyTorch returns x itself above the threshold, within 2e-9 of softplus from 20 on.
+        if module.beta != 1 or module.threshold < 20:
+            raise ValueError(f"{where}: only Softplus with beta=1 and threshold >= 20 is "
+                             f"supported, got beta={module.beta}, threshold={module.threshold}")
+        steps.append(Activation("softplus"))
+    elif kind is nn.LeakyReLU:
+        steps.append(Activation("leaky_relu", module.negative_slope))
+    elif kind is nn.ELU:
+        steps.append(Activation("elu", module.alpha))
+    elif kind in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.SiLU):
+        steps.append(Activation({nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh",
+                                 nn.SiLU: "silu"}[kind]))
+    else:
+        raise ValueError(f"unsupported PyTorch module {where}; supported: {TORCH_MODULES}")
+
+
+def from_torch(module):
+    """The Network of a ``torch.nn.Sequential`` (or one supported module).
+
+    float64 parameters give a float64 network, any other floating type float32. Dropout is
+    ignored (inference); anything but the supported modules raises ValueError naming it.
+    """
+    torch = _require("torch", EXTRAS["torch"], "Network.from_torch")
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
+    steps = []
+    _torch_steps(torch, module, "", steps)
+    return network_from_steps(steps, f"the {type(module).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX
+# --------------------------------------------------------------------------------------------
+
+ONNX_ACTIVATIONS = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Sigmoid": "sigmoid",
+                    "Tanh": "tanh", "Softmax": "softmax", "Elu": "elu", "Softplus": "softplus",
+                    "Gelu": "gelu"}
+ONNX_IDENTITIES = ("Identity", "Dropout", "Flatten", "Cast", "Reshape")
+ONNX_OPERATORS = ", ".join(["Gemm", "MatMul", "Add"] + list(ONNX_ACTIVATIONS)
+                           + list(ONNX_IDENTITIES))
+# ONNX TensorProto codes of the floating types that Cast may convert the features to.
+ONNX_FLOAT_TYPES = {1, 10, 11, 16}
+
+
+def _erf(z):
+    return np.frompyfunc(math.erf, 1, 1)(z).astype(np.float64)
+
+
+# The element-wise operators that exporters decompose activations into (e.g. GELU below
+# opset 20), evaluated in float64 with scalar constants.
+ONNX_ELEMENTWISE = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
+    "Pow": np.power, "Neg": np.negative, "Exp": np.exp, "Log": np.log, "Sqrt": np.sqrt,
+    "Erf": _erf, "Tanh": np.tanh, "Sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "Softplus": lambda z: np.logaddexp(0, z),
+}
+# A decomposed subgraph is taken for one of these activations when it agrees with it to
+# DECOMPOSED_RTOL at every probe point (gelu and gelu_tanh differ by up to 5e-4 there).
+DECOMPOSED_ACTIVATIONS = ("gelu", "gelu_tanh", "silu", "softplus", "sigmoid", "tanh")
+DECOMPOSED_PROBES = np.linspace(-10.0, 10.0, 4001)
+DECOMPOSED_RTOL = 1e-6
+DECOMPOSED_MAX_NODES = 32
+
+
+@functools.cache
+def _decomposed_targets():
+    """Each of DECOMPOSED_ACTIVATIONS at DECOMPOSED_PROBES, in float64."""
+    from nnexposed.reference import NUMPY_ACTIVATIONS
+    return {name: NUMPY_ACTIVATIONS[name](DECOMPOSED_PROBES, 1.0)
+            for name in DECOMPOSED_ACTIVATIONS}
+
+
+def _onnx_model(onnx, model):
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (bytes, bytearray)):
+        loader, what = onnx.load_from_string, "the bytes given"
+    elif isinstance(model, (str, os.PathLike)):
+        loader, what = onnx.load, os.fspath(model)
+        with open(model, "rb"):           # missing or unreadable: the OSError as it is
+            pass
+    else:
+        raise TypeError(f"from_onnx expects a path, bytes or an onnx.ModelProto, "
+                        f"got {type(model).__name__}")
+    try:
+        return loader(model)
+    except Exception as error:            # protobuf's DecodeError and friends
+        raise ValueError(f"{what}: not a readable ONNX model ({type(error).__name__}: "
+                         f"{error})") from None
+
+
+def _onnx_constants(graph, numpy_helper, helper):
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            attribute = node.attribute[0]
+            value = helper.get_attribute_value(attribute)
+            constants[node.output[0]] = (numpy_helper.to_array(value)
+                                         if attribute.name == "value" else np.asarray(value))
+    return constants
+
+
+class _OnnxGraph:
+    """The chain of layers from an ONNX graph's input to one of its outputs."""
+
+    def __init__(self, proto, output):
+        from onnx import helper, numpy_helper
+        graph = proto.graph
+        self.constants = _onnx_constants(graph, numpy_helper, helper)
+        self.attributes = helper.get_attribute_value
+        inputs = [i.name for i in graph.input if i.name not in self.constants]
+        outputs = [o.name for o in graph.output]
+        if len(inputs) != 1:
+            raise ValueError(f"expected an ONNX graph with one input, got inputs {inputs}")
+        if output is None:
+            # skl2onnx's classifiers have outputs 'label' and 'probabilities'.
+            output = outputs[0] if len(outputs) == 1 else (
+                "probabilities" if "probabilities" in outputs else None)
+            if output is None:
+                raise ValueError(f"the ONNX graph has outputs {outputs}; choose one with "
+                                 f"output=")
+        elif output not in outputs:
+            raise ValueError(f"no output {output!r} in the ONNX graph; its outputs are "
+                             f"{outputs}")
+        self.input, self.output = inputs[0], output
+        self.consumers = {}
+        for node in graph.node:
+            if node.op_type == "Constant":
+                continue
+            for name in dict.fromkeys(node.input):
+                if name and name not in self.constants:
+                    self.consumers.setdefault(name, []).append(node)
+
+    def attribute(self, node, name, default):
+        for attribute in node.attribute:
+            if attribute.name == name:
+                value = self.attributes(attribute)
+                return value.decode() if isinstance(value, bytes) else value
+        return default
+
+    def constant(self, node, index):
+        name = node.input[index] if index < len(node.input) else ""
+        if not name:
+            return None
+        if name not in self.constants:
+            raise ValueError(f"ONNX {node.op_type} node {node.name!r}: input {name!r} must be "
+                             f"a constant (initializer)")
+        return self.constants[name]
+
+    def steps(self):
+        steps, current, seen = [], self.input, set()
+        while current != self.output:
+            if current in seen:
+                raise ValueError(f"the ONNX graph has a cycle through {current!r}")
+            seen.add(current)
+            step, current = self._match(current, self.consumers.get(current, []), steps)
+            if step is not None:
+                steps.append(step)
+        return steps
+
+    def _match(self, current, users, steps):
+        if len(users) == 1:
+            node = users[0]
+            if node.op_type in ("Gemm", "MatMul", "Add") + ONNX_IDENTITIES \
+                    or node.op_type in ONNX_ACTIVATIONS:
+                return self._match_node(current, node, steps)
+        elif len(users) > 1:
+            match = self._match_group(current, users, steps)
+            if match is not None:
+                return match
+        if users and all(node.op_type in ONNX_ELEMENTWISE for node in users):
+            match = self._decomposed_activation(current)
+            if match is not None:
+                return match
+        found = ", ".join(node.op_type for node in users) or "nothing"
+        raise ValueError(f"tensor {current!r} feeds {found}: unsupported ONNX operators; "
+                         f"expected a chain of layers from the input to the output "
+                         f"({ONNX_OPERATORS} or an element-wise form of a supported "
+                         f"activation)")
+
+    def _match_node(self, current, node, steps):
+        op = node.op_type
+        if node.input[0] != current and op != "Add":
+            raise ValueError(f"ONNX {op} node {node.name!r} takes {current!r} as a weight "
+                             f"operand; only x @ W layers are supported")
+        if op == "Gemm":
+            return self._gemm(node), node.output[0]
+        if op == "MatMul":
+            weights = self.constant(node, 1)
+            if weights.ndim != 2:
+                raise ValueError(f"ONNX MatMul node {node.name!r}: expected 2-D weights, got "
+                                 f"shape {weights.shape}")
+            return Linear(weights.T), node.output[0]
+        if op == "Add":
+            other = node.input[1] if node.input[0] == current else node.input[0]
+            if not steps or not isinstance(steps[-1], Linear):
+                raise ValueError(f"ONNX Add node {node.name!r}: only a bias added right after "
+                                 f"Gemm or MatMul is supported")
+            linear = steps[-1]
+            bias = self._bias(node, self.constants.get(other), linear.weights.shape[0], 1.0)
+            steps[-1] = Linear(linear.weights, linear.biases + bias)
+            return None, node.output[0]
+        if op in ONNX_IDENTITIES:
+            self._check_identity(node, steps)
+            return None, node.output[0]
+        return self._activation(node), node.output[0]
+
+    def _check_identity(self, node, steps):
+        """Raise unless this Flatten, Cast or Reshape leaves (batch, features) unchanged."""
+        op = node.op_type
+        if op == "Flatten" and self.attribute(node, "axis", 1) != 1:
+            raise ValueError(f"ONNX Flatten node {node.name!r}: only axis=1 is supported")
+        if op == "Cast" and self.attribute(node, "to", 1) not in ONNX_FLOAT_TYPES:
+            raise ValueError(f"ONNX Cast node {node.name!r}: only casts to a floating type "
+                             f"are supported, got type code {self.attribute(node, 'to', 1)}")
+        if op == "Reshape":
+            shape = self.constant(node, 1).reshape(-1).tolist()
+            width = self._width(node, steps)
+            if len(shape) != 2 or shape[0] not in (-1, 0) or shape[1] not in (-1, width):
+                raise ValueError(f"ONNX Reshape node {node.name!r}: only reshapes to "
+                                 f"(batch, {width}) are supported, got shape {shape}")
+
+    def _width(self, node, steps):
+        linears = [step for step in steps if isinstance(step, Linear)]
+        if not linears:
+            raise ValueError(f"ONNX {node.op_type} node {node.name!r} comes before any Gemm "
+                             f"or MatMul, so the number of features is unknown")
+        return linears[-1].weights.shape[0]
+
+    def _gemm(self, node):
+        if self.attribute(node, "transA", 0):
+            raise ValueError(f"ONNX Gemm node {node.name!r}: transA=1 is not supported")
+        weights = self.constant(node, 1)
+        if weights is None or weights.ndim != 2:
+            raise ValueError(f"ONNX Gemm node {node.name!r}: expected 2-D weights")
+        if not self.attribute(node, "transB", 0):
+            weights = weights.T                       # now (n_out, n_in)
+        weights = self.attribute(node, "alpha", 1.0) * weights.astype(
+            float_dtype_for(weights.dtype))
+        biases = self._bias(node, self.constant(node, 2), weights.shape[0],
+                            self.attribute(node, "beta", 1.0))
+        return Linear(weights, biases)
+
+    def _bias(self, node, value, n_out, scale):
+        if value is None:
+            if node.op_type == "Gemm":
+                return None
+            raise ValueError(f"ONNX Add node {node.name!r}: the added term must be a constant")
+        value = np.asarray(value)
+        while value.ndim > 1 and value.shape[0] == 1:
+            value = value[0]
+        try:
+            value = np.broadcast_to(value, (n_out,))
+        except ValueError:
+            raise ValueError(f"ONNX {node.op_type} node {node.name!r}: bias of shape "
+                             f"{value.shape} does not fit {n_out} outputs") from None
+        return scale * value.astype(float_dtype_for(value.dtype))
+
+    def _activation(self, node):
+        op = node.op_type
+        if op == "Softmax" and self.attribute(node, "axis", -1) not in (-1, 1):
+            raise ValueError(f"ONNX Softmax node {node.name!r}: only axis=-1 is supported")
+        if op == "Gelu":
+            approximate = self.attribute(node, "approximate", "none")
+            return Activation("gelu" if approximate == "none" else "gelu_tanh")
+        if op == "LeakyRelu":
+            return Activation("leaky_relu", self.attribute(node, "alpha", 0.01))
+        if op == "Elu":
+            return Activation("elu", self.attribute(node, "alpha", 1.0))
+        return Activation(ONNX_ACTIVATIONS[op])
+
+    def _match_group(self, current, users, steps):
+        """Where(x > 20, x, Softplus(x)), PyTorch's softplus, and Concat(1 - p, p),
+        skl2onnx's binary classifier output; None for anything else."""
+        ops = {node.op_type: node for node in users}
+        softplus, greater, where = ops.get("Softplus"), ops.get("Greater"), ops.get("Where")
+        if len(users) == 3 and softplus and greater and where and greater.input[0] == current:
+            threshold = self.constants.get(greater.input[1])
+            if (list(where.input) == [greater.output[0], current, softplus.output[0]]
+                    and self.consumers.get(greater.output[0]) == [where]
+                    and self.consumers.get(softplus.output[0]) == [where]
+                    and threshold is not None and threshold.size == 1
+                    and float(threshold.reshape(-1)[0]) >= 20):
+                return Activation("softplus"), where.output[0]
+        sub, concat = ops.get("Sub"), ops.get("Concat")
+        if len(users) == 2 and sub and concat and list(sub.input)[1:] == [current] \
+                and list(concat.input) == [sub.output[0], current] \
+                and self.attribute(concat, "axis", 1) in (1, -1) \
+                and self.consumers.get(sub.output[0]) == [concat] \
+                and np.all(self.constants.get(sub.input[0], np.zeros(1)) == 1) \
+                and self._width(sub, steps) == 1:
+            dtype = [step for step in steps if isinstance(step, Linear)][-1].weights.dtype
+            return (Linear(np.array([[-1], [1]], dtype), np.array([1, 0], dtype)),
+                    concat.output[0])
+        return None
+
+    def _decomposed_activation(self, start):
+        """(Activation, output) for the smallest element-wise subgraph from ``start`` that
+        computes a supported activation, such as GELU written with Erf, or None.
+
+        The subgraph grows one node at a time (element-wise operators with scalar constants);
+        whenever a single tensor leaves it, it is evaluated in float64 at
+        DECOMPOSED_PROBES and compared with each of DECOMPOSED_ACTIVATIONS.
+        """
+        region, known, values = [], [start], {start: DECOMPOSED_PROBES}
+        while len(region) < DECOMPOSED_MAX_NODES:
+            node = next((n for t in known for n in self.consumers.get(t, [])
+                         if not any(n is r for r in region) and self._computable(n, values)),
+                        None)
+            if node is None:
+                return None
+            region.append(node)
+            args = [values[name] if name in values else
+                    float(self.constants[name].reshape(-1)[0]) for name in node.input]
+            with np.errstate(all="ignore"):
+                values[node.output[0]] = ONNX_ELEMENTWISE[node.op_type](*args)
+            known.append(node.output[0])
+            leaving = [t for t in known if t == self.output or any(
+                not any(n is r for r in region) for n in self.consumers.get(t, []))]
+            if len(leaving) == 1 and leaving[0] != start:
+                result = values[leaving[0]]
+                for name, expected in _decomposed_targets().items():
+                    if np.allclose(result, expected, rtol=DECOMPOSED_RTOL,
+                                   atol=DECOMPOSED_RTOL):
+                        return Activation(name), leaving[0]
+        return None
+
+    def _computable(self, node, values):
+        """An element-wise node whose inputs are all computed or scalar constants."""
+        return (node.op_type in ONNX_ELEMENTWISE and len(node.output) == 1 and all(
+            name in values or (name in self.constants and self.constants[name].size == 1)
+            for name in node.input))
+
+
+def from_onnx(model, *, output=None):
+    """The Network of an ONNX MLP: a path, the file's bytes or an ``onnx.ModelProto``.
+
+    Supported graphs are chains of Gemm / MatMul(+Add) and element-wise activations (Relu,
+    LeakyRelu, Sigmoid, Tanh, Softmax, Gelu, Elu, Softplus, and element-wise subgraphs that
+    compute gelu, gelu_tanh, silu, softplus, sigmoid or tanh, such as x * Sigmoid(x) or GELU
+    below opset 20), with Identity, Dropout, Flatten(axis=1), float Casts and Reshapes to
+    (batch, features) passed through; anything else is a ValueError naming the operators.
+    ``output``: the graph output to compute, needed when there are several (default: the
+    only one, or skl2onnx's 'probabilities').
+    """
+    _require("onnx", EXTRAS["onnx"], "Network.from_onnx")
+    onnx = importlib.import_module("onnx")
+    proto = _onnx_model(onnx, model)
+    return network_from_steps(_OnnxGraph(proto, output).steps(), "the ONNX graph")
