@@ -7,7 +7,7 @@ NaN and inf propagate as in NumPy; sigmoid, tanh and softmax never overflow.
 
 import numpy as np
 
-from nnexposed import _core
+from nnexposed._dispatch import core as _core
 from nnexposed._validation import as_real_array, as_real_scalar, check_out, float_dtype_for
 
 ACTIVATIONS = _core.ACTIVATION_NAMES

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from nnexposed import _core
+from nnexposed._dispatch import core as _core
 from nnexposed._validation import as_real_array, as_real_scalar, float_dtype_for
 from nnexposed.activations import activation_code
 from nnexposed.network import Network, layer_arrays
