@@ -11,8 +11,9 @@
 #   PYTHON=python3.12        the interpreter (default: python3)
 #   ROUNDS=3                 alternating rounds; each case keeps its fastest round
 #   DTYPES="float32 float64"
-#   OMP_NUM_THREADS=1        default 1: compares the generated code, not the share of 2 busy cores
-#   ISAS="avx2 baseline"     also time the wheel with NNEXPOSED_ISA forced to these
+#   OMP_NUM_THREADS=1        default 1: compares the generated code; with more threads than idle
+#                            cores, OpenMP barriers dominate and the figures mean nothing
+#   ISAS="avx2 baseline"     also time the wheel with NNEXPOSED_ISA forced to these ("" = none)
 #   WORK=/tmp/...            work folder (default: a new one under /tmp)
 set -euo pipefail
 
@@ -20,7 +21,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 ROUNDS=${ROUNDS:-3}
 DTYPES=${DTYPES:-"float32 float64"}
-ISAS=${ISAS:-"avx2 baseline"}
+ISAS=${ISAS-"avx2 baseline"}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 WORK=${WORK:-$(mktemp -d /tmp/nnexposed-native.XXXXXX)}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
