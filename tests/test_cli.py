@@ -46,6 +46,7 @@ def test_summary_command():
 def test_info_command():
     result = run_cli("info")
     assert "nnexposed" in result.stdout and "openmp" in result.stdout
+    assert any(line.split()[:1] == ["isa"] for line in result.stdout.splitlines())
 
 
 @pytest.mark.parametrize("args", [

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnexposed
-from nnexposed import Network, _core, forward
+from nnexposed import Network, forward
+from nnexposed._dispatch import core as _core
 from nnexposed.reference import forward_numpy, forward_python
 
 # Batch sizes around the kernel's tile edges (tile of 32, tiled path from 4 samples).

@@ -39,6 +39,71 @@ cdef extern from *:
     int nnx_openmp_enabled() noexcept nogil
     int nnx_max_threads() noexcept nogil
 
+# CPU features for the runtime choice of kernels (nnexposed._dispatch): can this CPU and OS run
+# the code of the AVX2 (AVX2+FMA+F16C) or AVX-512 (F+CD+BW+DQ+VL) builds? 0 on non-x86.
+cdef extern from *:
+    """
+    #if defined(_MSC_VER) && !defined(__clang__) && (defined(_M_X64) || defined(_M_IX86))
+    #include <intrin.h>
+    static unsigned long long nnx_xcr0(int leaf1_ecx) {
+        return (leaf1_ecx & (1 << 27)) ? _xgetbv(0) : 0;    /* OSXSAVE, then XCR0 */
+    }
+    static int nnx_cpu_avx2(void) {
+        int r[4];
+        __cpuid(r, 0);
+        if (r[0] < 7) return 0;
+        __cpuid(r, 1);
+        int ecx1 = r[2];
+        if ((nnx_xcr0(ecx1) & 0x6) != 0x6) return 0;         /* OS saves XMM and YMM state */
+        if (!(ecx1 & (1 << 12)) || !(ecx1 & (1 << 28)) || !(ecx1 & (1 << 29))) return 0;
+        __cpuidex(r, 7, 0);                                  /* FMA, AVX, F16C above; AVX2 */
+        return (r[1] & (1 << 5)) != 0;
+    }
+    static int nnx_cpu_avx512(void) {
+        int r[4];
+        if (!nnx_cpu_avx2()) return 0;
+        __cpuid(r, 1);
+        if ((nnx_xcr0(r[2]) & 0xe6) != 0xe6) return 0;       /* and opmask, ZMM state */
+        __cpuidex(r, 7, 0);                                  /* F, DQ, CD, BW, VL */
+        unsigned int need = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);
+        return ((unsigned int)r[1] & need) == need;
+    }
+    #elif (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    #include <cpuid.h>
+    static int nnx_cpu_avx2(void) {
+        unsigned int a, b, c, d;
+        __builtin_cpu_init();                  /* the builtins check the OS saves the state */
+        if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
+        if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+        return (c & (1u << 29)) != 0;          /* F16C, not named by every compiler's builtin */
+    }
+    #if defined(__APPLE__)
+    #include <sys/sysctl.h>
+    static int nnx_sysctl_flag(const char* name) {
+        int value = 0;
+        size_t size = sizeof(value);
+        return sysctlbyname(name, &value, &size, NULL, 0) == 0 && value != 0;
+    }
+    static int nnx_cpu_avx512(void) {     /* macOS enables the AVX-512 state on first use */
+        return nnx_cpu_avx2() && nnx_sysctl_flag("hw.optional.avx512f")
+            && nnx_sysctl_flag("hw.optional.avx512cd") && nnx_sysctl_flag("hw.optional.avx512bw")
+            && nnx_sysctl_flag("hw.optional.avx512dq") && nnx_sysctl_flag("hw.optional.avx512vl");
+    }
+    #else
+    static int nnx_cpu_avx512(void) {
+        return nnx_cpu_avx2() && __builtin_cpu_supports("avx512f")
+            && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    }
+    #endif
+    #else
+    static int nnx_cpu_avx2(void) { return 0; }
+    static int nnx_cpu_avx512(void) { return 0; }
+    #endif
+    """
+    int nnx_cpu_avx2() noexcept nogil
+    int nnx_cpu_avx512() noexcept nogil
+
 ACTIVATION_NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax",
                     "gelu", "gelu_tanh", "silu", "elu", "softplus")
 
@@ -124,6 +189,16 @@ def set_num_threads(int n):
     """Let forward passes use up to n threads (n <= 0 restores OpenMP's default)."""
     global thread_setting
     thread_setting = max(n, 0)
+def cpu_supports(isa):
+    """True when this CPU and OS can run the kernels built for ``isa``: "baseline", "avx2"
+    (AVX2, FMA, F16C) or "avx512" (AVX-512 F, CD, BW, DQ, VL)."""
+    if isa == "baseline":
+        return True
+    if isa == "avx2":
+        return bool(nnx_cpu_avx2())
+    if isa == "avx512":
+        return bool(nnx_cpu_avx512())
+    raise ValueError(f"unknown ISA {isa!r}: expected 'baseline', 'avx2' or 'avx512'")
 
 
 # ---------------------------------------------------------------------------------------------

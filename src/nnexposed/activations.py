@@ -8,7 +8,7 @@ function's limits (``silu(-inf) == 0``, ``elu(-inf) == -alpha``).
 
 import numpy as np
 
-from nnexposed import _core
+from nnexposed._dispatch import core as _core
 from nnexposed._validation import as_real_array, as_real_scalar, check_out, float_dtype_for
 
 ACTIVATIONS = _core.ACTIVATION_NAMES

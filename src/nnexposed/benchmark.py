@@ -8,7 +8,8 @@ import timeit
 
 import numpy as np
 
-from nnexposed import _core
+from nnexposed import _dispatch
+from nnexposed._dispatch import core as _core
 from nnexposed._version import __version__
 from nnexposed.inference import forward
 from nnexposed.network import Network
@@ -97,7 +98,9 @@ def machine_info():
     """What the figures were measured on."""
     try:
         from nnexposed import _build_info
-        build = {"compiler": _build_info.compiler, "flags": _build_info.flags}
+        isa_flags = getattr(_build_info, "variants", {}).get(_dispatch.ISA, "")
+        build = {"compiler": _build_info.compiler,
+                 "flags": " ".join(filter(None, [_build_info.flags, isa_flags]))}
     except ImportError:
         build = {"compiler": "unknown", "flags": "unknown"}
     return {
@@ -108,6 +111,9 @@ def machine_info():
         "machine": platform.machine(),
         "processor": platform.processor() or "unknown",
         "cpu_count": os.cpu_count(),
+        "isa": _dispatch.ISA,
+        "isa_supported": ",".join(_dispatch.supported()),
+        "isa_installed": ",".join(_dispatch.installed()),
         "openmp": _core.openmp_enabled(),
         "threads": _core.get_num_threads(),
         "blas": _core.blas_available(),

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from nnexposed import _core
+from nnexposed._dispatch import core as _core
 from nnexposed._validation import as_positive_int, as_real_array, float_dtype_for
 from nnexposed.activations import DEFAULT, activation_code, resolve_alpha
 from nnexposed.network import Network, layer_arrays

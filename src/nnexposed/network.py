@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from nnexposed import _core
+from nnexposed._dispatch import core as _core
 from nnexposed._validation import (
     as_compute_dtype,
     as_positive_int,
