@@ -17,6 +17,8 @@ def forward(network, x, *, out=None, threads=None):
     """
     if not isinstance(network, Network):
         raise TypeError(f"forward expects a nnexposed.Network, got {type(network).__name__}")
+    if threads is None:  # the hot path: straight into compiled code
+        return network._compiled.forward(x, out)
     return network.forward(x, out=out, threads=threads)
 
 
