@@ -207,7 +207,9 @@ class Network:
         """The compiled forward pass; same as ``nnexposed.forward(self, x, ...)``."""
         if threads is None:
             return self._compiled.forward(x, out)
-        return self._compiled.forward(x, out, as_positive_int(threads, "threads"))
+        # More than MAX_THREADS means "as many as allowed" (and must not overflow a C int).
+        threads = min(as_positive_int(threads, "threads"), _core.MAX_THREADS)
+        return self._compiled.forward(x, out, threads)
 
     __call__ = forward
 
