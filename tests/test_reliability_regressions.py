@@ -85,3 +85,35 @@ def test_first_concurrent_batches_use_the_same_kernels_as_serial():
         print(sum(not np.array_equal(results[i], net(xs[i])) for i in range(16)))
     """)
     assert out.strip() == "0"
+
+
+def _unaligned(values, dtype):
+    """A C-contiguous but unaligned copy of ``values`` (its buffer starts one byte off)."""
+    values = np.asarray(values, dtype)
+    buffer = bytearray(values.nbytes + 1)
+    array = np.frombuffer(buffer, dtype, count=values.size, offset=1).reshape(values.shape)
+    array[...] = values
+    assert not array.flags.aligned and array.flags.c_contiguous
+    return array
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unaligned_inputs_are_copied_before_the_kernels(dtype):
+    # np.ascontiguousarray returned unaligned buffers unchanged, so the kernels read floats
+    # through misaligned pointers (undefined behaviour; UBSan reports it), and dense() refused
+    # unaligned weights with a misleading "not C-contiguous" error.
+    from nnexposed._validation import as_network_input
+    from nnexposed.reference import forward_numpy
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 8))
+    weights = rng.standard_normal((8, 8))
+    biases = rng.standard_normal(8)
+    assert as_network_input(_unaligned(x, dtype), np.dtype(dtype), 8).flags.aligned
+    network = nnexposed.Network([nnexposed.Dense(weights.astype(dtype), biases.astype(dtype),
+                                                 "tanh")])
+    tolerance = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12}
+    np.testing.assert_allclose(network(_unaligned(x, dtype)), forward_numpy(network, x),
+                               **tolerance)
+    result = nnexposed.dense(_unaligned(x, dtype), _unaligned(weights, dtype),
+                             _unaligned(biases, dtype), "tanh")
+    np.testing.assert_allclose(result, np.tanh(x @ weights.T + biases), **tolerance)

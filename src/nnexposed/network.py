@@ -10,6 +10,7 @@ import numpy as np
 
 from nnexposed import _core
 from nnexposed._validation import (
+    as_c_array,
     as_compute_dtype,
     as_positive_int,
     as_real_array,
@@ -40,7 +41,7 @@ def layer_arrays(weights, biases, dtype=None):
         if b.shape != (w.shape[0],):
             raise ValueError(f"expected biases of shape ({w.shape[0]},) for weights of shape "
                              f"{w.shape}, got shape {b.shape}")
-    return np.ascontiguousarray(w, dtype), np.ascontiguousarray(b, dtype)
+    return as_c_array(w, dtype), as_c_array(b, dtype)
 
 
 def _read_only_copy(array):
