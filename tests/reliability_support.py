@@ -4,6 +4,7 @@ Crash-prone cases run in a child interpreter, so that a segfault or an abort in 
 fails one test instead of killing the whole run.
 """
 
+import inspect
 import os
 import subprocess
 import sys
@@ -43,6 +44,11 @@ def numpy_activation(name, z, alpha=0.01):
 def public_activation(name):
     """The public function of an activation name (every name in nnexposed.ACTIVATIONS)."""
     return getattr(nnexposed, name)
+
+
+def takes_alpha(name):
+    """Whether the public function of an activation has an ``alpha`` parameter."""
+    return "alpha" in inspect.signature(public_activation(name)).parameters
 
 
 def same_nan_pattern(a, b):

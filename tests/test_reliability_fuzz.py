@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from reliability_support import API_ERRORS, run_isolated
+from reliability_support import API_ERRORS, run_isolated, takes_alpha
 
 import nnexposed
 from nnexposed.reference import NUMPY_ACTIVATIONS, forward_numpy
@@ -491,6 +491,9 @@ def test_fuzz_dense(case):
 # --------------------------------------------------------------------------------------------
 
 ULP_BOUND = 4   # compiled vs NumPy's own result in the same dtype, element-wise activations
+# Activations whose ULP_BOUND was measured (tools/measure_numerics.py); others are held to
+# 16 eps * max(1, |y|) until they get a row in the README's table.
+MEASURED = {"linear", "relu", "leaky_relu", "sigmoid", "tanh"}
 
 
 def assert_activation_matches(name, result, values, alpha):
@@ -503,8 +506,13 @@ def assert_activation_matches(name, result, values, alpha):
     finite = np.isfinite(expected)
     np.testing.assert_array_equal(result[~finite & ~np.isnan(expected)],
                                   expected[~finite & ~np.isnan(expected)])
-    ulps = np.abs(result[finite].astype(np.float64) - expected[finite]) \
-        / np.spacing(np.abs(expected[finite])).astype(np.float64)
+    difference = np.abs(result[finite].astype(np.float64) - expected[finite])
+    if name not in MEASURED:
+        eps = float(np.finfo(dtype).eps)
+        scale = np.maximum(1.0, np.abs(expected[finite].astype(np.float64)))
+        assert np.all(difference <= 16 * eps * scale), (name, dtype)
+        return
+    ulps = difference / np.spacing(np.abs(expected[finite])).astype(np.float64)
     assert np.all(ulps <= ULP_BOUND), (name, dtype, ulps.max())
 
 
@@ -525,7 +533,7 @@ def test_fuzz_activations(case):
     dtype = compute_dtype(values.dtype) if values.dtype.kind in "biuf" else np.float64
     out, out_valid = make_out(out_kind if out_kind != "partial_alias" else "alias",
                               values.shape, dtype, given)
-    kwargs = {"alpha": alpha} if name == "leaky_relu" else {}
+    kwargs = {"alpha": alpha} if takes_alpha(name) else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if not (valid and out_valid):

@@ -13,6 +13,7 @@ Prints a Markdown table (the README's "Numerical contract" table comes from it).
 """
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -74,7 +75,8 @@ def ulps(computed, exact, dtype):
 def measure_elementwise(name, dtype, points):
     x = grid(dtype, points)
     function = getattr(nnexposed, name)
-    kwargs = {"alpha": ALPHA} if name == "leaky_relu" else {}
+    kwargs = ({"alpha": ALPHA}
+              if "alpha" in inspect.signature(function).parameters else {})
     computed = function(x, **kwargs)
     with np.errstate(all="ignore"):
         numpy_same = np.asarray(NUMPY_ACTIVATIONS[name](x, dtype(ALPHA)), dtype)
