@@ -19,14 +19,25 @@ from nnexposed.reference import NUMPY_ACTIVATIONS
 from reliability_support import takes_alpha
 
 ALPHA = 0.01
-# Max error in ulps of the result against the exact value (measured: see README).
+# Max error in ulps of the result against the exact value, (float32, float64), where the
+# exact result is a normal number (measured: see README). Results below the normal range
+# carry fewer bits; they are held to SUBNORMAL_ABS smallest-subnormals of absolute error.
 ULP_BOUNDS = {
-    "linear": 0.0,
-    "relu": 0.0,
-    "leaky_relu": 0.5,     # one rounding of alpha * x
-    "sigmoid": 3.0,        # measured 1.35 (float32), 2.02 (float64)
-    "tanh": 3.0,           # measured 1.95 (float32), 1.88 (float64)
+    "linear": (0.0, 0.0),
+    "relu": (0.0, 0.0),
+    "leaky_relu": (0.5, 0.5),        # one rounding of alpha * x
+    "sigmoid": (3.0, 3.0),           # measured 1.35, 2.02
+    "tanh": (3.0, 3.0),              # measured 1.95, 1.88
+    # The activations of model files and importers (measured 1.35/1.30, 1.32/1.30, 1.99/2.94;
+    # gelu and gelu_tanh lose relative accuracy in the far negative tail, |y| < 1e-30:
+    # measured 182/888 and 139/1320 ulp there).
+    "elu": (3.0, 3.0),
+    "softplus": (3.0, 3.0),
+    "silu": (4.0, 4.0),
+    "gelu": (400.0, 2000.0),
+    "gelu_tanh": (300.0, 3000.0),
 }
+SUBNORMAL_ABS = 512
 # Compiled float32 against NumPy's own float32 result (measured at most 3).
 ULP_VERSUS_NUMPY = 4.0
 # Softmax: max absolute error in units of eps (outputs lie in [0, 1]; measured 4.5 and 13.3).
@@ -97,15 +108,31 @@ def test_elementwise_error_against_wider_reference(name, dtype):
         pytest.skip(f"no type wider than {np.dtype(dtype)} on this platform")
     x = grid(dtype)
     wide = WIDE[np.dtype(dtype)]
-    with np.errstate(all="ignore"):
-        exact = np.asarray(NUMPY_ACTIVATIONS[name](x.astype(wide), wide.type(dtype(ALPHA))),
-                           wide)
+    measured = name in ULP_BOUNDS
+    try:
+        with np.errstate(all="ignore"):
+            exact = np.asarray(NUMPY_ACTIVATIONS[name](x.astype(wide),
+                                                      wide.type(dtype(ALPHA))), wide)
+    except TypeError:
+        # A reference built on functions without long double loops (SciPy's erfc for gelu):
+        # float64 it is, which only the generic bound below allows for (the README's figure
+        # for it comes from mpmath, tools/measure_numerics.py).
+        measured = False
+        wide = np.dtype(np.float64)
+        with np.errstate(all="ignore"):
+            exact = np.asarray(NUMPY_ACTIVATIONS[name](x.astype(wide), float(dtype(ALPHA))),
+                               wide)
     result = compiled(name, x)
     assert np.array_equal(np.isnan(result), np.isnan(exact))
     finite = np.isfinite(exact)
-    error = ulp_error(result[finite], exact[finite], dtype)
-    if name in ULP_BOUNDS:
-        assert error.max() <= ULP_BOUNDS[name], (name, float(error.max()))
+    if measured:
+        normal = finite & (np.abs(exact) >= np.finfo(dtype).tiny)
+        error = ulp_error(result[normal], exact[normal], dtype)
+        bound = ULP_BOUNDS[name][0 if np.dtype(dtype) == np.float32 else 1]
+        assert error.max(initial=0) <= bound, (name, float(error.max()))
+        below = finite & ~normal
+        absolute = np.abs(result[below].astype(wide) - exact[below])
+        assert absolute.max(initial=0) <= SUBNORMAL_ABS * np.finfo(dtype).smallest_subnormal
     else:
         # A newer activation without a measured row: a generic bound relative to max(1, |y|).
         eps = float(np.finfo(dtype).eps)
@@ -114,7 +141,8 @@ def test_elementwise_error_against_wider_reference(name, dtype):
         assert np.all(absolute <= 16 * eps * scale), name
 
 
-@pytest.mark.parametrize("name", [name for name in ELEMENTWISE if name in ULP_BOUNDS])
+@pytest.mark.parametrize("name", [name for name in ELEMENTWISE
+                                  if name in ULP_BOUNDS and ULP_BOUNDS[name][0] <= 4])
 def test_float32_within_a_few_ulp_of_numpy_float32(name):
     x = grid(np.float32)
     with np.errstate(all="ignore"):
