@@ -1,4 +1,4 @@
-"""Helpers of the reliability tests: subprocess isolation and the NumPy references.
+"""Helpers of the reliability tests: subprocess isolation, activations' parameters.
 
 Crash-prone cases run in a child interpreter, so that a segfault or an abort in compiled code
 fails one test instead of killing the whole run.
@@ -10,10 +10,7 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
-
 import nnexposed
-from nnexposed.reference import NUMPY_ACTIVATIONS
 
 # Errors the public API may raise for bad arguments. MemoryError only where a declared size
 # cannot be allocated at all (NumPy refuses it before touching memory).
@@ -36,11 +33,6 @@ def run_isolated(code, *, timeout=300, env=None):
     return result.stdout
 
 
-def numpy_activation(name, z, alpha=0.01):
-    """The NumPy reference of an activation, on z's own float dtype."""
-    return NUMPY_ACTIVATIONS[name](z, alpha)
-
-
 def public_activation(name):
     """The public function of an activation name (every name in nnexposed.ACTIVATIONS)."""
     return getattr(nnexposed, name)
@@ -50,6 +42,3 @@ def takes_alpha(name):
     """Whether the public function of an activation has an ``alpha`` parameter."""
     return "alpha" in inspect.signature(public_activation(name)).parameters
 
-
-def same_nan_pattern(a, b):
-    return np.array_equal(np.isnan(a), np.isnan(b))

@@ -5,15 +5,14 @@ contract) or raises ValueError/TypeError; nothing crashes. Shapes include 0 and 
 sizes; dtypes ints, bools, float16, big-endian, longdouble, complex, object, strings, bytes,
 datetimes; layouts strided, negative strides, Fortran, read-only, unaligned, zero-stride
 broadcasts; ``out=`` aliasing (fully or partly) the input; values NaN, +-inf, subnormals,
-+-3e38. The whole module is also run in a child interpreter (last test) with a bounded number
-of examples, so that a segfault fails a test instead of killing the run.
-
-NNEXPOSED_FUZZ_EXAMPLES scales the number of examples per test (default 150).
++-3e38. The fuzz tests run in a child interpreter (test_fuzz_in_child_interpreter), so that a
+segfault fails that test instead of killing the run; NNEXPOSED_FUZZ_CHILD=1 runs them in the
+current process, NNEXPOSED_FUZZ_EXAMPLES sets the examples per test (default 150),
+tools/fuzz_long.sh runs 5000 each.
 """
 
 import math
 import os
-import sys
 import warnings
 
 import numpy as np
@@ -124,11 +123,6 @@ def apply_layout(array, layout):
     if layout == "subclass":
         return array.view(_Sub)
     return array
-
-
-def as_values(given):
-    """What the public API sees in ``given``: np.asarray of it."""
-    return np.asarray(given)
 
 
 @st.composite
