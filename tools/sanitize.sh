@@ -26,8 +26,13 @@ done
 # A copy of the tracked (and new, not ignored) files: builds write into the source tree.
 rm -rf "$work/tree"
 mkdir -p "$work/tree"
-(cd "$root" && git ls-files --cached --others --exclude-standard -z \
-    | xargs -0 cp --parents -t "$work/tree")
+if git -C "$root" rev-parse --is-inside-work-tree > /dev/null 2>&1; then
+    (cd "$root" && git ls-files --cached --others --exclude-standard -z \
+        | xargs -0 cp --parents -t "$work/tree")
+else
+    (cd "$root" && tar --exclude='./.venv*' --exclude=./build --exclude='*.so' \
+        --exclude=./.git -cf - .) | tar -xf - -C "$work/tree"
+fi
 
 if [[ ! -x "$work/venv/bin/python" ]]; then
     python3 -m venv "$work/venv"
