@@ -16,7 +16,10 @@ import time
 import numpy as np
 
 import nnexposed
-from nnexposed import _core
+try:   # the kernels in use, where the package picks one of several compiled variants
+    from nnexposed._dispatch import core as _core
+except ImportError:
+    from nnexposed import _core
 
 
 CPU_PER_WALL = []   # process CPU time / wall time of each threaded run: > 1 means parallel
@@ -102,7 +105,7 @@ def main(argv=None):
         load = open("/proc/loadavg").read().split()[0]
     except OSError:
         load = "?"
-    print(f"({nnexposed._core.default_threads()} cores for OpenMP, load average {load}: "
+    print(f"({_core.default_threads()} cores for OpenMP, load average {load}: "
           f"on a busy machine the CPU/wall ratio shows the parallelism the wall time hides)")
 
 

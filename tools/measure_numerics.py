@@ -23,8 +23,11 @@ import mpmath
 import numpy as np
 
 import nnexposed
-from nnexposed import _core
 from nnexposed.reference import NUMPY_ACTIVATIONS
+try:   # the kernels in use, where the package picks one of several compiled variants
+    from nnexposed._dispatch import core as _core
+except ImportError:
+    from nnexposed import _core
 
 mpmath.mp.dps = 50
 ALPHA = 0.01
