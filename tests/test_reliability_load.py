@@ -47,7 +47,9 @@ def test_corpus_inputs(path, tmp_path):
     if path.endswith("README.md"):
         pytest.skip("not an input")
     with open(path, "rb") as f:
-        load_bytes(f.read(), tmp_path)
+        model = load_bytes(f.read(), tmp_path)
+    if os.path.basename(path).startswith("seed_"):
+        assert model is not None, "a saved model must load"
 
 
 @pytest.mark.skipif(not IN_CHILD, reason="fuzzed in a child interpreter")
