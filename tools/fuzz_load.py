@@ -1,13 +1,17 @@
 """Coverage-guided fuzzing of ``nnexposed.load`` with atheris (pip install atheris).
 
-    python tools/fuzz_load.py [-max_total_time=60] [tests/load_corpus]
+    python tools/fuzz_load.py [-max_total_time=60] [libFuzzer options]
 
-Every input must end in a loaded model or a ValueError; anything else (another exception, a
-crash) stops the run, and libFuzzer writes the input to crash-*: add it to tests/load_corpus/
-as a regression. Exits 0 with a message when atheris or ``nnexposed.load`` is missing.
+Starts from a copy of tests/load_corpus/ (libFuzzer adds the inputs it finds to the copy,
+never to the repository). Every input must end in a loaded model or a ValueError; anything
+else (another exception, a crash) stops the run with the input written to
+``$NNEXPOSED_FUZZ_ARTIFACTS/crash-*`` (default: the current folder): add it to
+tests/load_corpus/ as a regression. Exits 0 with a message when atheris or
+``nnexposed.load`` is missing.
 """
 
 import os
+import shutil
 import sys
 import tempfile
 
@@ -39,8 +43,15 @@ def target(data):
 
 
 if __name__ == "__main__":
-    args = sys.argv
+    args = list(sys.argv)
     if not any(arg.startswith("-max_total_time") for arg in args):
-        args = args + ["-max_total_time=60"]
+        args.append("-max_total_time=60")
+    artifacts = os.environ.get("NNEXPOSED_FUZZ_ARTIFACTS", os.getcwd())
+    args.append(f"-artifact_prefix={os.path.join(os.path.abspath(artifacts), '')}")
+    corpus = os.path.join(tempfile.mkdtemp(prefix="nnexposed-load-corpus-"), "corpus")
+    seeds = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "tests", "load_corpus")
+    shutil.copytree(seeds, corpus, ignore=shutil.ignore_patterns("*.md"))
+    args.append(corpus)
     atheris.Setup(args, target)
     atheris.Fuzz()
