@@ -112,6 +112,11 @@ ACTIVATION_NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"
 cdef Py_ssize_t PARALLEL_MIN_MACS = 1 << 21
 # Threads for forward passes; 0 means OpenMP's default (OMP_NUM_THREADS, else all cores).
 cdef int thread_setting = 0
+# Upper bound on threads per call: asking OpenMP for tens of thousands kills the process.
+cdef enum:
+    THREAD_LIMIT = 256
+MAX_THREADS = THREAD_LIMIT
+
 # GNU OpenMP hangs in a fork()ed child of a process that ran a parallel region, so such a
 # child runs single-threaded.
 cdef bint openmp_started = False
@@ -142,7 +147,6 @@ cdef bint blas_allowed = True
 cdef void look_up_blas():
     """Fetch sgemm/dgemm from scipy.linalg.cython_blas once, on the first batch that needs it."""
     global blas_sgemm, blas_dgemm, blas_looked_up
-    blas_looked_up = True
     try:
         from scipy.linalg import cython_blas
         capsules = cython_blas.__pyx_capi__
@@ -153,6 +157,8 @@ cdef void look_up_blas():
     except Exception:   # no SciPy, or one without these: the own kernels do all the work
         blas_sgemm = NULL
         blas_dgemm = NULL
+    # Set last: a thread that sees it set (the import above lets others run) sees the pointers.
+    blas_looked_up = True
 
 
 def blas_available():
@@ -182,13 +188,15 @@ def default_threads():
 
 def get_num_threads():
     """Threads a forward pass may use: the last set_num_threads, else OpenMP's default."""
-    return thread_setting if thread_setting > 0 else nnx_max_threads()
+    return thread_setting if thread_setting > 0 else min(nnx_max_threads(), THREAD_LIMIT)
 
 
 def set_num_threads(int n):
-    """Let forward passes use up to n threads (n <= 0 restores OpenMP's default)."""
+    """Let forward passes use up to n threads, at most MAX_THREADS (n <= 0: OpenMP's default)."""
     global thread_setting
-    thread_setting = max(n, 0)
+    thread_setting = min(max(n, 0), THREAD_LIMIT)
+
+
 def cpu_supports(isa):
     """True when this CPU and OS can run the kernels built for ``isa``: "baseline", "avx2"
     (AVX2, FMA, F16C) or "avx512" (AVX-512 F, CD, BW, DQ, VL)."""
@@ -501,6 +509,7 @@ cdef class CompiledNetwork:
             return oa
         if threads <= 0:
             threads = thread_setting if thread_setting > 0 else nnx_max_threads()
+        threads = min(threads, THREAD_LIMIT)
         if batch * self.macs_per_sample < PARALLEL_MIN_MACS or openmp_unusable:
             threads = 1
         elif threads > 1:

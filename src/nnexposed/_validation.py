@@ -51,7 +51,16 @@ def as_network_input(x, dtype, n_in):
     if array.ndim not in (1, 2) or array.shape[-1] != n_in:
         raise ValueError(f"expected x of shape ({n_in},) or (batch, {n_in}), "
                          f"got shape {array.shape}")
-    return np.ascontiguousarray(array, dtype=dtype)
+    return as_c_array(array, dtype)
+
+
+def as_c_array(array, dtype):
+    """array as a C-contiguous, aligned, native-order ``dtype`` array, copied only if needed.
+
+    (np.ascontiguousarray alone keeps an unaligned buffer, which the kernels must not get.)
+    """
+    result = np.ascontiguousarray(array, dtype=dtype)
+    return result if result.flags.aligned else result.copy()
 
 
 def check_out(out, shape, dtype):

@@ -31,7 +31,7 @@ def get_num_threads():
 
 def set_num_threads(n):
     """Let forward passes use up to ``n`` threads; ``None`` restores the default."""
-    _core.set_num_threads(0 if n is None else as_positive_int(n, "n"))
+    _core.set_num_threads(0 if n is None else min(as_positive_int(n, "n"), _core.MAX_THREADS))
 
 
 def dense(x, weights, biases, activation="linear", *, alpha=DEFAULT, out=None):
@@ -47,6 +47,8 @@ def dense(x, weights, biases, activation="linear", *, alpha=DEFAULT, out=None):
     b = None if biases is None else as_real_array(biases, "biases")
     dtype = float_dtype_for(np.result_type(*(a.dtype for a in (x, w, b) if a is not None)))
     w, b = layer_arrays(w, b, dtype)
+    if out is not None and (np.may_share_memory(out, w) or np.may_share_memory(out, b)):
+        w, b = w.copy(), b.copy()    # the kernels read the weights while writing out
     layer = _core.CompiledNetwork([w], [b], [activation_code(activation)],
                                   [resolve_alpha(alpha, activation)])
     return layer.forward(x, out)

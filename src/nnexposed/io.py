@@ -18,6 +18,7 @@ import json
 import math
 import os
 import tempfile
+import tokenize
 import zipfile
 import zlib
 
@@ -94,8 +95,9 @@ def _load_from(f, name):
     except _ModelFileError as error:
         raise ValueError(f"{name}: {error}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
-            NotImplementedError, RuntimeError) as error:
-        # zipfile and numpy's readers report corrupted data with these.
+            NotImplementedError, RuntimeError, SyntaxError, tokenize.TokenError) as error:
+        # zipfile and numpy's readers report corrupted data with these (a corrupted .npy
+        # header reaches Python's tokenizer).
         raise ValueError(f"{name}: not a readable nnexposed model file "
                          f"({type(error).__name__}: {error})") from None
 

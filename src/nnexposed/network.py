@@ -10,6 +10,7 @@ import numpy as np
 
 from nnexposed._dispatch import core as _core
 from nnexposed._validation import (
+    as_c_array,
     as_compute_dtype,
     as_positive_int,
     as_real_array,
@@ -39,7 +40,7 @@ def layer_arrays(weights, biases, dtype=None):
         if b.shape != (w.shape[0],):
             raise ValueError(f"expected biases of shape ({w.shape[0]},) for weights of shape "
                              f"{w.shape}, got shape {b.shape}")
-    return np.ascontiguousarray(w, dtype), np.ascontiguousarray(b, dtype)
+    return as_c_array(w, dtype), as_c_array(b, dtype)
 
 
 def _read_only_copy(array):
@@ -236,7 +237,9 @@ class Network:
         """The compiled forward pass; same as ``nnexposed.forward(self, x, ...)``."""
         if threads is None:
             return self._compiled.forward(x, out)
-        return self._compiled.forward(x, out, as_positive_int(threads, "threads"))
+        # More than MAX_THREADS means "as many as allowed" (and must not overflow a C int).
+        threads = min(as_positive_int(threads, "threads"), _core.MAX_THREADS)
+        return self._compiled.forward(x, out, threads)
 
     __call__ = forward
 
