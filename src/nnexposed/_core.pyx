@@ -107,9 +107,9 @@ cdef extern from *:
 ACTIVATION_NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax",
                     "gelu", "gelu_tanh", "silu", "elu", "softplus")
 
-# Below this many multiply-adds per call (tens of microseconds of work), waking threads
-# costs more than it saves.
-cdef Py_ssize_t PARALLEL_MIN_MACS = 1 << 21
+# Below this many multiply-adds per call (about 100 microseconds of work on one core),
+# waking threads costs more than it saves.
+cdef Py_ssize_t PARALLEL_MIN_MACS = 1 << 22
 # Threads for forward passes; 0 means OpenMP's default (OMP_NUM_THREADS, else all cores).
 cdef int thread_setting = 0
 # Upper bound on threads per call: asking OpenMP for tens of thousands kills the process.
