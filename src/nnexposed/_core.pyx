@@ -141,7 +141,11 @@ ctypedef void (*dgemm_t)(char* transa, char* transb, int* m, int* n, int* k, dou
 cdef sgemm_t blas_sgemm = NULL
 cdef dgemm_t blas_dgemm = NULL
 cdef bint blas_looked_up = False
-cdef bint blas_allowed = True
+cdef enum:
+    BLAS_NEVER = 0
+    BLAS_AUTO = 1     # only where the own kernels are slower: builds without AVX2
+    BLAS_ALWAYS = 2   # for every layer wide enough (tests use it to reach this path)
+cdef int blas_mode = BLAS_AUTO
 
 
 cdef void look_up_blas():
@@ -162,17 +166,18 @@ cdef void look_up_blas():
 
 
 def blas_available():
-    """True when SciPy's BLAS is used for wide layers of large batches."""
+    """True when SciPy's BLAS was found and is not switched off."""
     if not blas_looked_up:
         look_up_blas()
-    return blas_allowed and blas_sgemm != NULL
+    return blas_mode != BLAS_NEVER and blas_sgemm != NULL
 
 
-def allow_blas(bint allowed):
-    """Use BLAS for wide layers (the default) or the own kernels only; returns the old setting."""
-    global blas_allowed
-    previous = blas_allowed
-    blas_allowed = allowed
+def allow_blas(allowed):
+    """BLAS for wide layers: None (the default) where it beats the own kernels, True for
+    every wide layer, False never. Returns the previous setting."""
+    global blas_mode
+    previous = (False, None, True)[blas_mode]
+    blas_mode = BLAS_AUTO if allowed is None else (BLAS_ALWAYS if allowed else BLAS_NEVER)
     return previous
 
 
@@ -233,8 +238,11 @@ cdef inline void layer_activate(const LayerPlan* layer, floating* values,
 cdef inline bint use_blas(const LayerPlan* layer, Py_ssize_t cols) noexcept nogil:
     """Whether BLAS computes this layer for blocks of ``cols`` samples (sgemm and dgemm are
     looked up together, so one pointer tells for both)."""
-    return (blas_allowed and blas_sgemm != NULL
-            and cols >= BLAS_MIN_COLS and layer.n_in * layer.n_out >= BLAS_MIN_WEIGHTS
+    if blas_mode == BLAS_NEVER or blas_sgemm == NULL:
+        return False
+    if blas_mode == BLAS_AUTO and NNX_OWN_KERNELS_BEAT_BLAS:
+        return False
+    return (cols >= BLAS_MIN_COLS and layer.n_in * layer.n_out >= BLAS_MIN_WEIGHTS
             and layer.n_in <= INT_MAX and layer.n_out <= INT_MAX)
 
 

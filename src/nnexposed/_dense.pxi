@@ -13,8 +13,16 @@ cdef extern from *:
     #else
     #define NNX_ROW_BLOCK 1
     #endif
+    /* With 256- or 512-bit FMA the tiled kernel outruns SciPy's BLAS on this project's
+       layer sizes (bench/); with 128-bit vectors BLAS is faster for wide layers. */
+    #if defined(__AVX2__) || defined(__AVX512F__)
+    #define NNX_OWN_KERNELS_BEAT_BLAS 1
+    #else
+    #define NNX_OWN_KERNELS_BEAT_BLAS 0
+    #endif
     """
     enum: NNX_ROW_BLOCK
+    enum: NNX_OWN_KERNELS_BEAT_BLAS
 
 
 cdef inline floating dot_tail(const floating* acc, const floating* row, const floating* x,
