@@ -34,6 +34,7 @@ cdef enum:
     BLAS_MIN_COLS = 64
     # One-sample layers of at least this many weights split their rows over the threads.
     ROW_PARALLEL_MIN_MACS = 1 << 21
+    ROW_CHUNK = 128
 
 # One dense layer as the kernels see it: raw pointers into arrays owned by the network.
 ctypedef struct LayerPlan:

@@ -312,9 +312,9 @@ cdef void network_row(const LayerPlan* layers, Py_ssize_t n_layers, const floati
     """All layers on one sample; work holds 2 * max_width values.
 
     Layers of at least ROW_PARALLEL_MIN_MACS multiply-adds split their output neurons over
-    ``n_threads`` threads, each always taking the same rows (and so keeping them in its cache).
+    ``n_threads`` threads, ROW_CHUNK rows at a time.
     """
-    cdef Py_ssize_t k, part, first, count, per_thread
+    cdef Py_ssize_t k, chunk, n_chunks, first, count
     cdef const floating* src = x
     cdef floating* dst
     cdef const floating* weights
@@ -324,13 +324,14 @@ cdef void network_row(const LayerPlan* layers, Py_ssize_t n_layers, const floati
         weights = <const floating*>layers[k].weights
         biases = <const floating*>layers[k].biases
         if n_threads > 1 and layers[k].n_in * layers[k].n_out >= ROW_PARALLEL_MIN_MACS:
-            per_thread = (layers[k].n_out + 4 * n_threads - 1) // (4 * n_threads) * 4
-            for part in prange(n_threads, num_threads=n_threads, schedule="static"):
-                first = part * per_thread
-                count = min(per_thread, layers[k].n_out - first)
-                if count > 0:
-                    dense_row(src, weights + first * layers[k].n_in, biases + first,
-                              dst + first, layers[k].n_in, count)
+            # Chunks of rows handed out as threads come free: a thread slowed by another
+            # process (another library's spinning BLAS threads, say) delays nobody.
+            n_chunks = (layers[k].n_out + ROW_CHUNK - 1) // ROW_CHUNK
+            for chunk in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
+                first = chunk * ROW_CHUNK
+                count = min(<Py_ssize_t>ROW_CHUNK, layers[k].n_out - first)
+                dense_row(src, weights + first * layers[k].n_in, biases + first,
+                          dst + first, layers[k].n_in, count)
         else:
             dense_row(src, weights, biases, dst, layers[k].n_in, layers[k].n_out)
         layer_activate(&layers[k], dst, 1)
@@ -386,7 +387,7 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
             network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,
                           min(cols, (rows + TILE - 1) // TILE * TILE), work, max_width)
     else:
-        for block in prange(n_blocks, num_threads=n_threads, schedule="static"):
+        for block in prange(n_blocks, num_threads=n_threads, schedule="dynamic"):
             first = block * cols
             rows = min(cols, batch - first)
             network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,

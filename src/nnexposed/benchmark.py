@@ -4,6 +4,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 import timeit
 
 import numpy as np
@@ -19,9 +20,16 @@ from nnexposed.reference import forward_numpy, forward_python
 PYTHON_MAX_MACS = 2_000_000
 
 
-def time_per_call(func, *args, repeat=7, min_time=0.01):
-    """Median seconds per call of ``func(*args)`` over ``repeat`` runs of >= min_time each."""
+# Seconds to wait before timing: BLAS and OpenMP worker threads of whatever ran just before
+# keep spinning for up to ~0.1 s (OpenBLAS) and would compete with the code being timed.
+SETTLE_SECONDS = 0.25
+
+
+def time_per_call(func, *args, repeat=7, min_time=0.01, settle=SETTLE_SECONDS):
+    """Median seconds per call of ``func(*args)`` over ``repeat`` runs of >= min_time each,
+    after ``settle`` seconds of idleness."""
     timer = timeit.Timer("func(*args)", globals={"func": func, "args": args})
+    time.sleep(settle)
     number = 1
     while True:  # grow the loop count until one run takes min_time, as timeit's autorange
         elapsed = timer.timeit(number)
