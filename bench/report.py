@@ -157,7 +157,7 @@ def times_table(results):
     """Median µs per call of every implementation, with the ratios to NumPy and the best peer."""
     columns = _columns(results)
     header = (["case"] + [peers.LABELS[c] for c in columns]
-              + ["vs NumPy", "best peer", "vs best peer", "load"])
+              + ["vs NumPy", "best peer", "vs best peer", "others' CPU"])
     body = []
     for row in results["results"]:
         cells = [row["case"]]
@@ -168,8 +168,8 @@ def times_table(results):
         cells += [fmt_ratio(row["speedup_vs_numpy"]),
                   f"{peers.LABELS[best]} {fmt_us(row['best_peer_us'])}" if best else "-",
                   fmt_ratio(row["ratio_vs_best_peer"])]
-        load = row.get("load_average_1min")
-        cells.append("-" if load is None else f"{load:.1f}")
+        busy = row.get("others_busy")
+        cells.append("-" if busy is None else f"{busy:.0%}")
         body.append(cells)
     return "\n".join(_table(header, body))
 
@@ -263,9 +263,9 @@ def markdown(results):
         f"{s['min_time_s'] * 1e3:g} ms after a {s['settle_s']:g} s pause (for the previous "
         "implementation's threads to go idle). `vs NumPy` = NumPy time / nnexposed time; "
         "`vs best peer` = fastest other implementation's time / nnexposed time: above 1, "
-        "nnexposed is faster. `load` is the machine's 1-minute load average as the case began "
-        f"(it has {results['machine']['cores_available']} cores): other work on the machine "
-        "slows the multi-threaded implementations most.")
+        "nnexposed is faster. `others' CPU` is the share of the machine's "
+        f"{results['machine']['cpu_count']} cores that other processes used while the case "
+        "was measured: such work slows the multi-threaded implementations most.")
     lines = [
         "# nnexposed microbenchmarks", "",
         (f"Median µs per call, {s['dtype']}, measured side by side in one process on "

@@ -24,6 +24,11 @@ import tracemalloc
 
 import numpy as np
 
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import peers  # noqa: E402
@@ -116,6 +121,42 @@ def peak_extra_bytes(func, *args):
     return peak - base - result.nbytes, result.nbytes
 
 
+def cpu_times():
+    """(seconds of CPU used by the whole machine, by this process, wall clock) or None."""
+    if resource is None:
+        return None
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # - idle - iowait
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return busy / ticks, own.ru_utime + own.ru_stime, time.perf_counter()
+
+
+def others_busy(start, end):
+    """Share of the machine's cores used by other processes between two cpu_times()."""
+    if start is None or end is None or end[2] <= start[2]:
+        return None
+    others = (end[0] - start[0]) - (end[1] - start[1])
+    return min(1.0, max(0.0, others / ((end[2] - start[2]) * (os.cpu_count() or 1))))
+
+
+def wait_quiet(limit, log, threshold=0.25, window=1.0):
+    """Wait up to ``limit`` seconds for a ``window`` in which other processes use less than
+    ``threshold`` of the machine; returns the last share seen (None if unknown)."""
+    deadline = time.perf_counter() + limit
+    while True:
+        start = cpu_times()
+        time.sleep(window)
+        busy = others_busy(start, cpu_times())
+        if busy is None or busy < threshold or time.perf_counter() >= deadline:
+            return busy
+        log(f"    other processes use {busy:.0%} of the machine; waiting")
+
+
 def run_case(name, batch, args, log):
     """Measure one case with every implementation; returns the results row."""
     sizes = NETWORKS[name]
@@ -128,6 +169,9 @@ def run_case(name, batch, args, log):
            "macs": batch * sum(a * b for a, b in zip(sizes, sizes[1:])),
            "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg")
            else None, "impls": {}}
+    if args.wait_quiet > 0:
+        row["others_busy_before"] = wait_quiet(args.wait_quiet, log)
+    case_start = cpu_times()
 
     prepared = {}
     for impl in args.impls:
@@ -182,6 +226,9 @@ def run_case(name, batch, args, log):
         entry["repeats"] = len(entry["samples_us"])
         del entry["target_repeats"]
 
+    # Other processes' share of the machine while the case was timed: noise to judge it by.
+    row["others_busy"] = others_busy(case_start, cpu_times())
+
     base = row["impls"]["nnexposed"].get("us")
     numpy_us = row["impls"]["numpy"].get("us")
     for impl in order:
@@ -231,6 +278,9 @@ def main(argv=None):
     parser.add_argument("--settle", type=float, default=None,
                         help="seconds of pause before each measurement, for other thread "
                              "pools to go idle; default 0.2, 0.1 with --quick")
+    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                        help="before each case, wait up to SECONDS for a second in which other "
+                             "processes use under 25%% of the machine (default 0: no wait)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
                         help="directory for RESULTS.md, results.json, speedup.png")
     parser.add_argument("--no-plot", action="store_true", help="skip speedup.png")
@@ -260,7 +310,8 @@ def main(argv=None):
     settings = {
         "command": "python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "repeat": args.repeat, "min_repeat": MIN_REPEAT, "max_time_s": args.max_time,
-        "min_time_s": args.min_time, "settle_s": args.settle, "dtype": args.dtype,
+        "min_time_s": args.min_time, "settle_s": args.settle,
+        "wait_quiet_s": args.wait_quiet, "dtype": args.dtype,
         "quick": args.quick,
         "rtol": RTOL[args.dtype], "seconds": round(time.time() - started, 1),
         "load_average_before": load_before,
