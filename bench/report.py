@@ -290,6 +290,8 @@ def markdown(results):
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     lines += ["## Threads", ""]
     for impl, value in results["threads"].items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{key} {item}" for key, item in value.items())
         lines.append(f"- {peers.LABELS[impl]}: {value}")
     lines += ["", "## Machine", ""]
     for key, value in results["machine"].items():
