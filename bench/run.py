@@ -178,14 +178,13 @@ def run_case(name, batch, args, log):
         entry = row["impls"][impl] = {"status": None}
         try:
             prep = peers.BUILDERS[impl](network, x)
-            with prep.context():
-                start = time.perf_counter()
-                out = prep.call(*prep.args)
-                estimate = time.perf_counter() - start
-                if estimate < 0.5:  # a second call: the first may include lazy set-up
+            with prep.context():  # up to 3 calls (the first may include lazy set-up)
+                times = []
+                while len(times) < 3 and sum(times) < 0.5:
                     start = time.perf_counter()
                     out = prep.call(*prep.args)
-                    estimate = time.perf_counter() - start
+                    times.append(time.perf_counter() - start)
+                estimate = min(times)
             err, allowed = max_error(peers.output_of(impl, out), ref)
         except peers.Unavailable as exc:
             entry.update(status="skipped", note=str(exc))
