@@ -14,7 +14,9 @@ for this command only: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ben
 """
 
 import argparse
+import functools
 import gc
+import inspect
 import os
 import pathlib
 import statistics
@@ -54,6 +56,13 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 # (summation orders differ between implementations).
 RTOL = {"float32": 2e-3, "float64": 1e-9}
 MIN_REPEAT = 3  # a slow measurement gets fewer rounds than --repeat, but at least this many
+# time_per_call pauses before timing (settle=) in newer nnexposed versions; older ones do not.
+TIMER_SETTLES = "settle" in inspect.signature(time_per_call).parameters
+
+
+def settle(seconds):
+    """time_per_call's keyword for a pause of ``seconds`` before timing, where it has one."""
+    return {"settle": seconds} if TIMER_SETTLES else {}
 
 
 def parse_cases(text):
@@ -213,10 +222,11 @@ def run_case(name, batch, args, log):
         for impl in order[round_ % len(order):] + order[:round_ % len(order)]:
             entry, prep = row["impls"][impl], prepared[impl]
             if len(entry["samples_us"]) < entry["target_repeats"]:
-                time.sleep(args.settle)
+                if not TIMER_SETTLES:
+                    time.sleep(args.settle)
                 with prep.context():
                     seconds = time_per_call(prep.call, *prep.args, repeat=1,
-                                            min_time=args.min_time)
+                                            min_time=args.min_time, **settle(args.settle))
                 entry["samples_us"].append(1e6 * seconds)
     for impl in order:
         entry = row["impls"][impl]
@@ -246,7 +256,7 @@ def run_case(name, batch, args, log):
     if "torch" in prepared:  # what a NumPy caller adds around the torch call
         y = ref if ref.ndim == 2 else ref.reshape(1, -1)
         row["torch_from_numpy_us"], row["torch_to_numpy_us"] = peers.torch_conversion_us(
-            x, y, time_per_call, min(args.repeat, 3))
+            x, y, functools.partial(time_per_call, **settle(0)), min(args.repeat, 3))
 
     if batch > 1:
         row["memory"] = {}
