@@ -1,0 +1,354 @@
+"""Results of bench/run.py: machine description, RESULTS.md, results.json and speedup.png."""
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+
+import peers
+
+from nnexposed.benchmark import machine_info
+
+LIBRARIES = ["numpy", "torch", "onnx", "onnxruntime", "numba", "llvmlite", "scipy",
+             "matplotlib", "threadpoolctl", "Cython"]
+ENVIRONMENT = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+               "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER"]
+SIMD_FLAGS = ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+              "avx512_bf16", "amx_tile", "neon", "asimd", "sve"]
+
+
+# --------------------------------------------------------------------------------------------
+# Collecting
+# --------------------------------------------------------------------------------------------
+
+
+def cpu_description():
+    """CPU model and SIMD flags from /proc/cpuinfo (Linux), else what platform tells."""
+    model, flags = None, set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model", "cpu model") and model is None:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"cpu_model": model or platform.processor() or "unknown",
+            "cpu_simd": " ".join(f for f in SIMD_FLAGS if f in flags) or "unknown",
+            "cores_available": peers.cpu_count()}
+
+
+def library_versions():
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def thread_pools():
+    """Native thread pools loaded in this process (BLAS, OpenMP), as threadpoolctl sees them."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return None
+    return [{key: pool.get(key) for key in ("user_api", "internal_api", "num_threads", "version",
+                                            "architecture")}
+            | {"library": os.path.basename(pool.get("filepath", ""))}
+            for pool in threadpoolctl.threadpool_info()]
+
+
+def thread_settings(rows):
+    """Threads each implementation ran with, as recorded when it was built."""
+    import nnexposed
+    from nnexposed import _core
+
+    get_threads = getattr(nnexposed, "get_num_threads", None)
+    threads = {"nnexposed": get_threads() if get_threads is not None else
+               f"no nnexposed.get_num_threads; _core.default_threads() = "
+               f"{_core.default_threads()}, openmp {_core.openmp_enabled()}"}
+    for impl in peers.IMPLEMENTATIONS[1:]:
+        for row in rows:
+            info = row["impls"].get(impl, {}).get("info")
+            if info:
+                threads[impl] = {key: value for key, value in info.items()
+                                 if "thread" in key or key in ("mode", "flags", "tile",
+                                                               "providers", "blas")}
+                break
+    return threads
+
+
+def collect(rows, settings):
+    machine = machine_info()
+    machine.update(cpu_description())
+    machine["environment"] = {name: os.environ.get(name) for name in ENVIRONMENT}
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "settings": settings,
+        "machine": machine,
+        "versions": library_versions(),
+        "threads": thread_settings(rows),
+        "thread_pools": thread_pools(),
+        "implementations": peers.IMPLEMENTATIONS,
+        "results": rows,
+    }
+
+
+def write_json(results, path):
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------------------------
+
+
+def fmt_us(us):
+    if us is None:
+        return "-"
+    return f"{us:,.2f}" if us < 10 else f"{us:,.1f}" if us < 100 else f"{us:,.0f}"
+
+
+def fmt_ratio(ratio):
+    if ratio is None:
+        return "-"
+    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.1f}x" if ratio < 100 else f"{ratio:.0f}x"
+
+
+def fmt_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+
+
+STATUS_CELL = {"skipped": "n/a", "error": "error", "wrong": "WRONG", None: "-"}
+
+
+def _columns(results):
+    """Implementations that appear in at least one row."""
+    return [impl for impl in results["implementations"]
+            if any(impl in row["impls"] for row in results["results"])]
+
+
+def _cell(results, entry, value):
+    if entry is None:
+        return "-"
+    if entry["status"] != "ok":
+        return STATUS_CELL.get(entry["status"], entry["status"])
+    mark = " †" if entry["repeats"] < results["settings"]["repeat"] else ""
+    return value + mark
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if k == 0 else "---:" for k in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def times_table(results):
+    """Median µs per call of every implementation, with the ratios to NumPy and the best peer."""
+    columns = _columns(results)
+    header = (["case"] + [peers.LABELS[c] for c in columns]
+              + ["vs NumPy", "best peer", "vs best peer", "others' CPU"])
+    body = []
+    for row in results["results"]:
+        cells = [row["case"]]
+        for impl in columns:
+            entry = row["impls"].get(impl)
+            cells.append(_cell(results, entry, fmt_us(entry.get("us") if entry else None)))
+        best = row["best_peer"]
+        cells += [fmt_ratio(row["speedup_vs_numpy"]),
+                  f"{peers.LABELS[best]} {fmt_us(row['best_peer_us'])}" if best else "-",
+                  fmt_ratio(row["ratio_vs_best_peer"])]
+        busy = row.get("others_busy")
+        cells.append("-" if busy is None else f"{busy:.0%}")
+        body.append(cells)
+    return "\n".join(_table(header, body))
+
+
+def ratios_table(results):
+    columns = [c for c in _columns(results) if c != "nnexposed"]
+    body = []
+    for row in results["results"]:
+        cells = [row["case"]]
+        for impl in columns:
+            entry = row["impls"].get(impl)
+            cells.append(_cell(results, entry, fmt_ratio(entry.get("ratio") if entry else None)))
+        body.append(cells)
+    return "\n".join(_table(["case"] + [peers.LABELS[c] for c in columns], body))
+
+
+def memory_table(results):
+    body = []
+    for row in results["results"]:
+        memory = row.get("memory")
+        if not memory:
+            continue
+        output = next(iter(memory.values()))["output_bytes"]
+        cells = [row["case"], fmt_bytes(output)]
+        for impl in ("nnexposed", "numpy"):
+            m = memory.get(impl)
+            cells.append("-" if m is None else
+                         f"{fmt_bytes(m['peak_extra_bytes'])} "
+                         f"({m['peak_extra_bytes'] / m['output_bytes']:.2f}x output)")
+        body.append(cells)
+    if not body:
+        return None
+    return "\n".join(_table(["case", "output", "nnexposed peak extra", "NumPy peak extra"],
+                            body))
+
+
+def conversion_table(results):
+    body = [[row["case"], fmt_us(row["torch_from_numpy_us"]), fmt_us(row["torch_to_numpy_us"]),
+             fmt_us(row["impls"]["torch"]["us"] + row["torch_from_numpy_us"]
+                    + row["torch_to_numpy_us"])]
+            for row in results["results"] if "torch_from_numpy_us" in row]
+    if not body:
+        return None
+    return "\n".join(_table(["case", "torch.from_numpy(x) µs", "tensor.numpy() µs",
+                             "PyTorch eager incl. both µs"], body))
+
+
+def _notes(results):
+    notes = []
+    repeat = results["settings"]["repeat"]
+    fewer = [f"{row['case']} {peers.LABELS[impl]}: {entry['repeats']}"
+             for row in results["results"] for impl, entry in row["impls"].items()
+             if entry["status"] == "ok" and entry["repeats"] < repeat]
+    if fewer:
+        notes.append(f"† median of fewer than {repeat} rounds (each measurement is capped at "
+                     f"about {results['settings']['max_time_s']:g} s of calls, "
+                     f"{results['settings']['min_repeat']} rounds at least): "
+                     + "; ".join(fewer) + ".")
+    problems = {}
+    for row in results["results"]:
+        for impl, entry in row["impls"].items():
+            if entry["status"] in ("skipped", "error", "wrong"):
+                problems.setdefault((impl, entry["status"], entry.get("note")), []).append(
+                    row["case"])
+    for (impl, status, note), cases in problems.items():
+        where = ("every case" if len(cases) == len(results["results"])
+                 else ", ".join(cases))
+        notes.append(f"{peers.LABELS[impl]} {status} ({where}): {note}")
+    return notes
+
+
+def _environment_sentence(results):
+    env = results["machine"]["environment"]
+    set_ = [f"{name}={env[name]}" for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+            if env.get(name) is not None]
+    if set_:
+        return (f"(Measured with {' '.join(set_)} set, which slows NumPy's BLAS on some "
+                f"machines: prefix the command with `env -u OPENBLAS_CORETYPE -u "
+                f"OPENBLAS_L2_SIZE` for fair NumPy figures.) ")
+    return "(OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.) "
+
+
+def markdown(results):
+    s = results["settings"]
+    intro = (
+        _environment_sentence(results)
+        + "Every implementation runs the same network (ReLU hidden layers, linear output, the "
+        "same weights) and its output is checked against `forward_numpy` before it is timed. "
+        f"The rounds of a case are interleaved; each figure is the median of {s['repeat']} "
+        "rounds (fewer where marked †), a round being one timing loop of at least "
+        f"{s['min_time_s'] * 1e3:g} ms after a {s['settle_s']:g} s pause (for the previous "
+        "implementation's threads to go idle). `vs NumPy` = NumPy time / nnexposed time; "
+        "`vs best peer` = fastest other implementation's time / nnexposed time: above 1, "
+        "nnexposed is faster. `others' CPU` is the share of the machine's "
+        f"{results['machine']['cpu_count']} cores that other processes used while the case "
+        "was measured: such work slows the multi-threaded implementations most.")
+    lines = [
+        "# nnexposed microbenchmarks", "",
+        (f"Median µs per call, {s['dtype']}, measured side by side in one process on "
+         f"{results['date']} with"), "", f"    {s['command']}", "", intro,
+        "", "## Time per call (µs)", "", times_table(results), "",
+        "## Ratio: implementation's time / nnexposed time", "", ratios_table(results), "",
+    ]
+    memory = memory_table(results)
+    if memory:
+        lines += ["## Peak extra memory of a batched forward", "",
+                  ("Peak bytes traced by `tracemalloc` during one call, beyond the returned "
+                   "output (NumPy's arrays and Python's allocators are traced; memory a kernel "
+                   "takes with C `malloc` is not)."), "", memory, ""]
+    conversion = conversion_table(results)
+    if conversion:
+        lines += ["## PyTorch: NumPy conversion cost", "",
+                  ("The PyTorch column times `model(x_tensor)` under `torch.inference_mode()` "
+                   "with the tensor made beforehand; a caller holding NumPy arrays also pays "
+                   "these (both are zero-copy)."), "", conversion, ""]
+    notes = _notes(results)
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+    lines += ["## Threads", ""]
+    for impl, value in results["threads"].items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{key} {item}" for key, item in value.items())
+        lines.append(f"- {peers.LABELS[impl]}: {value}")
+    lines += ["", "## Machine", ""]
+    for key, value in results["machine"].items():
+        lines.append(f"- {key}: {value}")
+    lines.append(f"- load average before/after: {s['load_average_before']} / "
+                 f"{s['load_average_after']}; run took {s['seconds']} s")
+    lines += ["", "## Library versions", ""]
+    lines += [f"- {name}: {version or 'not installed'}"
+              for name, version in results["versions"].items()]
+    if results["thread_pools"]:
+        lines += ["", "## Native thread pools (threadpoolctl)", ""]
+        lines += [f"- {pool['library']}: {pool['internal_api']} {pool['version'] or ''} "
+                  f"({pool['user_api']}), {pool['num_threads']} threads"
+                  + (f", {pool['architecture']}" if pool.get("architecture") else "")
+                  for pool in results["thread_pools"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results, path):
+    """speedup.png: speed-up vs NumPy by case, one bar per implementation (log scale).
+
+    Returns None, or a note saying why there is no plot.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: no speedup.png (pip install '.[bench]')"
+    rows = results["results"]
+    columns = [c for c in _columns(results)
+               if any(row["impls"].get(c, {}).get("speedup_vs_numpy") for row in rows)]
+    if not columns:
+        return "nothing to plot"
+    width = 0.8 / len(columns)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.8), dpi=100)
+    for k, impl in enumerate(columns):
+        xs, heights = [], []
+        for i, row in enumerate(rows):
+            value = row["impls"].get(impl, {}).get("speedup_vs_numpy")
+            if value:
+                xs.append(i + (k - (len(columns) - 1) / 2) * width)
+                heights.append(value)
+        ax.bar(xs, heights, width, label=peers.LABELS[impl])
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([row["case"].replace(" batch ", "\nbatch ") for row in rows], fontsize=8)
+    ax.set_ylabel("speed-up vs NumPy (NumPy time / time)")
+    ax.set_title(f"MLP forward pass, {results['settings']['dtype']}, "
+                 f"{results['machine']['cpu_model']}, "
+                 f"{results['machine']['cores_available']} cores (higher is faster)", fontsize=10)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8, ncol=len(columns), loc="upper center", bbox_to_anchor=(0.5, -0.15),
+              frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return None
