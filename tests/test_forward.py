@@ -412,3 +412,17 @@ def test_forked_child_after_parallel_forward_does_not_hang(rng):
 
 def _forward_in_child(network, x, queue):
     queue.put(forward(network, x, threads=2).tolist())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_in, n_out", [(15, 9), (16, 63), (17, 64), (40, 65), (33, 130)])
+def test_one_sample_kernels(rng, dtype, n_in, n_out):
+    # Networks keep weights.T of small layers (output neurons in vector lanes, blocks of 64);
+    # dense() does not, and reduces 16 partial sums per neuron; inputs narrower than 16 take
+    # plain dot products. All three against NumPy, at the block and lane edges.
+    network = random_network(rng, [n_in, n_out, 3], ["relu", "linear"], dtype)
+    layer = network.layers[0]
+    x = rng.standard_normal(n_in).astype(dtype)
+    assert_close(forward(network, x), forward_numpy(network, x), dtype)
+    assert_close(nnexposed.dense(x, layer.weights, layer.biases, "relu"),
+                 np.maximum(x @ layer.weights.T + layer.biases, 0), dtype)

@@ -35,6 +35,10 @@ cdef enum:
     # One-sample layers of at least this many weights split their rows over the threads.
     ROW_PARALLEL_MIN_MACS = 1 << 21
     ROW_CHUNK = 128
+    # One-sample layers of at most this many weights also keep weights.T, for
+    # dense_row_transposed; OUT_BLOCK output neurons are accumulated at a time there.
+    TRANSPOSED_MAX_WEIGHTS = 1 << 20
+    OUT_BLOCK = 64
 
 # One dense layer as the kernels see it: raw pointers into arrays owned by the network.
 ctypedef struct LayerPlan:
@@ -44,4 +48,5 @@ ctypedef struct LayerPlan:
     double alpha
     const void* weights    # (n_out, n_in), C order
     const void* biases     # (n_out,)
+    const void* weights_t  # (n_in, n_out), C order, or NULL for large layers
 

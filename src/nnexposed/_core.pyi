@@ -27,6 +27,7 @@ class CompiledNetwork:
         biases: Sequence[npt.NDArray[np.floating]],
         activations: Sequence[int],
         alphas: Sequence[float],
+        keep_transposed: bool = True,
     ) -> None: ...
     def forward(
         self, x: npt.ArrayLike, out: npt.NDArray[np.floating] | None = None, threads: int = 0

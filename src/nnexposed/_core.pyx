@@ -332,6 +332,9 @@ cdef void network_row(const LayerPlan* layers, Py_ssize_t n_layers, const floati
                 count = min(<Py_ssize_t>ROW_CHUNK, layers[k].n_out - first)
                 dense_row(src, weights + first * layers[k].n_in, biases + first,
                           dst + first, layers[k].n_in, count)
+        elif layers[k].weights_t != NULL and layers[k].n_in >= LANES:
+            dense_row_transposed(src, <const floating*>layers[k].weights_t, biases, dst,
+                                 layers[k].n_in, layers[k].n_out)
         else:
             dense_row(src, weights, biases, dst, layers[k].n_in, layers[k].n_out)
         layer_activate(&layers[k], dst, 1)
@@ -432,11 +435,14 @@ cdef class CompiledNetwork:
     cdef readonly object dtype
     cdef tuple arrays
 
-    def __cinit__(self, weights, biases, activations, alphas):
+    def __cinit__(self, weights, biases, activations, alphas, bint keep_transposed=True):
         """weights[k]: (n_out, n_in) and biases[k]: (n_out,), C-contiguous float32 or float64
-        (all the same dtype); activations[k]: index into ACTIVATION_NAMES; alphas[k]: float."""
+        (all the same dtype); activations[k]: index into ACTIVATION_NAMES; alphas[k]: float.
+        keep_transposed: also keep weights.T of small layers for faster one-sample forwards
+        (worth it for a network used many times, not for a single call)."""
         cdef Py_ssize_t k, n_layers = len(weights)
-        cdef cnp.ndarray w, b
+        cdef cnp.ndarray w, b, wt
+        transposed = []
         if n_layers == 0:
             raise ValueError("a network needs at least one layer")
         if not (len(biases) == len(activations) == len(alphas) == n_layers):
@@ -473,8 +479,14 @@ cdef class CompiledNetwork:
             self.layers[k].alpha = alphas[k]
             self.layers[k].weights = cnp.PyArray_DATA(w)
             self.layers[k].biases = cnp.PyArray_DATA(b)
+            self.layers[k].weights_t = NULL
+            if keep_transposed and w.shape[0] * w.shape[1] <= TRANSPOSED_MAX_WEIGHTS:
+                wt = np.ascontiguousarray(w.T)
+                transposed.append(wt)
+                self.layers[k].weights_t = cnp.PyArray_DATA(wt)
             self.max_width = max(self.max_width, w.shape[0], w.shape[1])
             self.macs_per_sample += w.shape[0] * w.shape[1]
+        self.arrays += tuple(transposed)
         self.n_in = self.layers[0].n_in
         self.n_out = self.layers[n_layers - 1].n_out
 

@@ -27,14 +27,29 @@ cdef extern from *:
 
 cdef inline floating dot_tail(const floating* acc, const floating* row, const floating* x,
                               Py_ssize_t start, Py_ssize_t n_in) noexcept nogil:
-    """Sum of the LANES partial sums in acc plus row[start:n_in] . x[start:n_in]."""
-    cdef Py_ssize_t i, lane
-    cdef floating total = 0
-    for lane in range(LANES):
-        total += acc[lane]
+    """Sum of the LANES (16) partial sums in acc as a tree (four dependent adds, not
+    fifteen), plus row[start:n_in] . x[start:n_in]."""
+    cdef Py_ssize_t i
+    cdef floating total = (((acc[0] + acc[8]) + (acc[4] + acc[12]))
+                           + ((acc[2] + acc[10]) + (acc[6] + acc[14]))
+                           + (((acc[1] + acc[9]) + (acc[5] + acc[13]))
+                              + ((acc[3] + acc[11]) + (acc[7] + acc[15]))))
     for i in range(start, n_in):
         total += row[i] * x[i]
     return total
+
+
+cdef inline void dense_row_narrow(const floating* x, const floating* weights,
+                                  const floating* biases, floating* y, Py_ssize_t n_in,
+                                  Py_ssize_t n_out) noexcept nogil:
+    """dense_row for n_in < LANES: one plain dot product per output neuron."""
+    cdef Py_ssize_t i, j
+    cdef floating total
+    for j in range(n_out):
+        total = 0
+        for i in range(n_in):
+            total += weights[j * n_in + i] * x[i]
+        y[j] = total + biases[j]
 
 
 cdef void dense_row(const floating* x, const floating* weights, const floating* biases,
@@ -54,6 +69,9 @@ cdef void dense_row(const floating* x, const floating* weights, const floating* 
     cdef floating a1[LANES]
     cdef floating a2[LANES]
     cdef floating a3[LANES]
+    if n_vec == 0:
+        dense_row_narrow(x, weights, biases, y, n_in, n_out)
+        return
     j = 0
     while j + 4 <= n_out:
         r0 = weights + j * n_in
@@ -125,3 +143,41 @@ cdef void dense_tile(const floating* x, const floating* weights, const floating*
                 acc[0][t] += w * xi[t]
         for t in range(TILE):
             y[j * stride + t] = acc[0][t] + biases[j]
+
+
+cdef void dense_row_transposed(const floating* x, const floating* weights_t,
+                               const floating* biases, floating* y, Py_ssize_t n_in,
+                               Py_ssize_t n_out) noexcept nogil:
+    """y = weights @ x + biases for one sample from weights_t = weights.T: (n_in, n_out).
+
+    Output neurons sit in the vector lanes (OUT_BLOCK at a time, accumulating in registers
+    over all inputs), so no horizontal sums are needed: the fast form for small layers.
+    """
+    cdef Py_ssize_t i, j, t, block, width
+    cdef floating xi
+    cdef floating acc[OUT_BLOCK]
+    cdef const floating* w
+    for block in range(n_out // OUT_BLOCK):
+        j = block * OUT_BLOCK
+        for t in range(OUT_BLOCK):
+            acc[t] = 0
+        for i in range(n_in):
+            xi = x[i]
+            w = weights_t + i * n_out + j
+            for t in range(OUT_BLOCK):
+                acc[t] += xi * w[t]
+        for t in range(OUT_BLOCK):
+            y[j + t] = acc[t] + biases[j + t]
+    j = n_out - n_out % OUT_BLOCK
+    width = n_out - j
+    if width > 0:
+        for t in range(width):
+            acc[t] = 0
+        for i in range(n_in):
+            xi = x[i]
+            w = weights_t + i * n_out + j
+            for t in range(width):
+                acc[t] += xi * w[t]
+        for t in range(width):
+            y[j + t] = acc[t] + biases[j + t]
+
