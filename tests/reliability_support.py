@@ -33,6 +33,16 @@ def run_isolated(code, *, timeout=300, env=None):
     return result.stdout
 
 
+def run_tests_isolated(path, selector, *, env, timeout, extra_args=()):
+    """Run the tests of ``path`` matching ``-k selector`` under pytest in a fresh interpreter
+    (so a crash fails the calling test, not the run); return pytest's output."""
+    args = ["-q", "-p", "no:cacheprovider", *extra_args, os.path.abspath(path), "-k", selector]
+    return run_isolated(f"""
+        import sys, pytest
+        sys.exit(pytest.main({args!r}))
+    """, env=env, timeout=timeout)
+
+
 def public_activation(name):
     """The public function of an activation name (every name in nnexposed.ACTIVATIONS)."""
     return getattr(nnexposed, name)

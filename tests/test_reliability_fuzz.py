@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from reliability_support import API_ERRORS, run_isolated, takes_alpha
+from reliability_support import API_ERRORS, run_tests_isolated, takes_alpha
 
 import nnexposed
 from nnexposed.reference import NUMPY_ACTIVATIONS, forward_numpy
@@ -690,12 +690,8 @@ def test_huge_declared_sizes_are_refused_before_allocating(size):
 
 @pytest.mark.skipif(IN_CHILD, reason="already the child")
 def test_fuzz_in_child_interpreter():
-    here = os.path.dirname(os.path.abspath(__file__))
-    output = run_isolated(f"""
-        import sys, pytest
-        sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "--hypothesis-show-statistics",
-                              {here!r} + "/test_reliability_fuzz.py", "-k", "not child"]))
-    """, env={"NNEXPOSED_FUZZ_CHILD": "1"}, timeout=1800)
+    output = run_tests_isolated(__file__, "not child", env={"NNEXPOSED_FUZZ_CHILD": "1"},
+                                timeout=1800, extra_args=["--hypothesis-show-statistics"])
     assert not re.search(r"\d+ (failed|errors?)\b", output), output[-3000:]
     passed = re.search(r"(\d+) passed", output)
     assert passed and int(passed.group(1)) >= 11, output[-3000:]   # every fuzz test ran

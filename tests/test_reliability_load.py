@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 import pytest
-from reliability_support import run_isolated
+from reliability_support import run_tests_isolated
 
 import nnexposed
 
@@ -74,10 +74,6 @@ def test_fuzz_load_mutations(tmp_path_factory):
 
 @pytest.mark.skipif(IN_CHILD, reason="already the child")
 def test_fuzz_load_in_child_interpreter():
-    here = os.path.abspath(__file__)
-    output = run_isolated(f"""
-        import sys, pytest
-        sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", {here!r},
-                              "-k", "mutations"]))
-    """, env={"NNEXPOSED_FUZZ_CHILD": "1"}, timeout=900)
+    output = run_tests_isolated(__file__, "mutations", env={"NNEXPOSED_FUZZ_CHILD": "1"},
+                                timeout=900)
     assert " passed" in output and "failed" not in output, output[-3000:]

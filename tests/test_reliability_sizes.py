@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from reliability_support import run_isolated
+from reliability_support import run_isolated, run_tests_isolated
 
 import nnexposed
 
@@ -35,12 +35,8 @@ pytestmark = [
 
 @pytest.mark.skipif(IN_CHILD, reason="already the child")
 def test_sizes_in_child_interpreter():
-    here = os.path.abspath(__file__)
-    output = run_isolated(f"""
-        import sys, pytest
-        sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", {here!r},
-                              "-k", "more_than_2_31 and not output_elements"]))
-    """, env={"NNEXPOSED_SIZES_CHILD": "1"}, timeout=600)
+    output = run_tests_isolated(__file__, "more_than_2_31 and not output_elements",
+                                env={"NNEXPOSED_SIZES_CHILD": "1"}, timeout=600)
     assert "failed" not in output and "3 passed" in output, output[-3000:]
 
 
