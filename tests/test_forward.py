@@ -110,6 +110,52 @@ def test_one_sample_rows_split_over_threads(rng, dtype, threads):
                  forward_numpy(network, x[None]), dtype)
 
 
+
+@pytest.fixture(params=[True, False], ids=["split", "whole"])
+def row_split(request):
+    """Run the test with one-sample layers shared among threads, then with no sharing."""
+    previous = _core.allow_row_split(request.param)
+    yield request.param
+    _core.allow_row_split(previous)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+@pytest.mark.parametrize("sizes, activations", [
+    ([784, 256, 256, 10], ["relu", "relu", "linear"]),
+    # Uneven shares of 64-neuron panels, neurons past the last panel, a softmax layer
+    # (computed once all shares are done) and an input narrower than the vector lanes.
+    ([300, 455, 130, 3], ["tanh", "softmax", "sigmoid"]),
+    ([5, 900, 200, 64, 1], ["elu", "leaky_relu", "gelu", "linear"]),
+])
+def test_one_sample_layers_shared_among_threads(rng, dtype, threads, sizes, activations,
+                                                row_split):
+    network = random_network(rng, sizes, activations, dtype)
+    x = rng.standard_normal(sizes[0]).astype(dtype)
+    expected = forward_numpy(network, x)
+    assert_close(forward(network, x, threads=threads), expected, dtype)
+    assert_close(forward(network, x[None], threads=threads), expected[None], dtype)
+    assert_close(forward(network, np.stack([x, -x, x]), threads=threads),
+                 forward_numpy(network, np.stack([x, -x, x])), dtype)
+    # Each neuron is computed by the same code whichever thread owns it.
+    previous = _core.allow_row_split(not row_split)
+    try:
+        np.testing.assert_array_equal(forward(network, x, threads=threads),
+                                      forward(network, x, threads=1))
+    finally:
+        _core.allow_row_split(previous)
+
+
+def test_allow_row_split_returns_the_previous_setting():
+    previous = _core.allow_row_split(True)
+    try:
+        assert _core.allow_row_split(False) is True
+        assert _core.allow_row_split(None) is False
+        assert _core.allow_row_split(None) is None
+    finally:
+        _core.allow_row_split(previous)
+
+
 def test_thread_settings(rng):
     network = random_network(rng, [8, 8], ["relu"], np.float64)
     x = rng.standard_normal((5, 8))
@@ -415,11 +461,13 @@ def _forward_in_child(network, x, queue):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n_in, n_out", [(15, 9), (16, 63), (17, 64), (40, 65), (33, 130)])
+@pytest.mark.parametrize("n_in, n_out", [(15, 9), (16, 63), (17, 64), (40, 65), (33, 130),
+                                         (1, 64), (3, 191), (64, 128)])
 def test_one_sample_kernels(rng, dtype, n_in, n_out):
-    # Networks keep weights.T of small layers (output neurons in vector lanes, blocks of 64);
-    # dense() does not, and reduces 16 partial sums per neuron; inputs narrower than 16 take
-    # plain dot products. All three against NumPy, at the block and lane edges.
+    # Networks keep small layers' weights as panels of 64 neurons (neurons in vector lanes)
+    # and compute the neurons past the last panel row by row; dense() keeps no panels and
+    # reduces 16 partial sums per neuron; inputs narrower than 16 take plain dot products.
+    # All against NumPy, at the panel and lane edges.
     network = random_network(rng, [n_in, n_out, 3], ["relu", "linear"], dtype)
     layer = network.layers[0]
     x = rng.standard_normal(n_in).astype(dtype)

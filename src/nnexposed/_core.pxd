@@ -35,10 +35,14 @@ cdef enum:
     # One-sample layers of at least this many weights split their rows over the threads.
     ROW_PARALLEL_MIN_MACS = 1 << 21
     ROW_CHUNK = 128
-    # One-sample layers of at most this many weights also keep weights.T, for
-    # dense_row_transposed; OUT_BLOCK output neurons are accumulated at a time there.
-    TRANSPOSED_MAX_WEIGHTS = 1 << 20
+    # Layers of at most this many weights also keep them as panels of OUT_BLOCK output
+    # neurons (see LayerPlan.panels), for dense_panels.
+    PANEL_MAX_WEIGHTS = 1 << 20
     OUT_BLOCK = 64
+    # One-sample forwards of networks whose layers all have panels share each layer's panels
+    # among the threads from this many multiply-adds per sample: every thread then keeps
+    # its share of the weights in its own core's cache.
+    SPLIT_PANELS_MIN_MACS = 1 << 17
 
 # One dense layer as the kernels see it: raw pointers into arrays owned by the network.
 ctypedef struct LayerPlan:
@@ -48,5 +52,7 @@ ctypedef struct LayerPlan:
     double alpha
     const void* weights    # (n_out, n_in), C order
     const void* biases     # (n_out,)
-    const void* weights_t  # (n_in, n_out), C order, or NULL for large layers
+    # n_out // OUT_BLOCK panels of (n_in, OUT_BLOCK): panel p holds weights[p * OUT_BLOCK:
+    # (p + 1) * OUT_BLOCK].T, C order, 64-byte aligned; NULL for large or narrow layers.
+    const void* panels
 

@@ -10,7 +10,7 @@ release the GIL for the arithmetic.
 
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython cimport floating
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport parallel, prange, threadid
 from libc.limits cimport INT_MAX
 from libc.math cimport exp, expf, fabs, fabsf, tanh, tanhf
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
@@ -18,6 +18,7 @@ from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 cimport numpy as cnp
 
 import os
+from time import perf_counter_ns
 
 import numpy as np
 
@@ -31,13 +32,22 @@ cdef extern from *:
     #include <omp.h>
     static int nnx_openmp_enabled(void) { return 1; }
     static int nnx_max_threads(void) { return omp_get_max_threads(); }
+    static int nnx_team_size(void) { return omp_get_num_threads(); }
+    static void nnx_barrier(void) {
+        #pragma omp barrier
+    }
     #else
     static int nnx_openmp_enabled(void) { return 0; }
     static int nnx_max_threads(void) { return 1; }
+    static int nnx_team_size(void) { return 1; }
+    static void nnx_barrier(void) { }
     #endif
     """
     int nnx_openmp_enabled() noexcept nogil
     int nnx_max_threads() noexcept nogil
+    # Inside a parallel region: its number of threads, and a barrier for all of them.
+    int nnx_team_size() noexcept nogil
+    void nnx_barrier() noexcept nogil
 
 # CPU features for the runtime choice of kernels (nnexposed._dispatch): can this CPU and OS run
 # the code of the AVX2 (AVX2+FMA+F16C) or AVX-512 (F+CD+BW+DQ+VL) builds? 0 on non-x86.
@@ -202,6 +212,37 @@ def set_num_threads(int n):
     thread_setting = min(max(n, 0), THREAD_LIMIT)
 
 
+# A one-sample forward that may share its layers' neurons among threads (CompiledNetwork
+# .split_rows) does so only while the threads are likely awake: OpenMP's idle threads spin
+# for a few hundred microseconds (GOMP_SPINCOUNT, set in __init__), and waking sleeping ones
+# costs more (about 25 us on the machines of bench/) than sharing saves. Calls that follow
+# one another closely, as in a loop, share; isolated calls run on one thread.
+cdef long long SPLIT_AWAKE_NS = 100_000
+cdef long long last_split_forward_end = -(1LL << 62)
+cdef enum:
+    SPLIT_NEVER = 0
+    SPLIT_AUTO = 1
+    SPLIT_ALWAYS = 2    # tests use it to reach the shared path
+cdef int split_mode = SPLIT_AUTO
+
+
+cdef bint threads_awake():
+    """Whether a one-sample forward should share its rows among threads now."""
+    if split_mode != SPLIT_AUTO:
+        return split_mode == SPLIT_ALWAYS
+    return perf_counter_ns() - last_split_forward_end < SPLIT_AWAKE_NS
+
+
+def allow_row_split(allowed):
+    """One-sample forwards of mid-sized networks sharing each layer's neurons among threads:
+    None (the default) when they follow another closely, True always, False never.
+    Returns the previous setting."""
+    global split_mode
+    previous = (False, None, True)[split_mode]
+    split_mode = SPLIT_AUTO if allowed is None else (SPLIT_ALWAYS if allowed else SPLIT_NEVER)
+    return previous
+
+
 def cpu_supports(isa):
     """True when this CPU and OS can run the kernels built for ``isa``: "baseline", "avx2"
     (AVX2, FMA, F16C) or "avx512" (AVX-512 F, CD, BW, DQ, VL)."""
@@ -306,6 +347,22 @@ cdef void network_block(const LayerPlan* layers, Py_ssize_t n_layers, const floa
             out[t * n_out + j] = src[j * cols + t]
 
 
+cdef void dense_rows(const LayerPlan* layer, const floating* x, floating* y, Py_ssize_t first,
+                     Py_ssize_t last) noexcept nogil:
+    """y[first:last] = weights[first:last] @ x + biases[first:last] for one sample; from the
+    layer's panels where they hold these neurons (first is then a multiple of OUT_BLOCK)."""
+    cdef Py_ssize_t n_in = layer.n_in
+    cdef Py_ssize_t panels_end = first
+    cdef const floating* biases = <const floating*>layer.biases
+    if layer.panels != NULL:
+        panels_end = max(first, min(last, layer.n_out - layer.n_out % OUT_BLOCK))
+        dense_panels(x, <const floating*>layer.panels, biases, y, n_in, first // OUT_BLOCK,
+                     panels_end // OUT_BLOCK)
+    if panels_end < last:
+        dense_row(x, <const floating*>layer.weights + panels_end * n_in, biases + panels_end,
+                  y + panels_end, n_in, last - panels_end)
+
+
 cdef void network_row(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
                       floating* out, floating* work, Py_ssize_t max_width,
                       int n_threads) noexcept nogil:
@@ -332,21 +389,54 @@ cdef void network_row(const LayerPlan* layers, Py_ssize_t n_layers, const floati
                 count = min(<Py_ssize_t>ROW_CHUNK, layers[k].n_out - first)
                 dense_row(src, weights + first * layers[k].n_in, biases + first,
                           dst + first, layers[k].n_in, count)
-        elif layers[k].weights_t != NULL and layers[k].n_in >= LANES:
-            dense_row_transposed(src, <const floating*>layers[k].weights_t, biases, dst,
-                                 layers[k].n_in, layers[k].n_out)
         else:
-            dense_row(src, weights, biases, dst, layers[k].n_in, layers[k].n_out)
+            dense_rows(&layers[k], src, dst, 0, layers[k].n_out)
         layer_activate(&layers[k], dst, 1)
         src = dst
 
 
+cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
+                            floating* out, floating* work, Py_ssize_t max_width,
+                            int n_threads) noexcept nogil:
+    """network_row with each layer's output neurons shared among ``n_threads`` threads, a
+    run of whole panels to each; work holds 2 * max_width values.
+
+    A thread takes the same neurons on every call, so its share of the weights stays in its
+    own core's cache: a network too big for one core's L2 runs from two.
+    """
+    cdef int member, team
+    cdef Py_ssize_t k, n_blocks, first, last
+    cdef const floating* src
+    cdef floating* dst
+    with parallel(num_threads=n_threads):
+        member = threadid()
+        team = nnx_team_size()
+        src = x
+        for k in range(n_layers):
+            dst = out if k == n_layers - 1 else work + (k % 2) * max_width
+            n_blocks = (layers[k].n_out + OUT_BLOCK - 1) // OUT_BLOCK
+            first = min(n_blocks * member // team * OUT_BLOCK, layers[k].n_out)
+            last = min(n_blocks * (member + 1) // team * OUT_BLOCK, layers[k].n_out)
+            if first < last:
+                dense_rows(&layers[k], src, dst, first, last)
+                if layers[k].activation != ACT_SOFTMAX:
+                    activate(dst + first, last - first, layers[k].activation,
+                             <floating>layers[k].alpha)
+            nnx_barrier()
+            if layers[k].activation == ACT_SOFTMAX:
+                if member == 0:
+                    softmax_strided(dst, layers[k].n_out, 1)
+                nnx_barrier()
+            src = dst
+
+
 cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
-                         const floating* x, floating* out, Py_ssize_t batch,
-                         int n_threads) noexcept nogil:
+                         const floating* x, floating* out, Py_ssize_t batch, int n_threads,
+                         bint split_rows) noexcept nogil:
     """Forward ``batch`` samples (rows of x) through all layers. Returns -1 if out of memory.
 
-    Small batches run sample by sample; larger ones in blocks of samples, with BLAS for wide
+    Small batches run sample by sample (with split_rows, each layer's neurons shared among
+    the threads); larger ones in blocks of samples, with BLAS for wide
     layers (BLAS then threads itself) and otherwise one block per OpenMP thread at a time.
     The workspace comes from PyMem_RawMalloc (callable without the GIL, seen by tracemalloc).
     """
@@ -364,8 +454,12 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
             if work == NULL:
                 return -1
         for s in range(batch):
-            network_row(layers, n_layers, x + s * n_in, out + s * n_out, work, max_width,
-                        n_threads)
+            if split_rows and n_threads > 1:
+                network_row_split(layers, n_layers, x + s * n_in, out + s * n_out, work,
+                                  max_width, n_threads)
+            else:
+                network_row(layers, n_layers, x + s * n_in, out + s * n_out, work, max_width,
+                            n_threads)
         if work != stack_work:
             PyMem_RawFree(work)
         return 0
@@ -419,6 +513,21 @@ cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b):
     return a_len > 0 and b_len > 0 and a0 < b0 + b_len and b0 < a0 + a_len
 
 
+cdef cnp.ndarray panels_of(cnp.ndarray weights):
+    """weights: (n_out, n_in) -> (n_out // OUT_BLOCK, n_in, OUT_BLOCK), panel p holding
+    weights[p * OUT_BLOCK:(p + 1) * OUT_BLOCK].T; 64-byte aligned, for whole-line loads."""
+    cdef Py_ssize_t n_panels = weights.shape[0] // OUT_BLOCK
+    cdef Py_ssize_t n_in = weights.shape[1]
+    cdef Py_ssize_t size = n_panels * n_in * OUT_BLOCK
+    cdef Py_ssize_t itemsize = weights.itemsize
+    buffer = np.empty(size + 64 // itemsize, weights.dtype)
+    start = (-buffer.ctypes.data) % 64 // itemsize
+    panels = buffer[start:start + size].reshape(n_panels, n_in, OUT_BLOCK)
+    blocks = weights[:n_panels * OUT_BLOCK].reshape(n_panels, OUT_BLOCK, n_in)
+    panels[...] = blocks.transpose(0, 2, 1)
+    return panels
+
+
 cdef class CompiledNetwork:
     """The layers of a network as the kernels see them.
 
@@ -429,20 +538,23 @@ cdef class CompiledNetwork:
     cdef Py_ssize_t n_layers
     cdef Py_ssize_t max_width
     cdef Py_ssize_t macs_per_sample
+    # One-sample forwards may share each layer's neurons among threads: all layers are
+    # small, together big enough.
+    cdef bint split_rows
     cdef int typenum
     cdef readonly Py_ssize_t n_in
     cdef readonly Py_ssize_t n_out
     cdef readonly object dtype
     cdef tuple arrays
 
-    def __cinit__(self, weights, biases, activations, alphas, bint keep_transposed=True):
+    def __cinit__(self, weights, biases, activations, alphas, bint keep_panels=True):
         """weights[k]: (n_out, n_in) and biases[k]: (n_out,), C-contiguous float32 or float64
         (all the same dtype); activations[k]: index into ACTIVATION_NAMES; alphas[k]: float.
-        keep_transposed: also keep weights.T of small layers for faster one-sample forwards
-        (worth it for a network used many times, not for a single call)."""
+        keep_panels: also keep small layers' weights as panels (LayerPlan.panels) for faster
+        one-sample forwards (worth it for a network used many times, not for a single call)."""
         cdef Py_ssize_t k, n_layers = len(weights)
-        cdef cnp.ndarray w, b, wt
-        transposed = []
+        cdef cnp.ndarray w, b, layer_panels
+        panels = []
         if n_layers == 0:
             raise ValueError("a network needs at least one layer")
         if not (len(biases) == len(activations) == len(alphas) == n_layers):
@@ -458,6 +570,7 @@ cdef class CompiledNetwork:
         self.n_layers = n_layers
         self.max_width = 0
         self.macs_per_sample = 0
+        self.split_rows = keep_panels
         for k in range(n_layers):
             # The kernels trust these invariants, so they are checked here, not assumed.
             w = weights[k]
@@ -479,14 +592,17 @@ cdef class CompiledNetwork:
             self.layers[k].alpha = alphas[k]
             self.layers[k].weights = cnp.PyArray_DATA(w)
             self.layers[k].biases = cnp.PyArray_DATA(b)
-            self.layers[k].weights_t = NULL
-            if keep_transposed and w.shape[0] * w.shape[1] <= TRANSPOSED_MAX_WEIGHTS:
-                wt = np.ascontiguousarray(w.T)
-                transposed.append(wt)
-                self.layers[k].weights_t = cnp.PyArray_DATA(wt)
+            self.layers[k].panels = NULL
+            if w.shape[0] * w.shape[1] > PANEL_MAX_WEIGHTS:
+                self.split_rows = False
+            elif keep_panels and w.shape[0] >= OUT_BLOCK:
+                layer_panels = panels_of(w)
+                panels.append(layer_panels)
+                self.layers[k].panels = cnp.PyArray_DATA(layer_panels)
             self.max_width = max(self.max_width, w.shape[0], w.shape[1])
             self.macs_per_sample += w.shape[0] * w.shape[1]
-        self.arrays += tuple(transposed)
+        self.arrays += tuple(panels)
+        self.split_rows = self.split_rows and self.macs_per_sample >= SPLIT_PANELS_MIN_MACS
         self.n_in = self.layers[0].n_in
         self.n_out = self.layers[n_layers - 1].n_out
 
@@ -498,8 +614,9 @@ cdef class CompiledNetwork:
 
         ``threads`` <= 0 uses get_num_threads(); small jobs always run on one thread.
         """
-        global openmp_started
+        global openmp_started, last_split_forward_end
         cdef cnp.ndarray xa, oa
+        cdef bint split
         cdef cnp.npy_intp dims[2]
         cdef int ndim, status
         cdef Py_ssize_t batch
@@ -531,8 +648,12 @@ cdef class CompiledNetwork:
         if threads <= 0:
             threads = thread_setting if thread_setting > 0 else nnx_max_threads()
         threads = min(threads, THREAD_LIMIT)
-        if batch * self.macs_per_sample < PARALLEL_MIN_MACS or openmp_unusable:
+        split = self.split_rows and batch < MIN_TILED_BATCH
+        if split:
+            split = threads > 1 and threads_awake()
+        if openmp_unusable or not split and batch * self.macs_per_sample < PARALLEL_MIN_MACS:
             threads = 1
+            split = False
         elif threads > 1:
             openmp_started = True
         if batch >= BLAS_MIN_COLS and not blas_looked_up:
@@ -541,13 +662,17 @@ cdef class CompiledNetwork:
             if self.typenum == cnp.NPY_FLOAT32:
                 status = network_forward(self.layers, self.n_layers, self.max_width,
                                          <const float*>cnp.PyArray_DATA(xa),
-                                         <float*>cnp.PyArray_DATA(oa), batch, threads)
+                                         <float*>cnp.PyArray_DATA(oa), batch, threads,
+                                         split)
             else:
                 status = network_forward(self.layers, self.n_layers, self.max_width,
                                          <const double*>cnp.PyArray_DATA(xa),
-                                         <double*>cnp.PyArray_DATA(oa), batch, threads)
+                                         <double*>cnp.PyArray_DATA(oa), batch, threads,
+                                         split)
         if status != 0:
             raise MemoryError("no memory for the forward pass workspace")
+        if self.split_rows and batch < MIN_TILED_BATCH:
+            last_split_forward_end = perf_counter_ns()
         return oa
 
 

@@ -145,39 +145,26 @@ cdef void dense_tile(const floating* x, const floating* weights, const floating*
             y[j * stride + t] = acc[0][t] + biases[j]
 
 
-cdef void dense_row_transposed(const floating* x, const floating* weights_t,
-                               const floating* biases, floating* y, Py_ssize_t n_in,
-                               Py_ssize_t n_out) noexcept nogil:
-    """y = weights @ x + biases for one sample from weights_t = weights.T: (n_in, n_out).
+cdef void dense_panels(const floating* x, const floating* panels, const floating* biases,
+                       floating* y, Py_ssize_t n_in, Py_ssize_t first,
+                       Py_ssize_t last) noexcept nogil:
+    """y[j] = weights[j] @ x + biases[j] for one sample and the neurons j of panels first to
+    last - 1; x: (n_in,), panels: LayerPlan.panels, y: (n_out,).
 
-    Output neurons sit in the vector lanes (OUT_BLOCK at a time, accumulating in registers
-    over all inputs), so no horizontal sums are needed: the fast form for small layers.
+    Output neurons sit in the vector lanes (a panel's OUT_BLOCK accumulate in registers over
+    all inputs while its weights stream in order), so no horizontal sums are needed.
     """
-    cdef Py_ssize_t i, j, t, block, width
+    cdef Py_ssize_t i, t, p
     cdef floating xi
     cdef floating acc[OUT_BLOCK]
     cdef const floating* w
-    for block in range(n_out // OUT_BLOCK):
-        j = block * OUT_BLOCK
+    for p in range(first, last):
+        w = panels + p * n_in * OUT_BLOCK
         for t in range(OUT_BLOCK):
             acc[t] = 0
         for i in range(n_in):
             xi = x[i]
-            w = weights_t + i * n_out + j
             for t in range(OUT_BLOCK):
-                acc[t] += xi * w[t]
+                acc[t] += xi * w[i * OUT_BLOCK + t]
         for t in range(OUT_BLOCK):
-            y[j + t] = acc[t] + biases[j + t]
-    j = n_out - n_out % OUT_BLOCK
-    width = n_out - j
-    if width > 0:
-        for t in range(width):
-            acc[t] = 0
-        for i in range(n_in):
-            xi = x[i]
-            w = weights_t + i * n_out + j
-            for t in range(width):
-                acc[t] += xi * w[t]
-        for t in range(width):
-            y[j + t] = acc[t] + biases[j + t]
-
+            y[p * OUT_BLOCK + t] = acc[t] + biases[p * OUT_BLOCK + t]

@@ -50,7 +50,7 @@ def dense(x, weights, biases, activation="linear", *, alpha=DEFAULT, out=None):
     if out is not None and (np.may_share_memory(out, w) or np.may_share_memory(out, b)):
         w, b = w.copy(), b.copy()    # the kernels read the weights while writing out
     layer = _core.CompiledNetwork([w], [b], [activation_code(activation)],
-                                  [resolve_alpha(alpha, activation)], keep_transposed=False)
+                                  [resolve_alpha(alpha, activation)], keep_panels=False)
     return layer.forward(x, out)
 
 
