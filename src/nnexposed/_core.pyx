@@ -288,8 +288,9 @@ cdef inline bint use_blas(const LayerPlan* layer, Py_ssize_t cols) noexcept nogi
 
 
 cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
-                      Py_ssize_t cols) noexcept nogil:
-    """y = W @ x + b on a block of ``cols`` samples stored feature-major.
+                      Py_ssize_t cols, const char* ahead, Py_ssize_t ahead_bytes) noexcept nogil:
+    """y = W @ x + b on a block of ``cols`` samples stored feature-major; fetches
+    ``ahead_bytes`` from ``ahead`` into cache along the way (see dense_tile).
 
     x: (n_in, cols), y: (n_out, cols), cols a multiple of TILE.
     """
@@ -314,30 +315,43 @@ cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
     else:
         for chunk in range(cols // TILE):
             dense_tile(x + chunk * TILE, weights, biases, y + chunk * TILE, layer.n_in,
-                       layer.n_out, cols)
+                       layer.n_out, cols, ahead, ahead_bytes if chunk == 0 else 0)
 
 
 cdef void network_block(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
                         floating* out, Py_ssize_t n_rows, Py_ssize_t cols, floating* work,
-                        Py_ssize_t max_width) noexcept nogil:
+                        Py_ssize_t max_width, const floating* next_x,
+                        Py_ssize_t next_rows) noexcept nogil:
     """All layers on up to ``cols`` samples (rows of x), depth-first while they are in cache.
 
-    work holds 2 * max_width * cols values; samples past n_rows are zero padding.
+    work holds 2 * max_width * cols values; samples past n_rows are zero padding. The first
+    layer fetches the ``next_rows`` rows at next_x (the next block's input) into cache while
+    it computes, so that block need not wait for memory.
     """
-    cdef Py_ssize_t i, j, k, t
+    cdef Py_ssize_t i, j, k, t, first
     cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
     cdef floating* src = work
     cdef floating* dst = work + max_width * cols
     cdef floating* swap
-    for t in range(n_rows):
-        for i in range(n_in):
+    # Eight features at a time: the reads stay within a cache line per sample, the writes
+    # within eight rows of the tile.
+    for first in range(0, n_in - n_in % 8, 8):
+        for t in range(n_rows):
+            for i in range(first, first + 8):
+                src[i * cols + t] = x[t * n_in + i]
+    for i in range(n_in - n_in % 8, n_in):
+        for t in range(n_rows):
             src[i * cols + t] = x[t * n_in + i]
     for i in range(n_in):
         for t in range(n_rows, cols):
             src[i * cols + t] = 0
     for k in range(n_layers):
-        dense_block(&layers[k], src, dst, cols)
+        if k == 0:
+            dense_block(&layers[k], src, dst, cols, <const char*>next_x,
+                        next_rows * n_in * <Py_ssize_t>sizeof(floating))
+        else:
+            dense_block(&layers[k], src, dst, cols, NULL, 0)
         layer_activate(&layers[k], dst, cols)
         swap = src
         src = dst
@@ -422,11 +436,15 @@ cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const 
                 if layers[k].activation != ACT_SOFTMAX:
                     activate(dst + first, last - first, layers[k].activation,
                              <floating>layers[k].alpha)
-            nnx_barrier()
+            # The next layer reads all of dst; after the last one, the end of the parallel
+            # region waits for every thread.
+            if k < n_layers - 1 or layers[k].activation == ACT_SOFTMAX:
+                nnx_barrier()
             if layers[k].activation == ACT_SOFTMAX:
                 if member == 0:
                     softmax_strided(dst, layers[k].n_out, 1)
-                nnx_barrier()
+                if k < n_layers - 1:
+                    nnx_barrier()
             src = dst
 
 
@@ -477,18 +495,25 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
     work = <floating*>PyMem_RawMalloc(n_threads * block_size * sizeof(floating))
     if work == NULL:
         return -1
+    # Each block fetches the input of the block n_threads further on: the one this thread
+    # probably takes next.
     if n_threads == 1:
         for block in range(n_blocks):
             first = block * cols
             rows = min(cols, batch - first)
             network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,
-                          min(cols, (rows + TILE - 1) // TILE * TILE), work, max_width)
+                          min(cols, (rows + TILE - 1) // TILE * TILE), work, max_width,
+                          x + first * n_in + cols * n_in if first + cols < batch else NULL,
+                          min(cols, max(0, batch - first - cols)))
     else:
         for block in prange(n_blocks, num_threads=n_threads, schedule="dynamic"):
             first = block * cols
             rows = min(cols, batch - first)
             network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,
-                          cols, work + threadid() * block_size, max_width)
+                          cols, work + threadid() * block_size, max_width,
+                          x + (first + n_threads * cols) * n_in
+                          if first + n_threads * cols < batch else NULL,
+                          min(cols, max(0, batch - first - n_threads * cols)))
     PyMem_RawFree(work)
     return 0
 

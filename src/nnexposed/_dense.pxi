@@ -20,9 +20,23 @@ cdef extern from *:
     #else
     #define NNX_OWN_KERNELS_BEAT_BLAS 0
     #endif
+    /* Ask for a cache line ahead of its use (into L2); a no-op where the compiler has no
+       such hint. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define nnx_prefetch(p) __builtin_prefetch((p), 0, 2)
+    #elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+    #include <xmmintrin.h>
+    #define nnx_prefetch(p) _mm_prefetch((const char*)(p), _MM_HINT_T1)
+    #else
+    #define nnx_prefetch(p) ((void)(p))
+    #endif
     """
     enum: NNX_ROW_BLOCK
     enum: NNX_OWN_KERNELS_BEAT_BLAS
+    void nnx_prefetch(const void* address) noexcept nogil
+
+cdef enum:
+    CACHE_LINE = 64
 
 
 cdef inline floating dot_tail(const floating* acc, const floating* row, const floating* x,
@@ -107,20 +121,27 @@ cdef void dense_row(const floating* x, const floating* weights, const floating* 
 
 
 cdef void dense_tile(const floating* x, const floating* weights, const floating* biases,
-                     floating* y, Py_ssize_t n_in, Py_ssize_t n_out,
-                     Py_ssize_t stride) noexcept nogil:
+                     floating* y, Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t stride,
+                     const char* ahead, Py_ssize_t ahead_bytes) noexcept nogil:
     """One layer on a tile of TILE samples stored feature-major.
 
     x: (n_in, TILE) and y: (n_out, TILE) with rows ``stride`` apart; weights: (n_out, n_in).
     NNX_ROW_BLOCK output neurons at a time, TILE samples each, accumulate in registers while
-    x streams from L1.
+    x streams from L1. The ``ahead_bytes`` from ``ahead`` (the next tile's input, say) are
+    fetched into cache along the way, a few lines per block of neurons.
     """
-    cdef Py_ssize_t i, j, r, t, block
+    cdef Py_ssize_t i, j, r, t, block, line
+    cdef Py_ssize_t n_blocks = n_out // NNX_ROW_BLOCK
+    cdef Py_ssize_t ahead_lines = (ahead_bytes + CACHE_LINE - 1) // CACHE_LINE
+    cdef Py_ssize_t lines_per_block = (ahead_lines + n_blocks) // max(n_blocks, 1)
     cdef floating w
     cdef floating acc[NNX_ROW_BLOCK][TILE]
     cdef const floating* xi
-    for block in range(n_out // NNX_ROW_BLOCK):
+    for block in range(n_blocks):
         j = block * NNX_ROW_BLOCK
+        for line in range(block * lines_per_block,
+                          min((block + 1) * lines_per_block, ahead_lines)):
+            nnx_prefetch(ahead + line * CACHE_LINE)
         for r in range(NNX_ROW_BLOCK):
             for t in range(TILE):
                 acc[r][t] = 0
