@@ -289,8 +289,8 @@ cdef inline bint use_blas(const LayerPlan* layer, Py_ssize_t cols) noexcept nogi
 
 cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
                       Py_ssize_t cols, const char* ahead, Py_ssize_t ahead_bytes) noexcept nogil:
-    """y = W @ x + b on a block of ``cols`` samples stored feature-major; fetches
-    ``ahead_bytes`` from ``ahead`` into cache along the way (see dense_tile).
+    """y = activation(W @ x + b) on a block of ``cols`` samples stored feature-major;
+    fetches ``ahead_bytes`` from ``ahead`` into cache along the way (see dense_tile).
 
     x: (n_in, cols), y: (n_out, cols), cols a multiple of TILE.
     """
@@ -312,10 +312,14 @@ cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
         for j in range(layer.n_out):
             for t in range(cols):
                 y[j * cols + t] += biases[j]
+        layer_activate(layer, y, cols)
     else:
         for chunk in range(cols // TILE):
             dense_tile(x + chunk * TILE, weights, biases, y + chunk * TILE, layer.n_in,
-                       layer.n_out, cols, ahead, ahead_bytes if chunk == 0 else 0)
+                       layer.n_out, cols, layer.activation == ACT_RELU, ahead,
+                       ahead_bytes if chunk == 0 else 0)
+        if layer.activation != ACT_RELU:
+            layer_activate(layer, y, cols)
 
 
 cdef void network_block(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
@@ -352,7 +356,6 @@ cdef void network_block(const LayerPlan* layers, Py_ssize_t n_layers, const floa
                         next_rows * n_in * <Py_ssize_t>sizeof(floating))
         else:
             dense_block(&layers[k], src, dst, cols, NULL, 0)
-        layer_activate(&layers[k], dst, cols)
         swap = src
         src = dst
         dst = swap

@@ -122,8 +122,9 @@ cdef void dense_row(const floating* x, const floating* weights, const floating* 
 
 cdef void dense_tile(const floating* x, const floating* weights, const floating* biases,
                      floating* y, Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t stride,
-                     const char* ahead, Py_ssize_t ahead_bytes) noexcept nogil:
-    """One layer on a tile of TILE samples stored feature-major.
+                     bint relu, const char* ahead, Py_ssize_t ahead_bytes) noexcept nogil:
+    """One layer on a tile of TILE samples stored feature-major, with ReLU applied as the
+    results are stored if ``relu``.
 
     x: (n_in, TILE) and y: (n_out, TILE) with rows ``stride`` apart; weights: (n_out, n_in).
     NNX_ROW_BLOCK output neurons at a time, TILE samples each, accumulate in registers while
@@ -131,6 +132,7 @@ cdef void dense_tile(const floating* x, const floating* weights, const floating*
     fetched into cache along the way, a few lines per block of neurons.
     """
     cdef Py_ssize_t i, j, r, t, block, line
+    cdef floating v
     cdef Py_ssize_t n_blocks = n_out // NNX_ROW_BLOCK
     cdef Py_ssize_t ahead_lines = (ahead_bytes + CACHE_LINE - 1) // CACHE_LINE
     cdef Py_ssize_t lines_per_block = (ahead_lines + n_blocks) // max(n_blocks, 1)
@@ -153,7 +155,8 @@ cdef void dense_tile(const floating* x, const floating* weights, const floating*
                     acc[r][t] += w * xi[t]
         for r in range(NNX_ROW_BLOCK):
             for t in range(TILE):
-                y[(j + r) * stride + t] = acc[r][t] + biases[j + r]
+                v = acc[r][t] + biases[j + r]
+                y[(j + r) * stride + t] = 0 if relu and v < 0 else v
     for j in range(n_out - n_out % NNX_ROW_BLOCK, n_out):
         for t in range(TILE):
             acc[0][t] = 0
@@ -163,7 +166,8 @@ cdef void dense_tile(const floating* x, const floating* weights, const floating*
             for t in range(TILE):
                 acc[0][t] += w * xi[t]
         for t in range(TILE):
-            y[j * stride + t] = acc[0][t] + biases[j]
+            v = acc[0][t] + biases[j]
+            y[j * stride + t] = 0 if relu and v < 0 else v
 
 
 cdef void dense_panels(const floating* x, const floating* panels, const floating* biases,
