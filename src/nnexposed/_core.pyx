@@ -457,8 +457,8 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
     """Forward ``batch`` samples (rows of x) through all layers. Returns -1 if out of memory.
 
     Small batches run sample by sample (with split_rows, each layer's neurons shared among
-    the threads); larger ones in blocks of samples, with BLAS for wide
-    layers (BLAS then threads itself) and otherwise one block per OpenMP thread at a time.
+    the threads); larger ones in blocks of samples, with BLAS for wide layers (BLAS then
+    threads itself) and otherwise one block per OpenMP thread at a time.
     The workspace comes from PyMem_RawMalloc (callable without the GIL, seen by tracemalloc).
     """
     cdef Py_ssize_t n_in = layers[0].n_in
