@@ -132,11 +132,10 @@ cdef void dense_tile(const floating* x, const floating* weights, const floating*
     fetched into cache along the way, a few lines per block of neurons.
     """
     cdef Py_ssize_t i, j, r, t, block, line
-    cdef floating v
     cdef Py_ssize_t n_blocks = n_out // NNX_ROW_BLOCK
     cdef Py_ssize_t ahead_lines = (ahead_bytes + CACHE_LINE - 1) // CACHE_LINE
     cdef Py_ssize_t lines_per_block = (ahead_lines + n_blocks) // max(n_blocks, 1)
-    cdef floating w
+    cdef floating w, v
     cdef floating acc[NNX_ROW_BLOCK][TILE]
     cdef const floating* xi
     for block in range(n_blocks):
