@@ -434,6 +434,8 @@ def test_batched_forward_allocates_output_and_bounded_workspace(rng, blas_allowe
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Forking a multi-threaded process is what this test is about (Python 3.12+ warns of it).
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_child_after_parallel_forward_does_not_hang(rng):
     # GNU OpenMP cannot run a parallel region in the child of a process that already ran one;
     # such a child must fall back to one thread instead of hanging.
