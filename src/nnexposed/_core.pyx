@@ -215,7 +215,7 @@ def set_num_threads(int n):
 # A one-sample forward that may share its layers' neurons among threads (CompiledNetwork
 # .split_rows) does so only while the threads are likely awake: OpenMP's idle threads spin
 # for a few hundred microseconds (GOMP_SPINCOUNT, set in __init__), and waking sleeping ones
-# costs more (about 25 us on the machines of bench/) than sharing saves. Calls that follow
+# costs more (20-40 us here: tools/one_sample_gaps.py) than sharing saves. Calls that follow
 # one another closely, as in a loop, share; isolated calls run on one thread.
 cdef long long SPLIT_AWAKE_NS = 100_000
 cdef long long last_split_forward_end = -(1LL << 62)
