@@ -273,18 +273,19 @@ def markdown(results):
         "", "## Time per call (µs)", "", times_table(results), "",
         "## Ratio: implementation's time / nnexposed time", "", ratios_table(results), "",
     ]
-    memory = memory_table(results)
-    if memory:
-        lines += ["## Peak extra memory of a batched forward", "",
-                  ("Peak bytes traced by `tracemalloc` during one call, beyond the returned "
-                   "output (NumPy's arrays and Python's allocators are traced; memory a kernel "
-                   "takes with C `malloc` is not)."), "", memory, ""]
-    conversion = conversion_table(results)
-    if conversion:
-        lines += ["## PyTorch: NumPy conversion cost", "",
-                  ("The PyTorch column times `model(x_tensor)` under `torch.inference_mode()` "
-                   "with the tensor made beforehand; a caller holding NumPy arrays also pays "
-                   "these (both are zero-copy)."), "", conversion, ""]
+    optional_sections = [
+        ("Peak extra memory of a batched forward",
+         "Peak bytes traced by `tracemalloc` during one call, beyond the returned output "
+         "(NumPy's arrays and Python's allocators are traced; memory a kernel takes with C "
+         "`malloc` is not).", memory_table(results)),
+        ("PyTorch: NumPy conversion cost",
+         "The PyTorch column times `model(x_tensor)` under `torch.inference_mode()` with the "
+         "tensor made beforehand; a caller holding NumPy arrays also pays these (both are "
+         "zero-copy).", conversion_table(results)),
+    ]
+    for title, text, table in optional_sections:
+        if table:
+            lines += [f"## {title}", "", text, "", table, ""]
     notes = _notes(results)
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]

@@ -451,6 +451,12 @@ cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const 
             src = dst
 
 
+cdef inline const floating* rows_from(const floating* x, Py_ssize_t first, Py_ssize_t batch,
+                                      Py_ssize_t n_in) noexcept nogil:
+    """The rows of x: (batch, n_in) from ``first`` on; NULL when first is past the end."""
+    return x + first * n_in if first < batch else NULL
+
+
 cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
                          const floating* x, floating* out, Py_ssize_t batch, int n_threads,
                          bint split_rows) noexcept nogil:
@@ -506,7 +512,7 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
             rows = min(cols, batch - first)
             network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,
                           min(cols, (rows + TILE - 1) // TILE * TILE), work, max_width,
-                          x + first * n_in + cols * n_in if first + cols < batch else NULL,
+                          rows_from(x, first + cols, batch, n_in),
                           min(cols, max(0, batch - first - cols)))
     else:
         for block in prange(n_blocks, num_threads=n_threads, schedule="dynamic"):
@@ -514,8 +520,7 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
             rows = min(cols, batch - first)
             network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,
                           cols, work + threadid() * block_size, max_width,
-                          x + (first + n_threads * cols) * n_in
-                          if first + n_threads * cols < batch else NULL,
+                          rows_from(x, first + n_threads * cols, batch, n_in),
                           min(cols, max(0, batch - first - n_threads * cols)))
     PyMem_RawFree(work)
     return 0
@@ -644,7 +649,7 @@ cdef class CompiledNetwork:
         """
         global openmp_started, last_split_forward_end
         cdef cnp.ndarray xa, oa
-        cdef bint split
+        cdef bint may_split, split
         cdef cnp.npy_intp dims[2]
         cdef int ndim, status
         cdef Py_ssize_t batch
@@ -676,9 +681,8 @@ cdef class CompiledNetwork:
         if threads <= 0:
             threads = thread_setting if thread_setting > 0 else nnx_max_threads()
         threads = min(threads, THREAD_LIMIT)
-        split = self.split_rows and batch < MIN_TILED_BATCH
-        if split:
-            split = threads > 1 and threads_awake()
+        may_split = self.split_rows and batch < MIN_TILED_BATCH
+        split = may_split and threads > 1 and threads_awake()
         if openmp_unusable or not split and batch * self.macs_per_sample < PARALLEL_MIN_MACS:
             threads = 1
             split = False
@@ -699,7 +703,7 @@ cdef class CompiledNetwork:
                                          split)
         if status != 0:
             raise MemoryError("no memory for the forward pass workspace")
-        if self.split_rows and batch < MIN_TILED_BATCH:
+        if may_split:
             last_split_forward_end = perf_counter_ns()
         return oa
 
