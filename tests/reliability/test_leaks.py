@@ -6,7 +6,7 @@ Bounds (a leak of 8 bytes per call would exceed each of them at these call count
 - tracemalloc's current traced memory grows by at most TRACED_BOUND (64 KiB).
 
 Default call counts: 10**6 forward calls at batch 1, 10**5 at batch 64, 10**4 network
-constructions. NNEXPOSED_SLOW=1 runs 10**6 at batch 64 too (see tools/leak_run.py, which
+constructions. ``pytest --slow`` runs 10**6 at batch 64 too (see tools/leak_run.py, which
 prints the measured figures). Under AddressSanitizer (LD_PRELOAD of libasan, see
 tools/sanitize.sh) the counts are divided by 100 and only tracemalloc is checked: the
 sanitizer's quarantine grows the resident set by design.
@@ -21,11 +21,10 @@ import numpy as np
 import pytest
 
 import nnexposed
+from tests.helpers import UNDER_ASAN
 
 RSS_BOUND = 4 * 1024 * 1024
 TRACED_BOUND = 64 * 1024
-SLOW = os.environ.get("NNEXPOSED_SLOW") == "1"
-UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 SCALE = 100 if UNDER_ASAN else 1
 
 
@@ -93,8 +92,7 @@ def test_forward_batch_1_does_not_leak(network):
     check_flat(*measure(call, 10**6 // 3 // SCALE))
 
 
-@pytest.mark.parametrize("calls", [10**5, pytest.param(10**6, marks=pytest.mark.skipif(
-    not SLOW, reason="10**6 calls at batch 64: NNEXPOSED_SLOW=1 or tools/leak_run.py"))])
+@pytest.mark.parametrize("calls", [10**5, pytest.param(10**6, marks=pytest.mark.slow)])
 def test_forward_batch_64_does_not_leak(network, calls):
     x = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
     check_flat(*measure(lambda: network(x), calls // SCALE))
