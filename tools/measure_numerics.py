@@ -23,8 +23,8 @@ import mpmath
 import numpy as np
 
 import nnexposed
-from nnexposed.reference import NUMPY_ACTIVATIONS
 from nnexposed import kernels
+from nnexposed.reference import NUMPY_ACTIVATIONS
 
 mpmath.mp.dps = 50
 ALPHA = 0.01

@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 import nnexposed
-from nnexposed.benchmark import time_per_call
 from nnexposed import kernels
+from nnexposed.benchmark import time_per_call
 
 GAPS_US = [10, 50, 100, 200, 300, 1_000, 10_000]
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import nnexposed
-from nnexposed.reference import NUMPY_ACTIVATIONS
-from reliability_support import takes_alpha
 from nnexposed import kernels
+from nnexposed.reference import NUMPY_ACTIVATIONS
+from tests.helpers import takes_alpha
 
 ALPHA = 0.01
 # Max error in ulps of the result against the exact value, (float32, float64), where the
