@@ -243,6 +243,15 @@ def allow_row_split(allowed):
     return previous
 
 
+def tile_shape():
+    """The batched micro-kernel of this build: {"isa": vector instructions it uses, "float32"
+    and "float64": (neurons, samples, inputs) held per block — output neurons and samples
+    accumulated in registers, inputs taken per pass over a tile}."""
+    return {"isa": NNX_TILE_ISA.decode(),
+            "float32": (NNX_F32_MR, NNX_F32_NV * NNX_F32_LANES, NNX_KC_F32),
+            "float64": (NNX_F64_MR, NNX_F64_NV * NNX_F64_LANES, NNX_KC_F64)}
+
+
 def cpu_supports(isa):
     """True when this CPU and OS can run the kernels built for ``isa``: "baseline", "avx2"
     (AVX2, FMA, F16C) or "avx512" (AVX-512 F, CD, BW, DQ, VL)."""
