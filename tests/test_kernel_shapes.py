@@ -14,7 +14,7 @@ import pytest
 from nnexposed import _dispatch
 
 TOLERANCES = {"float32": {"rtol": 2e-4, "atol": 2e-5}, "float64": {"rtol": 1e-10, "atol": 1e-12}}
-TILE = 32  # samples per tile (TILE in _core.pxd)
+TILE = 32  # samples per tile (TILE in _kernels/declarations.pxi)
 
 
 def runnable_builds():

@@ -17,14 +17,7 @@
 #define NNX_INLINE static inline __attribute__((always_inline))
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
-#define nnx_prefetch(p) __builtin_prefetch((p), 0, 2)
-#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
-#include <xmmintrin.h>
-#define nnx_prefetch(p) _mm_prefetch((const char*)(p), _MM_HINT_T1)
-#else
-#define nnx_prefetch(p) ((void)(p))
-#endif
+#include "isa_tuning.h"  /* nnx_prefetch */
 
 #if defined(__AVX512F__)
 #include <immintrin.h>

@@ -1,17 +1,8 @@
-# Dense-layer kernels, included by _core.pyx. Written so the compiler vectorises them without
+# Dense-layer kernels, included by core.pxi. Written so the compiler vectorises them without
 # reassociating sums it was not told to: independent partial sums live in small arrays of
 # fixed length, whose loops become vector instructions of whatever ISA the module targets.
 
-cdef extern from *:
-    """
-    /* With 256- or 512-bit FMA the tiled kernel outruns SciPy's BLAS on this project's
-       layer sizes (bench/); with 128-bit vectors BLAS is faster for wide layers. */
-    #if defined(__AVX2__) || defined(__AVX512F__)
-    #define NNX_OWN_KERNELS_BEAT_BLAS 1
-    #else
-    #define NNX_OWN_KERNELS_BEAT_BLAS 0
-    #endif
-    """
+cdef extern from "_kernels/isa_tuning.h":
     enum: NNX_OWN_KERNELS_BEAT_BLAS
 
 # The batched micro-kernel: one C source, its block shape chosen per ISA at compile time.
@@ -117,6 +108,15 @@ cdef void dense_row(const floating* x, const floating* weights, const floating* 
         j += 1
 
 
+def tile_shape():
+    """The batched micro-kernel of this build: {"isa": vector instructions it uses, "float32"
+    and "float64": (neurons, samples, inputs) per block — output neurons and samples whose sums
+    accumulate in registers, inputs taken per pass over a tile}."""
+    return {"isa": NNX_TILE_ISA.decode(),
+            "float32": (NNX_F32_MR, NNX_F32_NV * NNX_F32_LANES, NNX_KC_F32),
+            "float64": (NNX_F64_MR, NNX_F64_NV * NNX_F64_LANES, NNX_KC_F64)}
+
+
 cdef inline void dense_tile(const floating* x, const floating* weights,
                             const floating* biases, floating* y, Py_ssize_t n_in,
                             Py_ssize_t n_out, Py_ssize_t stride, bint relu, const char* ahead,
@@ -125,9 +125,9 @@ cdef inline void dense_tile(const floating* x, const floating* weights,
     results are stored if ``relu``.
 
     x: (n_in, TILE) and y: (n_out, TILE) with rows ``stride`` apart; weights: (n_out, n_in).
-    Blocks of neurons x samples accumulate in registers (the shape of this build's
-    micro-kernel: tile_shape()). The ``ahead_bytes`` from ``ahead`` (the next tile's input,
-    say) are fetched into cache along the way, a few lines per block of neurons.
+    Blocks of neurons x samples accumulate in registers (this build's micro-kernel:
+    tile_shape()). The ``ahead_bytes`` from ``ahead`` (the next tile's input, say) are
+    fetched into cache along the way, a few lines per block of neurons.
     """
     if floating is float:
         nnx_tile_f32(x, weights, biases, y, n_in, n_out, stride, TILE, relu, ahead, ahead_bytes)
