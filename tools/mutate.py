@@ -17,7 +17,7 @@ exit status 1.
     python tools/mutate.py --check             # only check that every anchor is found
     python tools/mutate.py --markdown FILE     # also write the table as Markdown
 
-Builds and tests run under ``nice -n 15``, one mutant at a time.
+Builds and tests run under ``nice -n 15``, one mutant at a time (``--jobs N``: N at once).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,24 +75,26 @@ def mutation(name: str, description: str, *edits: tuple[str, str]) -> Mutation:
 LEAK = "PyMem_RawMalloc(8)"
 
 MUTATIONS = [
-    mutation("bias_tile", "tile kernel adds the first bias of a row block to all its rows",
-             ("v = acc[r][t] + biases[j + r]", "v = acc[r][t] + biases[j]")),
+    mutation("bias_tile", "tile kernel adds the first bias of a block of neurons to all of them",
+             ("NNX_V bias = nnx_v_splat(biases[r]);", "NNX_V bias = nnx_v_splat(biases[0]);")),
     mutation("bias_row", "one-sample kernel: the 4th row of a block takes the 3rd one's bias",
              ("+ biases[j + 3]", "+ biases[j + 2]")),
     mutation("bias_shared_rows",
              "one-sample shared path: neurons past the last panel offset their biases by the "
              "thread's first neuron",
-             ("dense_row(x, <const floating*>layer.weights + panels_end * n_in, biases + panels_end,",
-              "dense_row(x, <const floating*>layer.weights + panels_end * n_in, "
-              "biases + panels_end - first,")),
+             ("<const floating*>layer.weights + panels_end * n_in, biases + panels_end,",
+              "<const floating*>layer.weights + panels_end * n_in, biases + panels_end - first,")),
     mutation("bias_blas", "BLAS path adds the first bias to every neuron",
              ("y[j * cols + t] += biases[j]", "y[j * cols + t] += biases[0]")),
     mutation("dot_tail_bound", "one-sample kernel drops the last input past the 16 lanes",
              ("for i in range(start, n_in):\n        total += row[i] * x[i]",
               "for i in range(start, n_in - 1):\n        total += row[i] * x[i]")),
-    mutation("tile_row_remainder", "tile kernel skips the last neuron past the row blocks",
-             ("for j in range(n_out - n_out % NNX_ROW_BLOCK, n_out):",
-              "for j in range(n_out - n_out % NNX_ROW_BLOCK, n_out - 1):")),
+    mutation("tile_row_remainder", "tile kernel skips the last neuron past the blocks",
+             ("        for (; j < n_out; j++)", "        for (; j + 1 < n_out; j++)")),
+    mutation("tile_input_blocks",
+             "tile kernel restarts its sums at each block of inputs (NNX_KC of them)",
+             ("first ? nnx_v_zero() : nnx_v_load(y + r * stride + t * NNX_LANES)",
+              "nnx_v_zero()")),
     mutation("tile_edge", "one-thread batches skip the last, partial tile of a block",
              ("min(cols, (rows + TILE - 1) // TILE * TILE), work, max_width,",
               "min(cols, rows // TILE * TILE), work, max_width,")),
@@ -302,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-control", action="store_true",
                         help="skip running the suite on the unmutated build first")
     parser.add_argument("--keep", action="store_true", help="keep the mutant trees")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="mutants built and tested at once (default 1)")
     parser.add_argument("--work", type=Path, help="folder for trees and logs (default: a temp dir)")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--pytest-args", nargs=argparse.REMAINDER,
@@ -338,17 +343,18 @@ def main(argv: list[str] | None = None) -> int:
         if verdict != "passed":
             print("the suite fails without any mutation: fix that first", file=sys.stderr)
             return 2
-    rows = []
-    errors = 0
-    for m in selected:
+    def verdict_of(m: Mutation) -> str:
         try:
             verdict, seconds = test_mutant(m, work, args)
         except MutationError as error:
-            verdict, seconds, errors = f"ERROR: {error}", 0.0, errors + 1
-        if verdict == "passed":
-            verdict = "SURVIVED"
-        rows.append((m, verdict))
+            verdict, seconds = f"ERROR: {error}", 0.0
+        verdict = "SURVIVED" if verdict == "passed" else verdict
         print(f"{m.name:20} {verdict}  ({seconds:.0f} s)", flush=True)
+        return verdict
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        rows = list(zip(selected, pool.map(verdict_of, selected)))
+    errors = sum(verdict.startswith("ERROR") for _, verdict in rows)
     print()
     width = max(len(m.name) for m, _ in rows)
     for m, verdict in rows:
