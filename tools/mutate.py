@@ -41,8 +41,8 @@ SOURCE_SUFFIXES = (".pyx", ".pxi", ".pxd", ".h", ".py")
 # files under tests/ by name pattern; each pattern must match a file. The importers, model
 # files, command line and benchmarks are left out: they reach the kernels only through
 # paths these tests cover.
-FAST_SUITE = ["test_forward.py", "test_activations.py", "test_network.py", "*numerics.py",
-              "*leaks.py", "*regressions.py", "*fuzz.py", "test*threads.py", "*sizes.py",
+FAST_SUITE = ["test_forward.py", "test_activations.py", "*numerics.py", "*leaks.py",
+              "test_network.py", "*regressions.py", "*fuzz.py", "test*threads.py", "*sizes.py",
               "test_dispatch.py"]
 
 
