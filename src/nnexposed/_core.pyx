@@ -526,6 +526,9 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
     return 0
 
 
+include "_trace.pxi"
+
+
 # ---------------------------------------------------------------------------------------------
 # Python-facing entry points
 # ---------------------------------------------------------------------------------------------
@@ -706,6 +709,51 @@ cdef class CompiledNetwork:
         if may_split:
             last_split_forward_end = perf_counter_ns()
         return oa
+
+
+    def trace(self, x, int threads=0):
+        """Run all layers on x, keeping every layer's values: a list of (pre-activation,
+        output) array pairs, one per layer, each (batch, n_out of the layer), or (n_out,) for
+        x of shape (n_in,). ``threads`` as for forward."""
+        global openmp_started
+        cdef void** pre
+        cdef void** post
+        cdef cnp.ndarray xa = as_network_input(x, self.dtype, self.n_in)
+        cdef Py_ssize_t k, batch = 1 if xa.ndim == 1 else xa.shape[0]
+        cdef int status
+        shape_of = (lambda n: (n,)) if xa.ndim == 1 else (lambda n: (batch, n))
+        pairs = [(np.empty(shape_of(self.layers[k].n_out), self.dtype),
+                  np.empty(shape_of(self.layers[k].n_out), self.dtype))
+                 for k in range(self.n_layers)]
+        if batch == 0:
+            return pairs
+        if threads <= 0:
+            threads = thread_setting if thread_setting > 0 else nnx_max_threads()
+        threads = min(threads, THREAD_LIMIT)
+        if openmp_unusable or batch * self.macs_per_sample < PARALLEL_MIN_MACS:
+            threads = 1
+        elif threads > 1:
+            openmp_started = True
+        pre = <void**>PyMem_RawMalloc(2 * self.n_layers * sizeof(void*))
+        if pre == NULL:
+            raise MemoryError()
+        post = pre + self.n_layers
+        for k in range(self.n_layers):
+            pre[k] = cnp.PyArray_DATA(<cnp.ndarray>pairs[k][0])
+            post[k] = cnp.PyArray_DATA(<cnp.ndarray>pairs[k][1])
+        with nogil:
+            if self.typenum == cnp.NPY_FLOAT32:
+                status = network_trace(self.layers, self.n_layers, self.max_width,
+                                       <const float*>cnp.PyArray_DATA(xa), <float**>pre,
+                                       <float**>post, batch, threads)
+            else:
+                status = network_trace(self.layers, self.n_layers, self.max_width,
+                                       <const double*>cnp.PyArray_DATA(xa), <double**>pre,
+                                       <double**>post, batch, threads)
+        PyMem_RawFree(pre)
+        if status != 0:
+            raise MemoryError("no memory for the trace workspace")
+        return pairs
 
 
 def activate_inplace(cnp.ndarray values, int activation, double alpha=0.01):
