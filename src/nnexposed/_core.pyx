@@ -718,15 +718,31 @@ cdef class CompiledNetwork:
         global openmp_started
         cdef void** pre
         cdef void** post
-        cdef cnp.ndarray xa = as_network_input(x, self.dtype, self.n_in)
-        cdef Py_ssize_t k, batch = 1 if xa.ndim == 1 else xa.shape[0]
-        cdef int status
-        shape_of = (lambda n: (n,)) if xa.ndim == 1 else (lambda n: (batch, n))
-        pairs = [(np.empty(shape_of(self.layers[k].n_out), self.dtype),
-                  np.empty(shape_of(self.layers[k].n_out), self.dtype))
-                 for k in range(self.n_layers)]
-        if batch == 0:
-            return pairs
+        cdef cnp.ndarray xa, pre_k, post_k
+        cdef Py_ssize_t k, batch
+        cdef int ndim, status
+        cdef cnp.npy_intp dims[2]
+        if is_behaved(x, self.typenum) and cnp.PyArray_NDIM(<cnp.ndarray>x) in (1, 2) and (
+                cnp.PyArray_DIM(<cnp.ndarray>x, cnp.PyArray_NDIM(<cnp.ndarray>x) - 1)
+                == self.n_in):
+            xa = <cnp.ndarray>x
+        else:
+            xa = as_network_input(x, self.dtype, self.n_in)
+        ndim = cnp.PyArray_NDIM(xa)
+        batch = 1 if ndim == 1 else cnp.PyArray_DIM(xa, 0)
+        dims[0] = batch
+        pairs = []
+        pre = <void**>PyMem_RawMalloc(2 * self.n_layers * sizeof(void*))
+        if pre == NULL:
+            raise MemoryError()
+        post = pre + self.n_layers
+        for k in range(self.n_layers):
+            dims[ndim - 1] = self.layers[k].n_out
+            pre_k = <cnp.ndarray>cnp.PyArray_EMPTY(ndim, dims, self.typenum, 0)
+            post_k = <cnp.ndarray>cnp.PyArray_EMPTY(ndim, dims, self.typenum, 0)
+            pre[k] = cnp.PyArray_DATA(pre_k)
+            post[k] = cnp.PyArray_DATA(post_k)
+            pairs.append((pre_k, post_k))
         if threads <= 0:
             threads = thread_setting if thread_setting > 0 else nnx_max_threads()
         threads = min(threads, THREAD_LIMIT)
@@ -734,13 +750,6 @@ cdef class CompiledNetwork:
             threads = 1
         elif threads > 1:
             openmp_started = True
-        pre = <void**>PyMem_RawMalloc(2 * self.n_layers * sizeof(void*))
-        if pre == NULL:
-            raise MemoryError()
-        post = pre + self.n_layers
-        for k in range(self.n_layers):
-            pre[k] = cnp.PyArray_DATA(<cnp.ndarray>pairs[k][0])
-            post[k] = cnp.PyArray_DATA(<cnp.ndarray>pairs[k][1])
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
                 status = network_trace(self.layers, self.n_layers, self.max_width,
