@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import nnexposed
@@ -105,3 +106,11 @@ def test_demo_prints_accuracy_and_latency():
     assert "64-64-32-10" in out
     latency = re.search(r"one image per call\s+([\d.]+)µs\s+([\d.]+)µs\s+([\d.]+)x", out)
     assert latency and float(latency.group(1)) > 0 and float(latency.group(2)) > 0
+
+
+def test_summary_with_input_shows_layer_values(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((20, 3)))
+    result = run_cli("summary", "3,5,5,5,2", "--input", str(tmp_path / "x.npy"))
+    assert "Dead units" in result.stdout and result.stdout.count("/5") == 3
+    assert cli.main(["summary", "3,5,5,5,2", "--input", "1,2"]) == 1
+    assert "expected x of shape (3,)" in capsys.readouterr().err

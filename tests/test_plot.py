@@ -1,5 +1,7 @@
 """Pictures: network diagrams and the speed-up chart, rendered to files with Agg."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,63 @@ def test_speedup_chart(tmp_path):
     png_size(tmp_path / "speedup.png")
     with pytest.raises(ValueError, match="expected 2 speed-ups for 'x', got 1"):
         speedup_chart(["a", "b"], {"x": [1.0]})
+
+
+def run_main(*args):
+    """nnexposed's command line in this process: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from nnexposed import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit:
+            code = exit.code
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("name", ["net.png", "net.svg", "net.pdf"])
+def test_draw_writes_the_picture(tmp_path, name):
+    target = tmp_path / name
+    code, _, err = run_main("draw", "3,5,5,5,2", "-o", str(target), "--input", "0.5,-1,2")
+    assert code == 0, err
+    assert target.stat().st_size > 1000
+    if name.endswith(".png"):
+        png_size(target)
+    assert [p.name for p in tmp_path.iterdir()] == [name]   # no temporary file left
+
+
+def test_draw_a_saved_model(tmp_path):
+    model = tmp_path / "digits.npz"
+    nnexposed.save(nnexposed.examples.digits()[0], model)
+    code, _, err = run_main("draw", str(model), "-o", str(tmp_path / "digits.png"))
+    assert code == 0, err
+    assert png_size(tmp_path / "digits.png")[0] >= 400
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-o", "{tmp}/x.gif"], "ending in .png, .svg, .pdf, got"),
+    (["-o", "{tmp}/missing/x.png"], "does not exist"),
+    (["-o", "{tmp}/x.png", "--input", "1,2"], r"expected x of shape \(3,\)"),
+    (["-o", "{tmp}/x.png", "--input", "1,a,2"], "comma-separated numbers"),
+])
+def test_draw_errors_are_one_line_and_leave_no_file(tmp_path, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, out, err = run_main("draw", "3,5,5,5,2", *args)
+    assert code != 0
+    assert re.search(message, err.strip().splitlines()[-1]), err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_plot_writes_the_chart(tmp_path):
+    target = tmp_path / "speedup.png"
+    code, out, err = run_main("bench", "--repeat", "1", "--batch", "1,8", "--sizes", "3,5,2",
+                              "--plot", str(target))
+    assert code == 0, err
+    assert "3-5-2" in out
+    width, height = png_size(target)
+    assert width >= 400 and height >= 300

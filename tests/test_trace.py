@@ -129,3 +129,17 @@ def test_layer_values_unpack_as_pairs(rng):
     ((pre, out),) = network.trace([1.0, 2.0])
     np.testing.assert_array_equal(pre, [2.0, -3.0])
     np.testing.assert_array_equal(out, [2.0, 0.0])
+
+
+def test_summary_with_inputs_shows_ranges_and_dead_units():
+    # Layer 0: unit 0 always positive, unit 1 always zero (dead), unit 2 zero for x < 0.
+    network = Network([Dense([[0.0], [0.0], [1.0]], [1.0, -1.0, 0.0], "relu"),
+                       Dense([[1.0, 1.0, 1.0]], [0.0], "sigmoid")])
+    x = np.array([[-2.0], [-1.0], [1.0], [3.0]])
+    rows = {line.split()[0]: line for line in network.summary(x).splitlines()
+            if line.startswith("dense_")}
+    assert rows["dense_0"].split()[-4:] == ["..", "3", "50.0%", "1/3"]   # 6 of 12 zero
+    assert rows["dense_0"].split()[-5] == "0"
+    assert rows["dense_1"].split()[-2:] == ["-", "-"]
+    assert "Output range" in network.summary(x) and "Output range" not in network.summary()
+

@@ -1,9 +1,10 @@
-"""The ``nnexposed`` command: bench (the main job), summary, demo and info."""
+"""The ``nnexposed`` command: bench (the main job), summary, draw, demo and info."""
 
 import argparse
 import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -76,7 +77,66 @@ def _progress(done, total, label):
         print(message, file=sys.stderr, flush=True)
 
 
+PICTURE_FORMATS = ("png", "svg", "pdf")
+
+
+def _picture_path(text):
+    """An output picture's path: a known extension, in a folder that exists."""
+    extension = os.path.splitext(text)[1].lower().lstrip(".")
+    if extension not in PICTURE_FORMATS:
+        raise argparse.ArgumentTypeError(
+            f"expected a file name ending in .{', .'.join(PICTURE_FORMATS)}, got {text!r}")
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"folder {folder!r} of {text!r} does not exist")
+    return text
+
+
+def _input_values(text):
+    """Input samples: comma-separated numbers (one sample) or a .npy file of samples."""
+    if text.endswith(".npy"):
+        try:
+            return np.load(text, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise argparse.ArgumentTypeError(f"cannot read {text!r}: {error}") from None
+    try:
+        return np.array([float(part) for part in text.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers like 0.5,-1,2 or a .npy file, got {text!r}"
+        ) from None
+
+
+def _save_figure(figure, path):
+    """Write the figure to a temporary file beside ``path``, then rename it into place: an
+    error never leaves a partial picture."""
+    folder, name = os.path.split(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+    os.close(handle)
+    try:
+        figure.savefig(temporary, format=os.path.splitext(path)[1].lower().lstrip("."))
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _plot_module():
+    """nnexposed.plot with matplotlib importable, or None after a one-line error."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print('nnexposed: drawing needs matplotlib: pip install "nnexposed[plot]"',
+              file=sys.stderr)
+        return None
+    from nnexposed import plot
+    return plot
+
+
 def cmd_bench(args):
+    plot = None
+    if args.plot and (plot := _plot_module()) is None:
+        return 1
     models = []
     for path in args.model or []:
         models.append(_load_model(path))
@@ -86,6 +146,16 @@ def cmd_bench(args):
     rows = benchmark.run(sizes_list, args.batch, args.dtype, repeat=args.repeat,
                          progress=_progress)
     print(benchmark.format_table(rows))
+    if args.plot:
+        cases = [f"{row['network']} batch {row['batch']:,}" for row in rows]
+        speedups = {"nnexposed": [row["speedup_vs_numpy"] for row in rows]}
+        if any(row["python_us"] for row in rows):
+            speedups["pure Python"] = [row["numpy_us"] / row["python_us"] if row["python_us"]
+                                       else None for row in rows]
+        title = (f"nnexposed bench, {benchmark.machine_info()['isa']} kernels "
+                 f"(NumPy = 1, higher is faster)")
+        _save_figure(plot.speedup_chart(cases, speedups, title=title), args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": benchmark.machine_info(), "results": rows}, f, indent=2)
@@ -103,7 +173,35 @@ def cmd_summary(args):
     else:
         network = Network.from_sizes(args.network, args.activation, args.output_activation,
                                      dtype=args.dtype or "float32", seed=0)
+    if args.input is not None:
+        try:
+            print(network.summary(args.input))
+        except (ValueError, TypeError) as error:
+            print(f"nnexposed: --input: {error}", file=sys.stderr)
+            return 1
+        return 0
     print(network.summary())
+    return 0
+
+
+def cmd_draw(args):
+    plot = _plot_module()
+    if plot is None:
+        return 1
+    if isinstance(args.network, str):
+        network = _load_model(args.network)
+        if network is None:
+            return 1
+    else:
+        network = Network.from_sizes(args.network, args.activation, args.output_activation,
+                                     seed=0)
+    try:
+        figure = plot.plot_network(network, args.input)
+    except (ValueError, TypeError) as error:
+        print(f"nnexposed: --input: {error}", file=sys.stderr)
+        return 1
+    _save_figure(figure, args.output)
+    print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
@@ -172,6 +270,8 @@ def build_parser():
     bench.add_argument("--repeat", type=_positive_int, default=7,
                        help="timed runs per measurement; the median is reported (default: 7)")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--plot", metavar="FILE", type=_picture_path,
+                       help="also draw the speed-ups as a chart (.png, .svg or .pdf)")
     bench.set_defaults(run=cmd_bench)
 
     summary = commands.add_parser("summary", help="print a network's layer table")
@@ -184,7 +284,24 @@ def build_parser():
                          help="output activation for SIZES (default: linear)")
     summary.add_argument("--dtype", choices=["float32", "float64"], default=None,
                          help="dtype (default: float32, a model's own dtype)")
+    summary.add_argument("--input", type=_input_values, metavar="VALUES|FILE.npy",
+                         help="run these inputs (comma-separated numbers for one sample, or a "
+                              ".npy file of samples) and show each layer's output range and "
+                              "zero (dead) ReLU units")
     summary.set_defaults(run=cmd_summary)
+
+    draw = commands.add_parser("draw", help="draw a network as a picture")
+    draw.add_argument("network", type=_sizes_or_model, metavar="SIZES|PATH",
+                      help="layer sizes, e.g. 3,5,5,5,2 (a random network), or a saved model")
+    draw.add_argument("-o", "--output", required=True, type=_picture_path, metavar="FILE",
+                      help="the picture to write: .png, .svg or .pdf")
+    draw.add_argument("--input", type=_input_values, metavar="VALUES|FILE.npy",
+                      help="one sample, e.g. 0.5,-1,2: colours the nodes by their values")
+    draw.add_argument("--activation", choices=ACTIVATIONS, default="relu",
+                      help="hidden activation for SIZES (default: relu)")
+    draw.add_argument("--output-activation", choices=ACTIVATIONS, default="linear",
+                      help="output activation for SIZES (default: linear)")
+    draw.set_defaults(run=cmd_draw)
 
     demo = commands.add_parser(
         "demo", help="run the shipped digits network: accuracy and latency per image")
