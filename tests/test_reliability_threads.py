@@ -97,8 +97,9 @@ def test_16_threads_with_openmp_threads_inside():
 
 
 def test_16_threads_one_sample_rows_split_over_openmp_threads():
-    # One sample through a 2048 x 1024 layer splits its rows over the OpenMP threads.
-    stress(16, 2, [1024, 2048, 4], [None, 1, 2])
+    # One sample through a 2050 x 2048 layer (2**22 multiply-adds and more: threads start)
+    # splits its rows over the OpenMP threads.
+    stress(16, 2, [2048, 2050, 4], [None, 1, 2])
 
 
 @pytest.mark.skipif(UNDER_ASAN, reason="SciPy's BLAS is not instrumented; slow under ASan")
