@@ -10,7 +10,9 @@ import nnexposed
 matplotlib = pytest.importorskip("matplotlib")
 from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
 
+from nnexposed import cli  # noqa: E402
 from nnexposed.plot import plot_network, speedup_chart  # noqa: E402
+from tests.helpers import cli_error  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -30,7 +32,7 @@ def test_article_network_node_by_node(tmp_path, article_network):
     # One edge per weight, coloured by it; one node per input and neuron.
     edges = [c for c in ax.collections if isinstance(c, LineCollection)]
     np.testing.assert_array_equal(np.concatenate([c.get_array() for c in edges]),
-                                  np.concatenate([l.weights.ravel() for l in article_network]))
+                                  np.concatenate([layer.weights.ravel() for layer in article_network]))
     nodes = [c for c in ax.collections if isinstance(c, PathCollection)]
     assert [len(c.get_offsets()) for c in nodes] == list(article_network.sizes)
     texts = {t.get_text() for t in ax.texts}
@@ -95,27 +97,10 @@ def test_speedup_chart(tmp_path):
         speedup_chart(["a", "b"], {"x": [1.0]})
 
 
-def run_main(*args):
-    """nnexposed's command line in this process: (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-
-    from nnexposed import cli
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(list(args))
-        except SystemExit as exit:
-            code = exit.code
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.mark.parametrize("name", ["net.png", "net.svg", "net.pdf"])
 def test_draw_writes_the_picture(tmp_path, name):
     target = tmp_path / name
-    code, _, err = run_main("draw", "3,5,5,5,2", "-o", str(target), "--input", "0.5,-1,2")
-    assert code == 0, err
+    assert cli.main(["draw", "3,5,5,5,2", "-o", str(target), "--input", "0.5,-1,2"]) == 0
     assert target.stat().st_size > 1000
     if name.endswith(".png"):
         png_size(target)
@@ -125,31 +110,32 @@ def test_draw_writes_the_picture(tmp_path, name):
 def test_draw_a_saved_model(tmp_path):
     model = tmp_path / "digits.npz"
     nnexposed.save(nnexposed.examples.digits()[0], model)
-    code, _, err = run_main("draw", str(model), "-o", str(tmp_path / "digits.png"))
-    assert code == 0, err
+    assert cli.main(["draw", str(model), "-o", str(tmp_path / "digits.png")]) == 0
     assert png_size(tmp_path / "digits.png")[0] >= 400
 
 
 @pytest.mark.parametrize("args, message", [
     (["-o", "{tmp}/x.gif"], "ending in .png, .svg, .pdf, got"),
-    (["-o", "{tmp}/missing/x.png"], "does not exist"),
-    (["-o", "{tmp}/x.png", "--input", "1,2"], r"expected x of shape \(3,\)"),
+    (["-o", "{tmp}/missing/x.png"], "no folder"),
+    (["-o", "{tmp}/x.png", "--input", "1,2"], r"expected 3 values per sample"),
     (["-o", "{tmp}/x.png", "--input", "1,a,2"], "comma-separated numbers"),
+    (["-o", "{tmp}/x.png", "--input", "{tmp}/batch.npy"], "one sample, got shape"),
+    (["-o", "{tmp}/x.png", "--activation", "tanh", "{tmp}/model.npz"], "not to a saved model"),
 ])
-def test_draw_errors_are_one_line_and_leave_no_file(tmp_path, args, message):
+def test_draw_errors_are_one_line_and_leave_no_file(tmp_path, capsys, args, message):
+    np.save(tmp_path / "batch.npy", np.zeros((4, 3)))
+    nnexposed.save(nnexposed.Network.from_sizes([3, 2]), tmp_path / "model.npz")
+    before = sorted(tmp_path.iterdir())
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    code, out, err = run_main("draw", "3,5,5,5,2", *args)
-    assert code != 0
-    assert re.search(message, err.strip().splitlines()[-1]), err
-    assert "Traceback" not in err
-    assert list(tmp_path.iterdir()) == []
+    positional = [] if args[-1].endswith(".npz") else ["3,5,5,5,2"]
+    status, err = cli_error(["draw", *positional, *args], capsys)
+    assert re.search(message, err), err
+    assert sorted(tmp_path.iterdir()) == before
 
 
 def test_bench_plot_writes_the_chart(tmp_path):
     target = tmp_path / "speedup.png"
-    code, out, err = run_main("bench", "--repeat", "1", "--batch", "1,8", "--sizes", "3,5,2",
-                              "--plot", str(target))
-    assert code == 0, err
-    assert "3-5-2" in out
+    assert cli.main(["bench", "--repeat", "1", "--batch", "1,8", "3,5,2",
+                     "--plot", str(target)]) == 0
     width, height = png_size(target)
     assert width >= 400 and height >= 300

@@ -5,8 +5,7 @@ import pytest
 
 from nnexposed import Network
 from nnexposed.reference import forward_numpy
-
-from conftest import DTYPES, assert_close, random_network
+from tests.helpers import DTYPES, assert_close, random_network
 
 
 @pytest.fixture(params=DTYPES)

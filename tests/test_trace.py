@@ -9,8 +9,7 @@ import nnexposed
 from nnexposed import Dense, Network
 from nnexposed.network import LayerValues
 from nnexposed.reference import forward_numpy, trace_numpy
-
-from conftest import ALL_ACTIVATIONS, DTYPES, assert_close, random_network
+from tests.helpers import ALL_ACTIVATIONS, DTYPES, assert_close, random_network
 
 
 def assert_trace_matches_reference(network, x):

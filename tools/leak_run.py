@@ -4,8 +4,8 @@
 
 forward at batch 1 and at batch 64 (``--calls`` each, RSS measured over all of them without
 tracing, tracemalloc over two rounds of a tenth more, the smaller growth of the two), and
-``--constructions`` network constructions. Uses
-the measurement of tests/test_reliability_leaks.py and exits non-zero if a bound is exceeded.
+``--constructions`` network constructions. Uses the measurement of
+tests/reliability/test_leaks.py and exits non-zero if a bound is exceeded.
 """
 
 import argparse
@@ -15,11 +15,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "tests"))
-import test_reliability_leaks as leaks  # noqa: E402
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import nnexposed  # noqa: E402
+import tests.reliability.test_leaks as leaks  # noqa: E402
 
 
 def main(argv=None):

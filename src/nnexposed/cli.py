@@ -1,98 +1,132 @@
-"""The ``nnexposed`` command: bench (the main job), summary, draw, demo and info."""
+"""The ``nnexposed`` command: bench (the main job), summary, draw, demo and info.
+
+Each subcommand is an ``add_NAME(commands)`` function that declares its arguments (with the
+shared helpers below) and a ``run_NAME(args)`` function that does the work and returns the exit
+status; ``COMMANDS`` lists them for the parser. Mistakes end in one line on stderr, without a
+traceback: argument errors with status 2, errors found while running (a model that does not
+load, a file that cannot be written) with status 1.
+"""
+
+from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from nnexposed import benchmark
+from nnexposed._show_versions import show_versions
 from nnexposed._version import __version__
 from nnexposed.activations import ACTIVATIONS
 from nnexposed.inference import forward
 from nnexposed.io import load
-from nnexposed.network import Network
+from nnexposed.network import Network, summary_table
 from nnexposed.reference import forward_numpy
 
 DEFAULT_SIZES = [(3, 5, 5, 5, 2), (784, 256, 256, 10)]
 DEFAULT_BATCHES = [1, 1000]
+DTYPES = ["float32", "float64"]
+PICTURE_FORMATS = ("png", "svg", "pdf")
 
 
-def _int_list(text):
+class CommandError(Exception):
+    """A mistake found while running a command: printed as one line, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Argument types: each raises ArgumentTypeError with what was expected and what was given
+# --------------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
-    return values
-
-
-def _sizes(text):
-    sizes = _int_list(text)
-    if len(sizes) < 2 or 0 in sizes:
-        raise argparse.ArgumentTypeError(
-            f"expected at least two positive layer sizes like 3,5,5,5,2, got {text!r}")
-    return tuple(sizes)
-
-
-def _sizes_or_model(text):
-    """Layer sizes like 3,5,5,5,2, or the path of a saved model (a file that exists)."""
-    if os.path.isfile(text):
-        return text
-    if not set(text) <= set("0123456789, "):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither an existing model file nor layer sizes like 3,5,5,5,2")
-    try:
-        return _sizes(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected layer sizes like 3,5,5,5,2 or a saved model file, got {text!r}") from None
-
-
-def _load_model(path):
-    """The saved network at ``path``, or a one-line error on stderr and None."""
-    try:
-        return load(path)
-    except (OSError, ValueError) as error:
-        print(f"nnexposed: cannot load model {path!r}: {error}", file=sys.stderr)
-        return None
-
-
-def _positive_int(text):
-    value = int(text)
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
 
 
-def _progress(done, total, label):
-    message = f"[{done}/{total}] {label}"
-    if sys.stderr.isatty():  # one line, rewritten in place
-        end = "\n" if done == total else ""
-        print(f"\r{message:<60}", end=end, file=sys.stderr, flush=True)
-    else:
-        print(message, file=sys.stderr, flush=True)
-
-
-PICTURE_FORMATS = ("png", "svg", "pdf")
-
-
-def _picture_path(text):
-    """An output picture's path: a known extension, in a folder that exists."""
-    extension = os.path.splitext(text)[1].lower().lstrip(".")
-    if extension not in PICTURE_FORMATS:
+def _positive_ints(text: str) -> list[int]:
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        values = [int(part) for part in parts if part]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(
-            f"expected a file name ending in .{', .'.join(PICTURE_FORMATS)}, got {text!r}")
-    folder = os.path.dirname(os.path.abspath(text))
-    if not os.path.isdir(folder):
-        raise argparse.ArgumentTypeError(f"folder {folder!r} of {text!r} does not exist")
+            f"expected comma-separated positive integers like 1,1000, got {text!r}")
+    return values
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = _positive_ints(text)
+    except argparse.ArgumentTypeError:
+        sizes = []
+    if len(sizes) < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected at least two positive layer sizes like 3,5,5,5,2, got {text!r}")
+    return tuple(sizes)
+
+
+def _model_file(text: str) -> str:
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected a saved model file, got {text!r}, a folder")
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(
+            f"expected a saved model file, got {text!r}, which does not exist")
     return text
 
 
-def _input_values(text):
+def _network(text: str) -> tuple[int, ...] | str:
+    """Layer sizes like 3,5,5,5,2, or the path of a saved model file."""
+    if os.path.isfile(text) or not set(text) <= set("0123456789, "):
+        try:
+            return _model_file(text)
+        except argparse.ArgumentTypeError as error:
+            raise argparse.ArgumentTypeError(
+                str(error).replace("a saved model file", "layer sizes like 3,5,5,5,2 or a "
+                                                         "saved model file")) from None
+    return _sizes(text)
+
+
+def _output_file(text: str) -> str:
+    """A file that can be written: its folder exists and is writable (checked before any work)."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: it is a folder")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: no folder {folder!r}")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: folder {folder!r} is "
+                                         f"not writable")
+    return text
+
+
+def _picture_file(text: str) -> str:
+    """A picture to write: .png, .svg or .pdf, in a folder that can be written."""
+    extension = os.path.splitext(text)[1].lower().lstrip(".")
+    if extension not in PICTURE_FORMATS:
+        raise argparse.ArgumentTypeError(
+            f"expected a picture file ending in .{', .'.join(PICTURE_FORMATS)}, got {text!r}")
+    return _output_file(text)
+
+
+def _input_values(text: str) -> np.ndarray:
     """Input samples: comma-separated numbers (one sample) or a .npy file of samples."""
     if text.endswith(".npy"):
         try:
@@ -107,112 +141,234 @@ def _input_values(text):
         ) from None
 
 
-def _save_figure(figure, path):
-    """Write the figure to a temporary file beside ``path``, then rename it into place: an
-    error never leaves a partial picture."""
-    folder, name = os.path.split(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+# --------------------------------------------------------------------------------------------
+# Shared arguments and their use
+# --------------------------------------------------------------------------------------------
+
+
+def add_network_arguments(parser: argparse.ArgumentParser, nargs: str | None) -> None:
+    """NETWORK (layer sizes or a saved model; ``nargs`` as argparse's), --activation,
+    --output-activation and --dtype."""
+    parser.add_argument("networks" if nargs else "network", type=_network, nargs=nargs,
+                        metavar="SIZES|MODEL",
+                        help="layer sizes like 3,5,5,5,2 (a random network) or a model file "
+                             "written by nnexposed.save")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default=None,
+                        help="hidden activation of networks given by sizes (default: relu)")
+    parser.add_argument("--output-activation", choices=ACTIVATIONS, default=None,
+                        help="output activation of networks given by sizes (default: linear)")
+    parser.add_argument("--dtype", choices=DTYPES, default=None,
+                        help="dtype (default: float32 for sizes, a model's own dtype)")
+
+
+def add_repeat_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeat", type=_positive_int, default=7,
+                        help="timed runs per measurement; the median is reported (default: 7)")
+
+
+def _check_activation_options(args: argparse.Namespace, specs: Sequence[object]) -> None:
+    """--activation and --output-activation describe networks given by sizes: refuse them
+    when every network is a model file (they would be silently ignored)."""
+    for option in ("activation", "output_activation"):
+        if getattr(args, option) is not None and all(isinstance(s, str) for s in specs):
+            raise CommandError(f"--{option.replace('_', '-')} applies to networks given by "
+                               f"layer sizes, not to a saved model")
+
+
+def _load_model(path: str) -> Network:
+    try:
+        return load(path)
+    except (OSError, ValueError) as error:
+        raise CommandError(f"cannot load model {path!r}: {error}") from None
+
+
+def _build_network(args: argparse.Namespace, spec: tuple[int, ...] | str) -> Network:
+    """The network of one SIZES|MODEL argument, in ``args.dtype`` if given."""
+    if isinstance(spec, str):
+        network = _load_model(spec)
+        return network if args.dtype is None else network.astype(args.dtype)
+    return Network.from_sizes(spec, args.activation or "relu", args.output_activation or "linear",
+                              dtype=args.dtype or "float32", seed=0)
+
+
+def _write_atomically(path: str, write: Callable[[str], None]) -> None:
+    """``write(temporary)`` a file beside ``path``, then rename it to ``path``: an error or an
+    interruption never leaves a partial file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".nnexposed-", dir=folder)
     os.close(handle)
     try:
-        figure.savefig(temporary, format=os.path.splitext(path)[1].lower().lstrip("."))
+        write(temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        raise CommandError(f"cannot write {path!r}: {error}") from None
     finally:
         if os.path.exists(temporary):
-            os.remove(temporary)
+            os.unlink(temporary)
 
 
-def _plot_module():
-    """nnexposed.plot with matplotlib importable, or None after a one-line error."""
+def _write_text(path: str, text: str) -> None:
+    def write(temporary: str) -> None:
+        with open(temporary, "w") as f:
+            f.write(text)
+
+    _write_atomically(path, write)
+
+
+def _save_figure(path: str, figure: Any) -> None:
+    """A matplotlib figure into ``path`` (.png, .svg or .pdf), written atomically."""
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    _write_atomically(path, lambda temporary: figure.savefig(temporary, format=extension))
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _plot_module() -> Any:
+    """nnexposed.plot, checked before any work that would end in drawing."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        print('nnexposed: drawing needs matplotlib: pip install "nnexposed[plot]"',
-              file=sys.stderr)
-        return None
+        raise CommandError('drawing needs matplotlib: pip install "nnexposed[plot]"') from None
     from nnexposed import plot
+
     return plot
 
 
-def cmd_bench(args):
-    plot = None
-    if args.plot and (plot := _plot_module()) is None:
-        return 1
-    models = []
-    for path in args.model or []:
-        models.append(_load_model(path))
-        if models[-1] is None:
-            return 1
-    sizes_list = (args.sizes or []) + models or DEFAULT_SIZES
-    rows = benchmark.run(sizes_list, args.batch, args.dtype, repeat=args.repeat,
+def _progress(done: int, total: int, label: str) -> None:
+    message = f"[{done}/{total}] {label}"
+    if sys.stderr.isatty():  # one line, rewritten in place
+        end = "\n" if done == total else ""
+        print(f"\r{message:<60}", end=end, file=sys.stderr, flush=True)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Subcommands
+# --------------------------------------------------------------------------------------------
+
+
+def add_bench(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("bench", help="time forward against forward_numpy")
+    add_network_arguments(parser, "*")
+    parser.add_argument("--sizes", type=_sizes, action="append", default=[],
+                        help="layer sizes, as a positional SIZES (repeatable)")
+    parser.add_argument("--model", type=_model_file, action="append", default=[],
+                        metavar="PATH", help="a saved model, as a positional MODEL (repeatable)")
+    parser.add_argument("--batch", type=_positive_ints, default=DEFAULT_BATCHES,
+                        help="comma-separated batch sizes (default: 1,1000)")
+    add_repeat_argument(parser)
+    parser.add_argument("--json", metavar="FILE", type=_output_file,
+                        help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE", type=_picture_file,
+                        help="also draw the speed-ups as a chart (.png, .svg or .pdf)")
+    parser.epilog = ("Without networks: " + " and ".join(",".join(map(str, sizes))
+                                                        for sizes in DEFAULT_SIZES) + ".")
+    parser.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    specs = [*args.networks, *args.sizes, *args.model]
+    _check_activation_options(args, specs)
+    plot = _plot_module() if args.plot else None
+    networks = [_build_network(args, spec) for spec in specs or DEFAULT_SIZES]
+    rows = benchmark.run(networks, args.batch, None, repeat=args.repeat,
                          progress=_progress)
     print(benchmark.format_table(rows))
-    if args.plot:
-        cases = [f"{row['network']} batch {row['batch']:,}" for row in rows]
-        speedups = {"nnexposed": [row["speedup_vs_numpy"] for row in rows]}
-        if any(row["python_us"] for row in rows):
-            speedups["pure Python"] = [row["numpy_us"] / row["python_us"] if row["python_us"]
-                                       else None for row in rows]
-        title = (f"nnexposed bench, {benchmark.machine_info()['isa']} kernels "
-                 f"(NumPy = 1, higher is faster)")
-        _save_figure(plot.speedup_chart(cases, speedups, title=title), args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": benchmark.machine_info(), "results": rows}, f, indent=2)
+        report = {"machine": benchmark.machine_info(), "results": rows}
+        _write_text(args.json, json.dumps(report, indent=2))
         print(f"wrote {args.json}", file=sys.stderr)
+    if plot is not None:
+        _save_figure(args.plot, _speedup_chart(plot, rows))
     return 0
 
 
-def cmd_summary(args):
-    if isinstance(args.network, str):
-        network = _load_model(args.network)
-        if network is None:
-            return 1
-        if args.dtype is not None:
-            network = network.astype(args.dtype)
-    else:
-        network = Network.from_sizes(args.network, args.activation, args.output_activation,
-                                     dtype=args.dtype or "float32", seed=0)
+def _speedup_chart(plot: Any, rows: list[dict[str, Any]]) -> Any:
+    """The speed-ups of a benchmark run against NumPy, as ``nnexposed.plot.speedup_chart``."""
+    cases = [f"{row['network']} batch {row['batch']:,}" for row in rows]
+    speedups = {"nnexposed": [row["speedup_vs_numpy"] for row in rows]}
+    if any(row["python_us"] for row in rows):
+        speedups["pure Python"] = [row["numpy_us"] / row["python_us"] if row["python_us"]
+                                   else None for row in rows]
+    title = (f"nnexposed bench, {benchmark.machine_info()['isa']} kernels "
+             f"(NumPy = 1, higher is faster)")
+    return plot.speedup_chart(cases, speedups, title=title)
+
+
+def add_summary(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("summary", help="print a network's layer table")
+    add_network_arguments(parser, None)
+    parser.add_argument("--input", type=_input_values, metavar="VALUES|FILE.npy",
+                        help="run these inputs (comma-separated numbers for one sample, or a "
+                             ".npy file of samples) and show each layer's output range and "
+                             "zero (dead) ReLU units")
+    parser.set_defaults(run=run_summary)
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    _check_activation_options(args, [args.network])
     if args.input is not None:
-        try:
-            print(network.summary(args.input))
-        except (ValueError, TypeError) as error:
-            print(f"nnexposed: --input: {error}", file=sys.stderr)
-            return 1
-        return 0
-    print(network.summary())
+        network = _build_network(args, args.network)
+        print(network.summary(_checked_input(network, args.input)))
+    elif isinstance(args.network, str):
+        print(_build_network(args, args.network).summary())
+    else:  # from the sizes alone: a network of any size allocates nothing here
+        sizes = args.network
+        activations = [args.activation or "relu"] * (len(sizes) - 2)
+        print(summary_table(sizes, [*activations, args.output_activation or "linear"],
+                            args.dtype or "float32"))
     return 0
 
 
-def cmd_draw(args):
+def _checked_input(network: Network, values: np.ndarray) -> np.ndarray:
+    """--input, refused in one line unless it is (n_in,) or (batch, n_in) real numbers."""
+    if values.ndim not in (1, 2) or values.shape[-1] != network.n_in:
+        raise CommandError(f"--input: expected {network.n_in} values per sample, as shape "
+                           f"({network.n_in},) or (batch, {network.n_in}), got shape "
+                           f"{values.shape}")
+    if not (np.issubdtype(values.dtype, np.number) and not np.iscomplexobj(values)):
+        raise CommandError(f"--input: expected real numbers, got dtype {values.dtype}")
+    return values
+
+
+def add_draw(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("draw", help="draw a network as a picture")
+    add_network_arguments(parser, None)
+    parser.add_argument("-o", "--output", required=True, type=_picture_file, metavar="FILE",
+                        help="the picture to write: .png, .svg or .pdf")
+    parser.add_argument("--input", type=_input_values, metavar="VALUES|FILE.npy",
+                        help="one sample, e.g. 0.5,-1,2: colours the nodes by their values")
+    parser.set_defaults(run=run_draw)
+
+
+def run_draw(args: argparse.Namespace) -> int:
+    _check_activation_options(args, [args.network])
     plot = _plot_module()
-    if plot is None:
-        return 1
-    if isinstance(args.network, str):
-        network = _load_model(args.network)
-        if network is None:
-            return 1
-    else:
-        network = Network.from_sizes(args.network, args.activation, args.output_activation,
-                                     seed=0)
-    try:
-        figure = plot.plot_network(network, args.input)
-    except (ValueError, TypeError) as error:
-        print(f"nnexposed: --input: {error}", file=sys.stderr)
-        return 1
-    _save_figure(figure, args.output)
-    print(f"wrote {args.output}", file=sys.stderr)
+    network = _build_network(args, args.network)
+    values = None if args.input is None else _checked_input(network, args.input)
+    if values is not None and values.ndim != 1:
+        raise CommandError(f"--input: draw colours the nodes by one sample, got shape "
+                           f"{values.shape}")
+    figure = plot.plot_network(network, values)
+    _save_figure(args.output, figure)
     return 0
 
 
-def _ascii_image(image, width=8):
+def _ascii_image(image: np.ndarray, width: int = 8) -> list[str]:
     """An 8x8 image in [0, 1] as text, darker characters for more ink."""
     shades = " .:-=+*#%@"
     levels = np.clip((image * (len(shades) - 1)).round().astype(int), 0, len(shades) - 1)
     return ["".join(shades[v] * 2 for v in row) for row in levels.reshape(-1, width)]
 
 
-def cmd_demo(args):
+def add_demo(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "demo", help="run the shipped digits network: accuracy and latency per image")
+    add_repeat_argument(parser)
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
     from nnexposed.examples import digits
 
     network, images, labels = digits()
@@ -243,80 +399,46 @@ def cmd_demo(args):
     return 0
 
 
-def cmd_info(args):
-    info = benchmark.machine_info()
-    width = max(map(len, info))
-    for key, value in info.items():
-        print(f"{key:<{width}}  {value}")
+def add_info(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "info", help="versions, build and machine (as nnexposed.show_versions())")
+    parser.set_defaults(run=run_info)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    show_versions()
     return 0
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="nnexposed", description="Multi-layer perceptron forward pass in typed Cython.")
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_bench, add_summary, add_draw, add_demo, add_info]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nnexposed",
+                     description="Multi-layer perceptron forward pass in typed Cython.")
     parser.add_argument("--version", action="version", version=f"nnexposed {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    bench = commands.add_parser("bench", help="time forward against forward_numpy")
-    bench.add_argument("--sizes", type=_sizes, action="append",
-                       help="layer sizes, e.g. 3,5,5,5,2 (repeatable; default without "
-                            "--model: 3,5,5,5,2 and 784,256,256,10)")
-    bench.add_argument("--batch", type=_int_list, default=DEFAULT_BATCHES,
-                       help="comma-separated batch sizes (default: 1,1000)")
-    bench.add_argument("--model", metavar="PATH", action="append",
-                       help="also time a saved model (repeatable)")
-    bench.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                       help="dtype of the networks (default: float32, a model's own dtype)")
-    bench.add_argument("--repeat", type=_positive_int, default=7,
-                       help="timed runs per measurement; the median is reported (default: 7)")
-    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    bench.add_argument("--plot", metavar="FILE", type=_picture_path,
-                       help="also draw the speed-ups as a chart (.png, .svg or .pdf)")
-    bench.set_defaults(run=cmd_bench)
-
-    summary = commands.add_parser("summary", help="print a network's layer table")
-    summary.add_argument("network", type=_sizes_or_model, metavar="SIZES|PATH",
-                         help="layer sizes, e.g. 3,5,5,5,2, or a model saved with "
-                              "nnexposed.save")
-    summary.add_argument("--activation", choices=ACTIVATIONS, default="relu",
-                         help="hidden activation for SIZES (default: relu)")
-    summary.add_argument("--output-activation", choices=ACTIVATIONS, default="linear",
-                         help="output activation for SIZES (default: linear)")
-    summary.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                         help="dtype (default: float32, a model's own dtype)")
-    summary.add_argument("--input", type=_input_values, metavar="VALUES|FILE.npy",
-                         help="run these inputs (comma-separated numbers for one sample, or a "
-                              ".npy file of samples) and show each layer's output range and "
-                              "zero (dead) ReLU units")
-    summary.set_defaults(run=cmd_summary)
-
-    draw = commands.add_parser("draw", help="draw a network as a picture")
-    draw.add_argument("network", type=_sizes_or_model, metavar="SIZES|PATH",
-                      help="layer sizes, e.g. 3,5,5,5,2 (a random network), or a saved model")
-    draw.add_argument("-o", "--output", required=True, type=_picture_path, metavar="FILE",
-                      help="the picture to write: .png, .svg or .pdf")
-    draw.add_argument("--input", type=_input_values, metavar="VALUES|FILE.npy",
-                      help="one sample, e.g. 0.5,-1,2: colours the nodes by their values")
-    draw.add_argument("--activation", choices=ACTIVATIONS, default="relu",
-                      help="hidden activation for SIZES (default: relu)")
-    draw.add_argument("--output-activation", choices=ACTIVATIONS, default="linear",
-                      help="output activation for SIZES (default: linear)")
-    draw.set_defaults(run=cmd_draw)
-
-    demo = commands.add_parser(
-        "demo", help="run the shipped digits network: accuracy and latency per image")
-    demo.add_argument("--repeat", type=_positive_int, default=7,
-                      help="timed runs per measurement; the median is reported (default: 7)")
-    demo.set_defaults(run=cmd_demo)
-
-    info = commands.add_parser("info", help="version, build and machine information")
-    info.set_defaults(run=cmd_info)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(commands)
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (CommandError, MemoryError) as error:
+        reason = "out of memory: " if isinstance(error, MemoryError) else ""
+        print(f"nnexposed {args.command}: error: {reason}{error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"nnexposed {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (as `nnexposed info | head -3`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

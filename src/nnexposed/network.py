@@ -336,29 +336,61 @@ class Network:
             layers, the fraction of outputs that are zero and the units that are zero on every
             sample (dead units).
         """
-        header = ["Layer", "Shape (in -> out)", "Activation", "Params"]
-        rows = [[f"dense_{k}", f"{layer.n_in} -> {layer.n_out}", layer.activation,
-                 f"{layer.n_params:,}"] for k, layer in enumerate(self._layers)]
+        values = None
         if x is not None:
-            header += ["Output range", "Zero", "Dead units"]
-            for row, layer, values in zip(rows, self._layers, self.trace(x)):
-                row += _value_columns(layer, values.output)
-        widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
-
-        def line(row):
-            return "   ".join(cell.rjust(width) if c == 3 or c >= 5 else cell.ljust(width)
-                              for c, (cell, width) in enumerate(zip(row, widths))).rstrip()
-
-        rule = "=" * len(line(header))
-        n_bytes = self.n_params * self.dtype.itemsize
-        return "\n".join([
-            f"Network {self.sizes}",
-            rule, line(header), rule.replace("=", "-"),
-            *(line(row) for row in rows),
-            rule,
-            f"Total params: {self.n_params:,} ({self.dtype}, {n_bytes:,} bytes)",
-        ])
+            values = [_value_columns(layer, layer_values.output)
+                      for layer, layer_values in zip(self._layers, self.trace(x))]
+        return summary_table(self.sizes, [layer.activation for layer in self._layers],
+                             self.dtype, values)
 
     def __repr__(self):
         activations = tuple(layer.activation for layer in self._layers)
         return f"Network(sizes={self.sizes}, activations={activations}, dtype={self.dtype})"
+
+
+def summary_table(sizes, activations, dtype, values=None):
+    """The table of ``Network.summary()`` from the layer sizes alone, allocating nothing.
+
+    Parameters
+    ----------
+    sizes : sequence of int, length n_layers + 1
+        Inputs, then each layer's outputs.
+    activations : sequence of str, length n_layers
+        Each layer's activation name.
+    dtype : str or numpy.dtype
+        The network's dtype (for the size in bytes).
+    values : sequence of (str, str, str), length n_layers, optional
+        Each layer's output range, fraction of zeros and dead units, as columns.
+
+    Returns
+    -------
+    str
+        One row per layer (shape, activation, parameters), then the total.
+    """
+    sizes = tuple(int(size) for size in sizes)
+    dtype = np.dtype(dtype)
+    params = [(n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:])]
+    header = ["Layer", "Shape (in -> out)", "Activation", "Params"]
+    rows = [[f"dense_{k}", f"{n_in} -> {n_out}", activation, f"{n:,}"]
+            for k, (n_in, n_out, activation, n) in enumerate(
+                zip(sizes, sizes[1:], activations, params))]
+    if values is not None:
+        header += ["Output range", "Zero", "Dead units"]
+        for row, cells in zip(rows, values):
+            row += cells
+    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
+
+    def line(row):
+        # Left-aligned text, right-aligned numbers (parameters, zeros, dead units).
+        return "   ".join(cell.rjust(width) if c == 3 or c >= 5 else cell.ljust(width)
+                          for c, (cell, width) in enumerate(zip(row, widths))).rstrip()
+
+    rule = "=" * len(line(header))
+    total = sum(params)
+    return "\n".join([
+        f"Network {sizes}",
+        rule, line(header), rule.replace("=", "-"),
+        *(line(row) for row in rows),
+        rule,
+        f"Total params: {total:,} ({dtype}, {total * dtype.itemsize:,} bytes)",
+    ])

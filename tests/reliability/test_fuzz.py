@@ -6,37 +6,31 @@ sizes; dtypes ints, bools, float16, big-endian, longdouble, complex, object, str
 datetimes; layouts strided, negative strides, Fortran, read-only, unaligned, zero-stride
 broadcasts; ``out=`` aliasing (fully or partly) the input; values NaN, +-inf, subnormals,
 +-3e38. The fuzz tests run in a child interpreter (test_fuzz_in_child_interpreter), so that a
-segfault fails that test instead of killing the run; NNEXPOSED_FUZZ_CHILD=1 runs them in the
-current process, NNEXPOSED_FUZZ_EXAMPLES sets the examples per test (default 150),
+segfault fails that test instead of killing the run; ``pytest --in-child`` runs them in the
+current process, ``--fuzz-examples N`` sets the examples per test (default 150),
 tools/fuzz_long.sh runs 5000 each.
 """
 
 import math
-import os
 import re
 import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from reliability_support import API_ERRORS, run_tests_isolated, takes_alpha
 
 import nnexposed
 from nnexposed._dispatch import core as _core
 from nnexposed.reference import NUMPY_ACTIVATIONS, forward_numpy
-
-EXAMPLES = int(os.environ.get("NNEXPOSED_FUZZ_EXAMPLES", "150"))
-IN_CHILD = os.environ.get("NNEXPOSED_FUZZ_CHILD") == "1"
-_settings = settings(max_examples=EXAMPLES, deadline=None,
-                     suppress_health_check=list(HealthCheck))
+from tests.helpers import API_ERRORS, run_tests_isolated, takes_alpha
 
 
 def FUZZ(test):
-    """The fuzz tests exist only in the child interpreter that test_fuzz_in_child_interpreter
-    starts (NNEXPOSED_FUZZ_CHILD=1), so that a crash fails that test instead of killing the
-    run; elsewhere they are not collected at all."""
-    return _settings(test) if IN_CHILD else None
+    """A fuzz test: run only in the child interpreter that test_fuzz_in_child_interpreter
+    starts (so that a crash fails that test instead of killing the run), with the examples of
+    ``--fuzz-examples``."""
+    return pytest.mark.isolated(settings(settings.get_profile("fuzz"))(test))
 
 REAL_DTYPES = ["bool", "int8", "uint8", "int16", "int32", "int64", "uint64", "float16",
                "float32", "float64", "longdouble", ">f4", ">f8", ">i4", "<f4"]
@@ -760,10 +754,9 @@ def test_huge_declared_sizes_are_refused_before_allocating(size):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(IN_CHILD, reason="already the child")
-def test_fuzz_in_child_interpreter():
-    output = run_tests_isolated(__file__, "not child", env={"NNEXPOSED_FUZZ_CHILD": "1"},
-                                timeout=1800, extra_args=["--hypothesis-show-statistics"])
+def test_fuzz_in_child_interpreter(pytestconfig):
+    output = run_tests_isolated(__file__, pytestconfig, timeout=1800,
+                                extra_args=["--hypothesis-show-statistics"])
     assert not re.search(r"\d+ (failed|errors?)\b", output), output[-3000:]
     passed = re.search(r"(\d+) passed", output)
-    assert passed and int(passed.group(1)) >= 11, output[-3000:]   # every fuzz test ran
+    assert passed and int(passed.group(1)) == 8, output[-3000:]   # every fuzz test ran

@@ -16,7 +16,8 @@ import pytest
 
 import nnexposed
 from nnexposed.reference import NUMPY_ACTIVATIONS
-from reliability_support import takes_alpha
+from tests.helpers import takes_alpha
+
 try:   # the kernels in use, where the package picks one of several compiled variants
     from nnexposed._dispatch import core as _core
 except ImportError:

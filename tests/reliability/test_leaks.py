@@ -10,12 +10,12 @@ Bounds:
   once (a cache filled, a free list grown) grows one round only.
 - resident memory grows by at most RSS_BOUND (4 MiB) over the measured calls, after warm-up.
   This sees leaks of plain malloc (OpenMP's, BLAS's) that tracemalloc does not: at 10**6 calls
-  (the batch-1 test, and NNEXPOSED_SLOW=1 at batch 64) an 8-byte leak from malloc, 32 bytes
+  (the batch-1 test, and ``--slow`` at batch 64) an 8-byte leak from malloc, 32 bytes
   per allocation with glibc, exceeds it.
 
 tools/mutate.py checks the first claim: an 8-byte leak per call injected on each path fails
 the test of that path. Default call counts: 10**6 forward calls at batch 1, 10**5 at batch
-64, 10**4 network constructions. NNEXPOSED_SLOW=1 runs 10**6 at batch 64 too (see
+64, 10**4 network constructions. ``pytest --slow`` runs 10**6 at batch 64 too (see
 tools/leak_run.py, which prints the measured figures). Under AddressSanitizer (LD_PRELOAD of
 libasan, see tools/sanitize.sh) the counts are divided by 100 and only tracemalloc is checked:
 the sanitizer's quarantine grows the resident set by design.
@@ -31,13 +31,12 @@ import pytest
 
 import nnexposed
 from nnexposed._dispatch import core as _core
+from tests.helpers import UNDER_ASAN
 
 RSS_BOUND = 4 * 1024 * 1024
 TRACED_BOUND = 64 * 1024
 # A leak this size per call must fail every test.
 LEAK_PER_CALL = 8
-SLOW = os.environ.get("NNEXPOSED_SLOW") == "1"
-UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 SCALE = 100 if UNDER_ASAN else 1
 
 
@@ -117,8 +116,7 @@ def test_forward_batch_1_does_not_leak(network):
     check_flat(call, 10**6 // 3 // SCALE)
 
 
-@pytest.mark.parametrize("calls", [10**5, pytest.param(10**6, marks=pytest.mark.skipif(
-    not SLOW, reason="10**6 calls at batch 64: NNEXPOSED_SLOW=1 or tools/leak_run.py"))])
+@pytest.mark.parametrize("calls", [10**5, pytest.param(10**6, marks=pytest.mark.slow)])
 def test_forward_batch_64_does_not_leak(network, calls):
     x = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
     check_flat(lambda: network(x), calls // SCALE)
