@@ -31,8 +31,9 @@ def test_article_network_node_by_node(tmp_path, article_network):
     (ax,) = figure.axes
     # One edge per weight, coloured by it; one node per input and neuron.
     edges = [c for c in ax.collections if isinstance(c, LineCollection)]
+    weights = [layer.weights.ravel() for layer in article_network]
     np.testing.assert_array_equal(np.concatenate([c.get_array() for c in edges]),
-                                  np.concatenate([layer.weights.ravel() for layer in article_network]))
+                                  np.concatenate(weights))
     nodes = [c for c in ax.collections if isinstance(c, PathCollection)]
     assert [len(c.get_offsets()) for c in nodes] == list(article_network.sizes)
     texts = {t.get_text() for t in ax.texts}
