@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nnexposed._dispatch import core as _core
+from nnexposed import kernels
 from nnexposed._validation import (
     as_c_array,
     as_compute_dtype,
@@ -162,7 +162,7 @@ class Network:
         layers = tuple(layer if layer.dtype == dtype else layer.astype(dtype)
                        for layer in layers)
         self._layers = layers
-        self._compiled = _core.CompiledNetwork(
+        self._compiled = kernels.CompiledNetwork(
             [layer.weights for layer in layers],
             [layer.biases for layer in layers],
             [activation_code(layer.activation) for layer in layers],
@@ -286,7 +286,7 @@ class Network:
         if threads is None:
             return self._compiled.forward(x, out)
         # More than MAX_THREADS means "as many as allowed" (and must not overflow a C int).
-        threads = min(as_positive_int(threads, "threads"), _core.MAX_THREADS)
+        threads = min(as_positive_int(threads, "threads"), kernels.MAX_THREADS)
         return self._compiled.forward(x, out, threads)
 
     __call__ = forward
@@ -313,7 +313,7 @@ class Network:
             pairs = self._compiled.trace(x)
         else:
             pairs = self._compiled.trace(x, min(as_positive_int(threads, "threads"),
-                                                _core.MAX_THREADS))
+                                                kernels.MAX_THREADS))
         # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost.
         return tuple([tuple.__new__(LayerValues, pair) for pair in pairs])
 

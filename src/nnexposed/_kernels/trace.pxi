@@ -1,4 +1,4 @@
-# Every layer's values in one pass, included by _core.pyx: the same kernels as the forward pass
+# Every layer's values in one pass (Network.trace): the same kernels as the forward pass
 # (dense_rows for one sample, dense_tile for tiles of TILE samples), with each layer's
 # pre-activation and output copied out as they are computed.
 

@@ -1,4 +1,5 @@
-"""Type stub for the compiled kernels (src/nnexposed/_core.pyx)."""
+"""Type stub for the kernel builds: _kernels/core.pxi compiled as _core_baseline, _core_avx2 and
+_core_avx512."""
 
 from collections.abc import Sequence
 
@@ -16,7 +17,6 @@ def set_num_threads(n: int) -> None: ...
 def blas_available() -> bool: ...
 def allow_blas(allowed: bool | None) -> bool | None: ...
 def allow_row_split(allowed: bool | None) -> bool | None: ...
-def cpu_supports(isa: str) -> bool: ...
 
 class CompiledNetwork:
     n_in: int
@@ -33,6 +33,9 @@ class CompiledNetwork:
     def forward(
         self, x: npt.ArrayLike, out: npt.NDArray[np.floating] | None = None, threads: int = 0
     ) -> npt.NDArray[np.floating]: ...
+    def trace(
+        self, x: npt.ArrayLike, threads: int = 0
+    ) -> list[tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]]: ...
 
 def activate_inplace(
     values: npt.NDArray[np.floating], activation: int, alpha: float = 0.01
