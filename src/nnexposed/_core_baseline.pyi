@@ -2,6 +2,7 @@
 _core_avx512."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -11,6 +12,7 @@ ACTIVATION_NAMES: tuple[str, ...]
 def openmp_enabled() -> bool: ...
 def default_threads() -> int: ...
 def blas_available() -> bool: ...
+def tile_shape() -> dict[str, Any]: ...
 
 class CompiledNetwork:
     n_in: int
@@ -27,6 +29,9 @@ class CompiledNetwork:
     def forward(
         self, x: npt.ArrayLike, out: npt.NDArray[np.floating] | None = None, threads: int = 0
     ) -> npt.NDArray[np.floating]: ...
+    def trace(
+        self, x: npt.ArrayLike, threads: int = 0
+    ) -> list[tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]]: ...
 
 def activate_inplace(
     values: npt.NDArray[np.floating], activation: int, alpha: float = 0.01
