@@ -84,10 +84,16 @@ _SHARED_DOC = {
     ndarray
         The result, of x's shape, float32 or float64 as above (``out`` when given).""",
 }
+_SHARED_DOC["parameters"] = """Parameters
+    ----------
+    {x}
+    {out}
+
+    {returns}""".format(**_SHARED_DOC)
 
 
 def _shared_doc(function: _F) -> _F:
-    """Fill the {x}, {out} and {returns} sections of an activation's docstring."""
+    """Fill the {parameters} (or {x}, {out} and {returns}) of an activation's docstring."""
     function.__doc__ = (function.__doc__ or "").format(**_SHARED_DOC)
     return function
 
@@ -96,12 +102,7 @@ def _shared_doc(function: _F) -> _F:
 def linear(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
     """The identity: x unchanged, as floats.
 
-    Parameters
-    ----------
-    {x}
-    {out}
-
-    {returns}
+    {parameters}
 
     Examples
     --------
@@ -116,12 +117,7 @@ def linear(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
 def relu(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
     """``max(x, 0)``; NaN stays NaN.
 
-    Parameters
-    ----------
-    {x}
-    {out}
-
-    {returns}
+    {parameters}
 
     Examples
     --------
@@ -159,12 +155,7 @@ def leaky_relu(x: npt.ArrayLike, alpha: float = 0.01, *,
 def sigmoid(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
     """The logistic function ``1 / (1 + exp(-x))``, computed without overflow.
 
-    Parameters
-    ----------
-    {x}
-    {out}
-
-    {returns}
+    {parameters}
 
     Examples
     --------
@@ -179,12 +170,7 @@ def sigmoid(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
 def tanh(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
     """The hyperbolic tangent.
 
-    Parameters
-    ----------
-    {x}
-    {out}
-
-    {returns}
+    {parameters}
 
     Examples
     --------
@@ -199,12 +185,7 @@ def tanh(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
 def gelu(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
     """GELU, exact: ``x * Phi(x)``, Phi the standard normal CDF (computed with erfc).
 
-    Parameters
-    ----------
-    {x}
-    {out}
-
-    {returns}
+    {parameters}
 
     See Also
     --------
@@ -223,12 +204,7 @@ def gelu(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
 def gelu_tanh(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
     """GELU's tanh approximation, ``x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x**3)))``.
 
-    Parameters
-    ----------
-    {x}
-    {out}
-
-    {returns}
+    {parameters}
 
     See Also
     --------
@@ -247,12 +223,7 @@ def gelu_tanh(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
 def silu(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
     """SiLU (also called swish): ``x * sigmoid(x)``.
 
-    Parameters
-    ----------
-    {x}
-    {out}
-
-    {returns}
+    {parameters}
 
     Examples
     --------
@@ -289,12 +260,7 @@ def elu(x: npt.ArrayLike, alpha: float = 1.0, *, out: FloatArray | None = None) 
 def softplus(x: npt.ArrayLike, *, out: FloatArray | None = None) -> FloatArray:
     """``log(1 + exp(x))``, computed without overflow (as ``np.logaddexp(0, x)``).
 
-    Parameters
-    ----------
-    {x}
-    {out}
-
-    {returns}
+    {parameters}
 
     Examples
     --------
