@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from nnexposed._dispatch import core as _core
+from nnexposed import kernels
 from nnexposed._validation import as_real_array, as_real_scalar, check_out, float_dtype_for
 
-ACTIVATIONS = _core.ACTIVATION_NAMES
+ACTIVATIONS = kernels.ACTIVATION_NAMES
 """The names of the activations, as ``Dense`` and ``Network.from_sizes`` take them."""
 
 FloatArray = npt.NDArray[np.floating]
@@ -67,7 +67,7 @@ def _result_buffer(x, out):
 
 
 def _elementwise(x, name, out, alpha=DEFAULT):
-    return _core.activate_inplace(_result_buffer(x, out), activation_code(name),
+    return kernels.activate_inplace(_result_buffer(x, out), activation_code(name),
                                   resolve_alpha(alpha, name))
 
 
@@ -306,7 +306,7 @@ def softmax(x: npt.ArrayLike, axis: int = -1, *, out: FloatArray | None = None) 
         raise np.exceptions.AxisError(int(axis), array.ndim)
     dtype = float_dtype_for(array.dtype)
     work = np.array(np.moveaxis(array, axis, -1), dtype=dtype, order="C", copy=True)
-    _core.activate_inplace(work, activation_code("softmax"))
+    kernels.activate_inplace(work, activation_code("softmax"))
     result = np.moveaxis(work, -1, axis)
     if out is None:
         return np.ascontiguousarray(result)
