@@ -89,7 +89,7 @@ def collect(rows, settings):
     machine.update(cpu_description())
     machine["environment"] = {name: os.environ.get(name) for name in ENVIRONMENT}
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "settings": settings,
         "machine": machine,
         "versions": library_versions(),
