@@ -137,7 +137,7 @@ def measure_softmax(dtype, trials=200):
     rng = np.random.default_rng(1)
     worst_conditioned = worst_abs = worst_numpy = 0.0
     eps = float(np.finfo(dtype).eps)
-    for trial in range(trials):
+    for _ in range(trials):
         width = int(rng.choice([1, 2, 3, 10, 100, 1000]))
         scale = float(rng.choice([0.1, 1.0, 10.0, 50.0]))
         x = (rng.standard_normal((1, width)) * scale).astype(dtype)
@@ -168,11 +168,8 @@ def measure_dense(dtype, n_in, batch, blas):
     w = rng.standard_normal((n_out, n_in)).astype(dtype)
     b = rng.standard_normal(n_out).astype(dtype)
     x = rng.standard_normal((batch, n_in)).astype(dtype)
-    previous = kernels.allow_blas(blas)
-    try:
+    with nnexposed.config_context(blas="always" if blas else "never"):
         y = nnexposed.dense(x, w, b)
-    finally:
-        kernels.allow_blas(previous)
     rows = min(batch, 8)
     worst = 0.0
     eps = float(np.finfo(dtype).eps)

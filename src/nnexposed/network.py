@@ -4,11 +4,17 @@ A layer's weights have shape (n_out, n_in), as the article's ``weights[neuron][i
 PyTorch's ``nn.Linear``; biases have shape (n_out,).
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from nnexposed import kernels
+from nnexposed._config import clamp_threads
 from nnexposed._validation import (
     as_c_array,
     as_compute_dtype,
@@ -16,7 +22,13 @@ from nnexposed._validation import (
     as_real_array,
     float_dtype_for,
 )
-from nnexposed.activations import DEFAULT, DEFAULT_ALPHAS, activation_code, resolve_alpha
+from nnexposed.activations import (
+    DEFAULT,
+    DEFAULT_ALPHAS,
+    FloatArray,
+    activation_code,
+    resolve_alpha,
+)
 
 # Activations initialised with He (Kaiming) normal weights; the others get Glorot uniform.
 HE_INIT_ACTIVATIONS = frozenset({"relu", "leaky_relu", "gelu", "gelu_tanh", "silu", "elu"})
@@ -63,6 +75,10 @@ class Dense:
     """
 
     __slots__ = ("weights", "biases", "activation", "alpha")
+    weights: FloatArray
+    biases: FloatArray
+    activation: str
+    alpha: float
 
     def __init__(self, weights, biases, activation="linear", *, alpha=DEFAULT):
         w, b = layer_arrays(weights, biases)
@@ -110,17 +126,66 @@ class Dense:
                 f"activation={self.activation!r}{alpha}, dtype={self.dtype})")
 
 
-class Network:
-    """Dense layers applied in order; each layer's n_in must equal the previous n_out.
+def _value_columns(layer, output):
+    """Output range, fraction of zeros and dead units of one layer's output (samples, n_out)."""
+    output = output.reshape(-1, layer.n_out)
+    if output.shape[0] == 0:
+        return ["-", "-", "-"]
+    value_range = f"{output.min():.3g} .. {output.max():.3g}"
+    if layer.activation != "relu":
+        return [value_range, "-", "-"]
+    zero = output == 0
+    dead = int(zero.all(axis=0).sum())
+    return [value_range, f"{zero.mean():.1%}", f"{dead}/{layer.n_out}"]
 
-    All layers share one dtype: float64 if any layer is float64, float32 otherwise.
-    ``network(x)`` and ``network.forward(x)`` run the compiled forward pass:
-    x: (n_in,) -> (n_out,), or (batch, n_in) -> (batch, n_out).
+
+class LayerValues(NamedTuple):
+    """One layer's values from ``Network.trace``: both (batch, n_out), or (n_out,) for one
+    sample."""
+
+    pre_activation: np.ndarray
+    """``x @ weights.T + biases``, before the activation."""
+    output: np.ndarray
+    """``activation(pre_activation)``, the next layer's input."""
+
+
+class Network:
+    """Dense layers applied in order, run by compiled code: ``network(x)``.
+
+    Parameters
+    ----------
+    layers : iterable of Dense
+        At least one; each layer's n_in must equal the previous layer's n_out. All layers
+        take one dtype: float64 if any layer is float64, float32 otherwise.
+
+    Attributes
+    ----------
+    layers : tuple of Dense
+        The layers, in the network's dtype.
+    sizes : tuple of int
+        Inputs, then each layer's outputs.
+    n_in, n_out, n_params : int
+        Inputs, outputs, weights and biases of the whole network.
+    dtype : numpy.dtype
+        float32 or float64: what the forward pass computes in and returns.
+
+    See Also
+    --------
+    forward : the forward pass, as ``network(x)``.
+
+    Examples
+    --------
+    >>> import nnexposed
+    >>> net = nnexposed.Network.from_sizes([3, 5, 2], seed=0)
+    >>> net.sizes, net.n_params, net.dtype
+    ((3, 5, 2), 32, dtype('float32'))
+    >>> net([[0.5, -1.0, 2.0], [0.0, 0.0, 0.0]]).shape
+    (2, 2)
     """
 
     __slots__ = ("_layers", "_compiled")
 
-    def __init__(self, layers):
+    def __init__(self, layers: Iterable[Dense]) -> None:
         if isinstance(layers, Dense):
             raise TypeError("Network takes a sequence of Dense layers; wrap one in a list")
         layers = tuple(layers)
@@ -146,13 +211,36 @@ class Network:
         )
 
     @classmethod
-    def from_sizes(cls, sizes, activation="relu", output_activation="linear", *,
-                   dtype="float32", seed=None):
+    def from_sizes(cls, sizes: Sequence[int], activation: str = "relu",
+                   output_activation: str = "linear", *, dtype: npt.DTypeLike = "float32",
+                   seed: int | None = None) -> Network:
         """A randomly initialised network, e.g. ``sizes=[3, 5, 5, 5, 2]``.
 
-        Hidden layers use ``activation``, the last one ``output_activation``. Weights are He
-        normal for the ReLU family and Glorot uniform otherwise; biases are zero. The same
-        ``seed`` gives the same network.
+        Weights are He normal for the ReLU family (relu, leaky_relu, gelu, gelu_tanh, silu,
+        elu) and Glorot uniform otherwise; biases are zero.
+
+        Parameters
+        ----------
+        sizes : sequence of int, length >= 2
+            Inputs, then each layer's outputs; all positive.
+        activation : str, default "relu"
+            The activation of the hidden layers (a name from ``nnexposed.ACTIVATIONS``).
+        output_activation : str, default "linear"
+            The activation of the last layer.
+        dtype : {"float32", "float64"}, default "float32"
+            The network's dtype.
+        seed : int, optional
+            Seed of ``numpy.random.default_rng``: the same seed gives the same network.
+
+        Returns
+        -------
+        Network
+
+        Examples
+        --------
+        >>> import nnexposed
+        >>> nnexposed.Network.from_sizes([784, 256, 10], "tanh", "softmax", seed=0)
+        Network(sizes=(784, 256, 10), activations=('tanh', 'softmax'), dtype=float32)
         """
         sizes = [as_positive_int(size, f"sizes[{k}]") for k, size in enumerate(sizes)]
         if len(sizes) < 2:
@@ -205,55 +293,137 @@ class Network:
     def __reduce__(self):
         return Network, (self._layers,)
 
+    def __len__(self):
+        return len(self._layers)
+
+    def __iter__(self):
+        return iter(self._layers)
+
+    def __getitem__(self, index):
+        """``net[i]``: layer i (negative counts from the end); ``net[a:b]``: a Network of those
+        layers (which must still chain), as ``nn.Sequential`` slices. ``net[:-1](x)`` is the
+        penultimate layer's output, at full compiled speed."""
+        if isinstance(index, slice):
+            layers = self._layers[index]
+            if not layers:
+                raise IndexError(f"slice {index} of a {len(self)}-layer network has no layers")
+            return Network(layers)
+        try:
+            return self._layers[index]
+        except IndexError:
+            raise IndexError(f"layer index {index} out of range for a network of "
+                             f"{len(self)} layers") from None
+        except TypeError:
+            raise TypeError(f"network indices must be integers or slices, got "
+                            f"{type(index).__name__}") from None
+
     @property
-    def layers(self):
+    def layers(self) -> tuple[Dense, ...]:
+        """The layers, in the network's dtype."""
         return self._layers
 
     @property
-    def sizes(self):
+    def sizes(self) -> tuple[int, ...]:
+        """Inputs, then each layer's outputs."""
         return (self._layers[0].n_in,) + tuple(layer.n_out for layer in self._layers)
 
     @property
-    def n_in(self):
+    def n_in(self) -> int:
+        """Inputs of the first layer."""
         return self._layers[0].n_in
 
     @property
-    def n_out(self):
+    def n_out(self) -> int:
+        """Outputs of the last layer."""
         return self._layers[-1].n_out
 
     @property
-    def n_params(self):
+    def n_params(self) -> int:
+        """Weights and biases of all layers."""
         return sum(layer.n_params for layer in self._layers)
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
+        """float32 or float64."""
         return self._layers[0].dtype
 
     def astype(self, dtype):
         """The same network in float32 or float64."""
         return Network([layer.astype(dtype) for layer in self._layers])
 
-    def forward(self, x, *, out=None, threads=None):
-        """The compiled forward pass; same as ``nnexposed.forward(self, x, ...)``."""
+    def forward(self, x: npt.ArrayLike, *, out: FloatArray | None = None,
+                threads: int | None = None) -> FloatArray:
+        """The forward pass, in one call into compiled code; also ``network(x)``.
+
+        Same as ``nnexposed.forward(network, x, out=out, threads=threads)``, which describes
+        the parameters.
+        """
         if threads is None:
             return self._compiled.forward(x, out)
         # More than MAX_THREADS means "as many as allowed" (and must not overflow a C int).
-        threads = min(as_positive_int(threads, "threads"), kernels.MAX_THREADS)
+        threads = clamp_threads(threads)
         return self._compiled.forward(x, out, threads)
 
     __call__ = forward
 
-    def summary(self):
-        """A text table: one row per layer (shape, activation, parameters), then the total."""
+    def trace(self, x, *, threads=None):
+        """Every layer's values, from one forward pass in compiled code.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_in,) or (batch, n_in)
+            Input samples, cast to ``self.dtype``.
+        threads : int, optional
+            At most this many threads (default ``get_num_threads()``); small jobs use one.
+
+        Returns
+        -------
+        tuple of LayerValues
+            One ``(pre_activation, output)`` pair per layer, each of shape (batch, n_out) of
+            that layer, or (n_out,) for x of shape (n_in,); the last output equals
+            ``self(x)``. Memory: 2 * sum of the layers' n_out values per sample (both arrays
+            of every layer), plus the forward pass's own workspace.
+        """
+        if threads is None:
+            pairs = self._compiled.trace(x)
+        else:
+            pairs = self._compiled.trace(x, clamp_threads(threads))
+        # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost.
+        return tuple([tuple.__new__(LayerValues, pair) for pair in pairs])
+
+    def plot(self, x=None, *, ax=None):
+        """A matplotlib Figure of the network; see ``nnexposed.plot.plot_network``.
+
+        x: optional (n_in,) sample whose values colour the nodes; ax: optional Axes to draw
+        in. Needs ``pip install "nnexposed[plot]"``.
+        """
+        from nnexposed.plot import plot_network
+        return plot_network(self, x, ax=ax)
+
+    def summary(self, x: npt.ArrayLike | None = None) -> str:
+        """A text table: one row per layer (shape, activation, parameters), then the total.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_in,) or (batch, n_in), optional
+            Inputs to run: the table then also shows each layer's output range and, for ReLU
+            layers, the fraction of outputs that are zero and the units that are zero on every
+            sample (dead units).
+        """
+        values = None
+        if x is not None:
+            values = [_value_columns(layer, layer_values.output)
+                      for layer, layer_values in zip(self._layers, self.trace(x))]
         return summary_table(self.sizes, [layer.activation for layer in self._layers],
-                             self.dtype)
+                             self.dtype, values)
 
     def __repr__(self):
         activations = tuple(layer.activation for layer in self._layers)
         return f"Network(sizes={self.sizes}, activations={activations}, dtype={self.dtype})"
 
 
-def summary_table(sizes, activations, dtype):
+def summary_table(sizes: Sequence[int], activations: Sequence[str], dtype: npt.DTypeLike,
+                  values: Sequence[Sequence[str]] | None = None) -> str:
     """The table of ``Network.summary()`` from the layer sizes alone, allocating nothing.
 
     Parameters
@@ -264,6 +434,8 @@ def summary_table(sizes, activations, dtype):
         Each layer's activation name.
     dtype : str or numpy.dtype
         The network's dtype (for the size in bytes).
+    values : sequence of (str, str, str), length n_layers, optional
+        Each layer's output range, fraction of zeros and dead units, as columns.
 
     Returns
     -------
@@ -273,15 +445,20 @@ def summary_table(sizes, activations, dtype):
     sizes = tuple(int(size) for size in sizes)
     dtype = np.dtype(dtype)
     params = [(n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:])]
-    header = ("Layer", "Shape (in -> out)", "Activation", "Params")
-    rows = [(f"dense_{k}", f"{n_in} -> {n_out}", activation, f"{n:,}")
+    header = ["Layer", "Shape (in -> out)", "Activation", "Params"]
+    rows = [[f"dense_{k}", f"{n_in} -> {n_out}", activation, f"{n:,}"]
             for k, (n_in, n_out, activation, n) in enumerate(
                 zip(sizes, sizes[1:], activations, params))]
-    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(4)]
+    if values is not None:
+        header += ["Output range", "Zero", "Dead units"]
+        for row, cells in zip(rows, values):
+            row += cells
+    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
 
     def line(row):
-        cells = [row[c].ljust(widths[c]) for c in range(3)] + [row[3].rjust(widths[3])]
-        return "   ".join(cells)
+        # Left-aligned text, right-aligned numbers (parameters, zeros, dead units).
+        return "   ".join(cell.rjust(width) if c == 3 or c >= 5 else cell.ljust(width)
+                          for c, (cell, width) in enumerate(zip(row, widths))).rstrip()
 
     rule = "=" * len(line(header))
     total = sum(params)

@@ -8,9 +8,10 @@ the same arguments and give the same results as ``nnexposed.forward``.
 import math
 
 import numpy as np
+from scipy.special import erfc as _erfc
 
 from nnexposed._validation import as_network_input
-from nnexposed.network import Network
+from nnexposed.network import LayerValues, Network
 
 # sqrt(1/2) and 2 * sqrt(2/pi), for gelu and its tanh approximation.
 SQRT_HALF = math.sqrt(0.5)
@@ -113,17 +114,6 @@ def _softmax_numpy(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _erfc_math(z):
-    """math.erfc element by element (NumPy has no erfc), in z's dtype."""
-    return np.frompyfunc(math.erfc, 1, 1)(z).astype(z.dtype)
-
-
-try:  # SciPy's vectorised erfc when it is installed; NumPy alone is enough.
-    from scipy.special import erfc as _erfc
-except ImportError:  # pragma: no cover - depends on the environment
-    _erfc = _erfc_math
-
-
 def _gated_numpy(z, gate):
     # z * gate, with the limit 0 where the gate is 0 (-inf * 0 would be NaN).
     return np.where(gate == 0, 0, z) * gate
@@ -162,6 +152,18 @@ def forward_numpy(network, x):
     for layer in network.layers:
         x = NUMPY_ACTIVATIONS[layer.activation](x @ layer.weights.T + layer.biases, layer.alpha)
     return x
+
+
+def trace_numpy(network, x):
+    """``Network.trace`` written as idiomatic NumPy: (pre-activation, output) per layer."""
+    _check_network(network)
+    x = as_network_input(x, network.dtype, network.n_in)
+    values = []
+    for layer in network.layers:
+        pre = x @ layer.weights.T + layer.biases
+        x = NUMPY_ACTIVATIONS[layer.activation](pre, layer.alpha)
+        values.append(LayerValues(pre, x))
+    return tuple(values)
 
 
 def _check_network(network):
