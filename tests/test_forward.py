@@ -94,7 +94,10 @@ def test_parallel_path_on_large_batch(rng, dtype, threads):
     network = random_network(rng, [64, 256, 64, 5], ["tanh", "leaky_relu", "softmax"], dtype)
     x = rng.standard_normal((3001, 64)).astype(dtype)
     expected = forward_numpy(network, x)
-    assert_close(forward(network, x, threads=threads), expected, dtype)
+    with counting_paths() as counts:
+        assert_close(forward(network, x, threads=threads), expected, dtype)
+    assert counts["tiles"] == 1
+    assert counts["parallel_regions"] == (1 if threads > 1 else 0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -444,13 +447,15 @@ def test_forked_child_after_parallel_forward_does_not_hang(rng):
     # such a child must fall back to one thread instead of hanging.
     network = random_network(rng, [64, 256, 64, 5], ["relu", "relu", "linear"], np.float32)
     x = rng.standard_normal((5000, 64)).astype(np.float32)
-    expected = forward(network, x, threads=2)
+    with counting_paths() as counts:
+        expected = forward(network, x, threads=2)
+    assert counts["parallel_regions"] == 1    # the parent ran threads before the fork
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_forward_in_child, args=(network, x, queue))
     child.start()
     try:
-        result = queue.get(timeout=60)
+        result, child_counts = queue.get(timeout=60)
     except Exception:
         pytest.fail("forward hung in a forked child")
     finally:
@@ -459,10 +464,15 @@ def test_forked_child_after_parallel_forward_does_not_hang(rng):
             child.kill()
     assert child.exitcode == 0
     np.testing.assert_array_equal(result, expected)
+    assert child_counts["tiles"] == 1
+    if kernels.openmp_enabled():
+        assert child_counts["parallel_regions"] == 0, child_counts
 
 
 def _forward_in_child(network, x, queue):
-    queue.put(forward(network, x, threads=2).tolist())
+    with counting_paths() as counts:
+        result = forward(network, x, threads=2).tolist()
+    queue.put((result, counts))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

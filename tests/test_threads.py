@@ -12,6 +12,7 @@ import pytest
 
 import nnexposed
 from nnexposed import _dispatch
+from nnexposed._config import counting_paths
 from nnexposed.reference import forward_numpy
 from tests.helpers import assert_close, random_network
 
@@ -45,8 +46,11 @@ def test_concurrent_forward_and_activations(rng):
         acts = nnexposed.sigmoid(x), nnexposed.softmax(x)
         return out, nnexposed.forward(net, x), acts
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=8) as pool, counting_paths() as counts:
         results = list(pool.map(work, jobs))
+    assert counts["one_sample"] > 0 and counts["tiles"] > 0, counts
+    # Batches of 2,000 (14 M multiply-adds) start threads wherever there are cores for them.
+    assert counts["parallel_regions"] > 0 or nnexposed.get_num_threads() == 1, counts
     for (net, x), want, (out, again, (sig, soft)) in zip(jobs, expected, results):
         assert_close(out, want, net.dtype)
         assert_close(again, want, net.dtype)

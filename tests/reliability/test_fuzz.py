@@ -21,7 +21,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import nnexposed
-from nnexposed import kernels
+from nnexposed import config_context, kernels
+from nnexposed._config import counting_paths
 from nnexposed.reference import NUMPY_ACTIVATIONS, forward_numpy
 from tests.helpers import API_ERRORS, run_tests_isolated, takes_alpha
 
@@ -374,37 +375,39 @@ def test_fuzz_forward(case):
     _forward_and_check(network, given, out_kind)
 
 
-# The kernels' paths, each forced by its knobs at sizes that reach it (the kernels' thresholds:
-# threads from 2**22 multiply-adds per call, rows of one sample split over threads for layers
-# from 2**21 weights, shared one-sample panels for networks of 2**17 to 2**20 weights per
-# layer, BLAS for layers from 256 x 256 weights on blocks of at least 64 samples).
-# name: (hidden widths, batch sizes, threads, row split allowed, BLAS allowed)
+# The kernels' paths, each forced at small sizes by the settings (nnexposed._config) and
+# checked by the path counters. name: (settings, batch sizes, threads)
 KERNEL_PATHS = {
-    "one_sample": ((1, 80), (1, 3), 1, False, False),
-    "one_sample_shared": ((363, 600), (1, 3), 2, True, False),
-    "rows_over_threads": ((2049, 2080), (1, 1), 2, False, False),
-    "tiles": ((1, 80), (4, 70), 1, False, False),
-    "tiles_on_threads": ((1024, 1100), (4, 40), 2, False, False),
-    "blas": ((256, 300), (64, 300), 1, False, True),
+    "one_sample": ({"shared_panels": "never", "parallel_min_macs": 1 << 62}, (1, 3), 1),
+    "shared_panels": ({"shared_panels": "always", "share_min_macs": 0}, (1, 3), 2),
+    "row_split": ({"shared_panels": "never", "parallel_min_macs": 0, "row_split_min_macs": 0},
+                  (1, 3), 2),
+    "tiles": ({"blas": "never", "parallel_min_macs": 1 << 62}, (4, 100), 1),
+    "tiles_on_threads": ({"blas": "never", "parallel_min_macs": 0}, (33, 100), 2),
+    "blas": ({"blas": "always", "blas_min_weights": 0, "blas_min_batch": 0}, (4, 100), 1),
 }
-# Paths that compute every value with the same operations in the same order as another
-# path: their results must be bit-identical to it.
-SAME_BITS_AS = {"one_sample_shared": "one_sample", "rows_over_threads": "one_sample",
+# The counter each path's forward passes increment; paths that start threads also count
+# parallel regions.
+COUNTER = {"one_sample": "one_sample", "shared_panels": "shared_panels",
+           "row_split": "row_split", "tiles": "tiles", "tiles_on_threads": "tiles",
+           "blas": "blas"}
+ON_THREADS = {"shared_panels", "row_split", "tiles_on_threads"}
+# Paths that compute every value with the same operations in the same order as another:
+# their results must be bit-identical to it. (Rows split over threads use the row kernel,
+# not the panels: the network is built without panels for that comparison.)
+SAME_BITS_AS = {"shared_panels": "one_sample", "row_split": "one_sample",
                 "tiles_on_threads": "tiles"}
 
 
 @st.composite
 def path_cases(draw):
-    """(path, network, x): a network and input sized to reach the kernels' path ``path``."""
+    """(path, network, x): a drawn kernel path, a network and input of at most 150 wide."""
     path = draw(st.sampled_from(sorted(KERNEL_PATHS)))
-    widths, batches, _, _, _ = KERNEL_PATHS[path]
     dtype = draw(st.sampled_from([np.float32, np.float64]))
-    hidden = draw(st.integers(*widths))
-    # rows_over_threads: one wide square layer; the others: two hidden layers of that width.
-    inner = [hidden] if path == "rows_over_threads" else [hidden, draw(st.integers(*widths))]
-    sizes = [draw(st.integers(1, 9)), *inner, draw(st.integers(1, 9))]
-    if path == "rows_over_threads":
-        sizes[0] = hidden
+    depth = draw(st.integers(1, 3))
+    # Widths past 64 (panels of 64 neurons) and 128 (chunks of rows) now and then.
+    width = st.one_of(st.integers(1, 9), st.integers(10, 150))
+    sizes = draw(st.lists(width, min_size=depth + 1, max_size=depth + 1))
     rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     layers = []
     for n_in, n_out in zip(sizes, sizes[1:]):
@@ -412,33 +415,37 @@ def path_cases(draw):
         biases = rng.standard_normal(n_out) * 0.5
         layers.append(nnexposed.Dense(weights.astype(dtype), biases.astype(dtype),
                                       draw(ACTIVATION), alpha=draw(ALPHA)))
-    network = nnexposed.Network(layers)
-    batch = draw(st.integers(*batches))
-    if path == "rows_over_threads":
-        x = rng.standard_normal((batch, sizes[0])).astype(dtype)
-        x[:, :draw(st.integers(0, 9))] = draw(real_values((9,), dtype, moderate=True))[0]
-    else:
-        x = draw(real_values((batch, sizes[0]), dtype, moderate=True))
-    return path, network, x
+    with config_context(panel_max_weights=0 if path == "row_split" else 1 << 20):
+        network = nnexposed.Network(layers)
+    # Random inputs with up to 16 of the pool's moderate values (0, -0, subnormals, +-709,
+    # ...) placed anywhere: a drawn list of every input would be too big to generate.
+    x = rng.standard_normal((draw(st.integers(*KERNEL_PATHS[path][1])), sizes[0]))
+    for _ in range(draw(st.integers(0, 16))):
+        x.flat[draw(st.integers(0, x.size - 1))] = draw(st.sampled_from(MODERATE_VALUES))
+    return path, network, x.astype(dtype)
 
 
 def forward_on_path(network, x, path):
-    """forward of x (2-D) with the knobs set for ``path``; one sample at a time on the
-    one-sample paths."""
-    _, _, threads, row_split, blas = KERNEL_PATHS[path]
-    with nnexposed.config_context(shared_panels="always" if row_split else "never",
-                                  blas="always" if blas else "never"):
+    """forward of x (2-D) forced onto ``path``, one sample at a time on the one-sample paths;
+    asserts the path ran."""
+    settings, _, threads = KERNEL_PATHS[path]
+    with config_context(**settings), counting_paths() as counts:
         if x.shape[0] < 4:
-            return np.stack([network(sample, threads=threads) for sample in x])
-        return network(x, threads=threads)
+            result = np.stack([network(sample, threads=threads) for sample in x])
+        else:
+            result = network(x, threads=threads)
+    calls = x.shape[0] if x.shape[0] < 4 else 1
+    assert counts[COUNTER[path]] == calls, (path, counts)
+    assert (counts["parallel_regions"] > 0) == (path in ON_THREADS), (path, counts)
+    return result
 
 
 @FUZZ
 @given(path_cases())
 def test_fuzz_forward_threads_and_kernels(case):
-    # Every path of the kernels (one sample, shared among threads, rows over threads, tiles,
-    # tiles on threads, BLAS), forced, against the reference; and bit-identical to the path
-    # that computes the same sums on one thread.
+    # Every path of the kernels (one sample, shared panels, rows split over threads, tiles,
+    # tiles on threads, BLAS), forced and checked by the path counters, against the
+    # reference; and bit-identical to the path that computes the same sums on one thread.
     path, network, x = case
     event(f"path: {path}")
     if path == "blas" and not kernels.blas_available():
@@ -447,9 +454,9 @@ def test_fuzz_forward_threads_and_kernels(case):
     check_against_reference(result, layer_tuples(network), x, network.dtype)
     if path in SAME_BITS_AS:
         np.testing.assert_array_equal(result, forward_on_path(network, x, SAME_BITS_AS[path]))
-    if x.shape[0] < 4:
-        np.testing.assert_array_equal(network(x[0], threads=KERNEL_PATHS[path][2]),
-                                      network(x[:1], threads=KERNEL_PATHS[path][2])[0])
+    threads = KERNEL_PATHS[path][2]
+    np.testing.assert_array_equal(network(x[0], threads=threads),
+                                  network(x[:1], threads=threads)[0])
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,15 +13,20 @@ def test_huge_thread_counts_are_capped_not_fatal():
     # the thread count is now capped at MAX_THREADS.
     out = run_isolated("""
         import numpy as np, nnexposed
+        from nnexposed._config import counting_paths
         from nnexposed.reference import forward_numpy
         net = nnexposed.Network.from_sizes([2048, 2048], seed=0)   # rows split over threads
         x = np.ones(2048, np.float32)
-        for threads in (10**5, 2**31, 2**70):
-            np.testing.assert_allclose(nnexposed.forward(net, x, threads=threads),
-                                       forward_numpy(net, x), rtol=1e-4, atol=1e-5)
+        with counting_paths() as counts:
+            for threads in (10**5, 2**31, 2**70):
+                np.testing.assert_allclose(nnexposed.forward(net, x, threads=threads),
+                                           forward_numpy(net, x), rtol=1e-4, atol=1e-5)
+        assert counts["row_split"] == 3 and counts["parallel_regions"] == 3, counts
         big = nnexposed.Network.from_sizes([64, 64, 64], seed=0)
         xb = np.ones((100_000, 64), np.float32)
-        np.testing.assert_array_equal(big(xb, threads=10**6), big(xb, threads=1))
+        with counting_paths() as counts:
+            np.testing.assert_array_equal(big(xb, threads=10**6), big(xb, threads=1))
+        assert counts["tiles"] == 2 and counts["parallel_regions"] == 1, counts
         print("ok")
     """)
     assert out.strip() == "ok"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import nnexposed
+from nnexposed._config import counting_paths
 from tests.helpers import TESTS_FOLDER, UNDER_ASAN, run_isolated, run_tests_isolated
 
 pytestmark = [
@@ -50,7 +51,9 @@ def test_batch_with_more_than_2_31_input_elements(threads):
     weights = rng.standard_normal((1, n_in)).astype(np.float32)
     network = nnexposed.Network([nnexposed.Dense(weights, np.array([0.5], np.float32),
                                                  "tanh")])
-    y = network(x, threads=threads)
+    with counting_paths() as counts:
+        y = network(x, threads=threads)
+    assert counts["tiles"] == 1 and counts["parallel_regions"] == (threads > 1)
     assert y.shape == (batch, 1)
     expected = np.tanh(x[rows].astype(np.float64) @ weights.T.astype(np.float64) + 0.5)
     np.testing.assert_allclose(y[rows], expected, rtol=1e-5, atol=1e-5)

@@ -94,6 +94,7 @@ BATCHES = [None, 1, 3, 4, 31, 33, 100, 257]
 
 def test_16_threads_share_a_network_bit_identical_to_serial(seconds):
     report = stress(seconds, 16, 1, [24, 64, 48, 5], BATCHES)
+    assert report["counts"]["one_sample"] > 0 and report["counts"]["tiles"] > 0, report
     print(f"16 threads, {report['calls']} calls in {seconds} s")
 
 
