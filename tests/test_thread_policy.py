@@ -2,10 +2,14 @@
 notice of the benchmarks. Never a timing."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
+import nnexposed
 from nnexposed import _cpus, benchmark
+from nnexposed._dispatch import core as _core
 
 # /proc/self/mountinfo lines of the two layouts: a cgroup v2 host or container, and a v1
 # (hybrid) host with the cpu controller mounted on its own.
@@ -127,3 +131,39 @@ def test_bench_table_says_when_others_were_busy():
     assert lines[0].split()[-2:] == ["others", "busy"]
     assert lines[2].endswith(" 2%") and lines[3].endswith(" 50%")
     assert lines[-1].startswith("Note: other processes used 50%")
+
+
+def test_default_threads_capped_by_the_cpus_available():
+    previous = _core.default_threads()
+    try:
+        _core.cap_default_threads(1)
+        assert _core.default_threads() == 1 and nnexposed.get_num_threads() == 1
+        nnexposed.set_num_threads(2)  # an explicit setting is not capped
+        assert nnexposed.get_num_threads() == 2
+    finally:
+        nnexposed.set_num_threads(None)
+        _core.cap_default_threads(previous)
+    assert _core.default_threads() == previous
+
+
+def child_threads(code, **env_changes):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env.update(env_changes)
+    result = subprocess.run([sys.executable, "-c", code + "; import nnexposed; "
+                             "print(nnexposed.get_num_threads())"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not _core.openmp_enabled(),
+                    reason="needs affinity masks and OpenMP")
+def test_default_threads_follow_the_affinity_mask():
+    assert child_threads("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})") \
+        == 1
+    assert child_threads("pass") == min(_cpus.available_cpus(), _core.MAX_THREADS)
+
+
+@pytest.mark.skipif(not _core.openmp_enabled(), reason="needs OpenMP")
+def test_explicit_omp_num_threads_is_kept():
+    assert child_threads("pass", OMP_NUM_THREADS="3") == 3

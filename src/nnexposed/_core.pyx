@@ -196,14 +196,30 @@ def openmp_enabled():
     return bool(nnx_openmp_enabled())
 
 
+# Cap on the default threads: the CPUs this process may use (nnexposed._cpus, set at import),
+# which OpenMP's default ignores when a cgroup quota limits them.
+cdef int default_cap = THREAD_LIMIT
+
+
+cdef inline int default_thread_count() noexcept nogil:
+    return min(nnx_max_threads(), default_cap)
+
+
+def cap_default_threads(int n):
+    """Let the default (no set_num_threads, no threads=) use at most n threads (n >= 1)."""
+    global default_cap
+    default_cap = min(max(n, 1), THREAD_LIMIT)
+
+
 def default_threads():
-    """Threads OpenMP would use by default (honours OMP_NUM_THREADS); 1 without OpenMP."""
-    return nnx_max_threads()
+    """Threads a forward pass uses by default: OpenMP's default (OMP_NUM_THREADS, else the
+    CPUs of the affinity mask) capped by cap_default_threads; 1 without OpenMP."""
+    return default_thread_count()
 
 
 def get_num_threads():
-    """Threads a forward pass may use: the last set_num_threads, else OpenMP's default."""
-    return thread_setting if thread_setting > 0 else min(nnx_max_threads(), THREAD_LIMIT)
+    """Threads a forward pass may use: the last set_num_threads, else default_threads()."""
+    return thread_setting if thread_setting > 0 else default_thread_count()
 
 
 def set_num_threads(int n):
@@ -679,7 +695,7 @@ cdef class CompiledNetwork:
         if batch == 0:
             return oa
         if threads <= 0:
-            threads = thread_setting if thread_setting > 0 else nnx_max_threads()
+            threads = thread_setting if thread_setting > 0 else default_thread_count()
         threads = min(threads, THREAD_LIMIT)
         may_split = self.split_rows and batch < MIN_TILED_BATCH
         split = may_split and threads > 1 and threads_awake()

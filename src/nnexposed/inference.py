@@ -1,11 +1,19 @@
 """The fast functions: a whole network, one layer, or the article's layer output utility."""
 
+import os
+
 import numpy as np
 
+from nnexposed._cpus import available_cpus
 from nnexposed._dispatch import core as _core
 from nnexposed._validation import as_positive_int, as_real_array, float_dtype_for
 from nnexposed.activations import DEFAULT, activation_code, resolve_alpha
 from nnexposed.network import Network, layer_arrays
+
+# OpenMP's default counts the CPUs of the affinity mask, not a container's CPU quota. An
+# explicit OMP_NUM_THREADS is the user's choice and stays as it is.
+if "OMP_NUM_THREADS" not in os.environ:
+    _core.cap_default_threads(available_cpus())
 
 
 def forward(network, x, *, out=None, threads=None):
@@ -24,8 +32,9 @@ def forward(network, x, *, out=None, threads=None):
 
 def get_num_threads():
     """Threads a forward pass may use: as set by ``set_num_threads``, else OMP_NUM_THREADS,
-    else the number of cores. Wide layers of large batches run in BLAS, which keeps its own
-    thread settings (see threadpoolctl)."""
+    else the CPUs this process may use (its affinity mask, capped by a cgroup CPU quota).
+    Wide layers of large batches run in BLAS, which keeps its own thread settings (see
+    threadpoolctl)."""
     return _core.get_num_threads()
 
 
