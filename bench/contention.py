@@ -33,7 +33,7 @@ import peers  # noqa: E402
 from run import NETWORKS, RESULTS, max_error, parse_cases  # noqa: E402
 
 import nnexposed  # noqa: E402
-from nnexposed._cpus import available_cpus  # noqa: E402
+from nnexposed._cpu_limits import available_cpus  # noqa: E402
 from nnexposed.benchmark import cpu_times, machine_info, others_busy  # noqa: E402
 from nnexposed.reference import forward_numpy  # noqa: E402
 

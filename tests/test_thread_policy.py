@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import nnexposed
-from nnexposed import _cpus, benchmark
+from nnexposed import _cpu_limits, benchmark
 from nnexposed._dispatch import core as _core
 
 # /proc/self/mountinfo lines of the two layouts: a cgroup v2 host or container, and a v1
@@ -40,7 +40,7 @@ def fake_root(tmp_path, cgroup, mountinfo, files):
     ("50000 100000\n", 0.5), ("garbage\n", None), ("0 100000\n", None)])
 def test_cgroup_v2_quota(tmp_path, cpu_max, expected):
     root = fake_root(tmp_path, "0::/\n", MOUNTINFO_V2, {"sys/fs/cgroup/cpu.max": cpu_max})
-    assert _cpus.cgroup_cpu_limit(root) == expected
+    assert _cpu_limits.cgroup_cpu_limit(root) == expected
 
 
 def test_cgroup_v2_tightest_quota_along_the_ancestors(tmp_path):
@@ -48,14 +48,14 @@ def test_cgroup_v2_tightest_quota_along_the_ancestors(tmp_path):
         "sys/fs/cgroup/cpu.max": "max 100000\n",
         "sys/fs/cgroup/user.slice/cpu.max": "300000 100000\n",
         "sys/fs/cgroup/user.slice/app.service/cpu.max": "max 100000\n"})
-    assert _cpus.cgroup_cpu_limit(root) == 3.0
+    assert _cpu_limits.cgroup_cpu_limit(root) == 3.0
     (tmp_path / "sys/fs/cgroup/user.slice/app.service/cpu.max").write_text("100000 50000\n")
-    assert _cpus.cgroup_cpu_limit(root) == 2.0
+    assert _cpu_limits.cgroup_cpu_limit(root) == 2.0
 
 
 def test_cgroup_v2_without_mountinfo_reads_sys_fs_cgroup(tmp_path):
     root = fake_root(tmp_path, "0::/\n", None, {"sys/fs/cgroup/cpu.max": "100000 100000\n"})
-    assert _cpus.cgroup_cpu_limit(root) == 1.0
+    assert _cpu_limits.cgroup_cpu_limit(root) == 1.0
 
 
 def test_cgroup_v2_mount_root_of_a_container(tmp_path):
@@ -63,7 +63,7 @@ def test_cgroup_v2_mount_root_of_a_container(tmp_path):
     mountinfo = MOUNTINFO_V2.replace(" / /sys/fs/cgroup ", " /kubepods/pod1 /sys/fs/cgroup ")
     root = fake_root(tmp_path, "0::/kubepods/pod1\n", mountinfo,
                      {"sys/fs/cgroup/cpu.max": "250000 100000\n"})
-    assert _cpus.cgroup_cpu_limit(root) == 2.5
+    assert _cpu_limits.cgroup_cpu_limit(root) == 2.5
 
 
 @pytest.mark.parametrize("quota, period, expected", [
@@ -73,12 +73,12 @@ def test_cgroup_v1_quota(tmp_path, quota, period, expected):
     root = fake_root(tmp_path, "4:memory:/x\n2:cpu,cpuacct:/docker/abc\n0::/\n", MOUNTINFO_V1, {
         "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us": quota,
         "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us": period})
-    assert _cpus.cgroup_cpu_limit(root) == expected
+    assert _cpu_limits.cgroup_cpu_limit(root) == expected
 
 
 def test_no_cgroup_files(tmp_path):
     """Not Linux, or /proc unreadable: no quota."""
-    assert _cpus.cgroup_cpu_limit(tmp_path) is None
+    assert _cpu_limits.cgroup_cpu_limit(tmp_path) is None
 
 
 @pytest.mark.parametrize("affinity, cpu_max, expected", [
@@ -86,22 +86,22 @@ def test_no_cgroup_files(tmp_path):
     (8, "50000 100000", 1), (2, "400000 100000", 2), (1, "max 100000", 1)])
 def test_available_cpus(tmp_path, monkeypatch, affinity, cpu_max, expected):
     """Affinity capped by the quota rounded down, at least 1."""
-    monkeypatch.setattr(_cpus, "affinity_cpus", lambda: affinity)
+    monkeypatch.setattr(_cpu_limits, "affinity_cpus", lambda: affinity)
     root = fake_root(tmp_path, "0::/\n", MOUNTINFO_V2, {"sys/fs/cgroup/cpu.max": cpu_max})
-    assert _cpus.available_cpus(root) == expected
+    assert _cpu_limits.available_cpus(root) == expected
 
 
 def test_affinity_cpus_follows_the_mask(monkeypatch):
     if hasattr(os, "process_cpu_count"):
         monkeypatch.setattr(os, "process_cpu_count", lambda: 3)
-        assert _cpus.affinity_cpus() == 3
+        assert _cpu_limits.affinity_cpus() == 3
         monkeypatch.delattr(os, "process_cpu_count")
     if hasattr(os, "sched_getaffinity"):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 5})
-        assert _cpus.affinity_cpus() == 2
+        assert _cpu_limits.affinity_cpus() == 2
         monkeypatch.delattr(os, "sched_getaffinity")
     monkeypatch.setattr(os, "cpu_count", lambda: None)
-    assert _cpus.affinity_cpus() == 1
+    assert _cpu_limits.affinity_cpus() == 1
 
 
 def test_busy_notice():
@@ -161,7 +161,7 @@ def child_threads(code, **env_changes):
 def test_default_threads_follow_the_affinity_mask():
     assert child_threads("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})") \
         == 1
-    assert child_threads("pass") == min(_cpus.available_cpus(), _core.MAX_THREADS)
+    assert child_threads("pass") == min(_cpu_limits.available_cpus(), _core.MAX_THREADS)
 
 
 @pytest.mark.skipif(not _core.openmp_enabled(), reason="needs OpenMP")

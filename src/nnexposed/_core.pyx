@@ -196,8 +196,8 @@ def openmp_enabled():
     return bool(nnx_openmp_enabled())
 
 
-# Cap on the default threads: the CPUs this process may use (nnexposed._cpus, set at import),
-# which OpenMP's default ignores when a cgroup quota limits them.
+# Cap on the default threads: the CPUs this process may use (nnexposed._cpu_limits, set at
+# import), which OpenMP's default ignores when a cgroup quota limits them.
 cdef int default_cap = THREAD_LIMIT
 
 

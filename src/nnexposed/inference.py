@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from nnexposed._cpus import available_cpus
+from nnexposed._cpu_limits import available_cpus
 from nnexposed._dispatch import core as _core
 from nnexposed._validation import as_positive_int, as_real_array, float_dtype_for
 from nnexposed.activations import DEFAULT, activation_code, resolve_alpha
