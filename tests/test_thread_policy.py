@@ -9,7 +9,7 @@ import pytest
 
 import nnexposed
 from nnexposed import _cpu_limits, benchmark
-from nnexposed._dispatch import core as _core
+from nnexposed import kernels as _core
 
 # /proc/self/mountinfo lines of the two layouts: a cgroup v2 host or container, and a v1
 # (hybrid) host with the cpu controller mounted on its own.

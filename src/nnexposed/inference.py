@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 
+from nnexposed import kernels
 from nnexposed._cpu_limits import available_cpus
-from nnexposed._dispatch import core as _core
 from nnexposed._validation import as_positive_int, as_real_array, float_dtype_for
 from nnexposed.activations import DEFAULT, activation_code, resolve_alpha
 from nnexposed.network import Network, layer_arrays
@@ -13,7 +13,7 @@ from nnexposed.network import Network, layer_arrays
 # OpenMP's default counts the CPUs of the affinity mask, not a container's CPU quota. An
 # explicit OMP_NUM_THREADS is the user's choice and stays as it is.
 if "OMP_NUM_THREADS" not in os.environ:
-    _core.cap_default_threads(available_cpus())
+    kernels.cap_default_threads(available_cpus())
 
 
 def forward(network, x, *, out=None, threads=None):
@@ -35,12 +35,13 @@ def get_num_threads():
     else the CPUs this process may use (its affinity mask, capped by a cgroup CPU quota).
     Wide layers of large batches run in BLAS, which keeps its own thread settings (see
     threadpoolctl)."""
-    return _core.get_num_threads()
+    return kernels.get_num_threads()
 
 
 def set_num_threads(n):
     """Let forward passes use up to ``n`` threads; ``None`` restores the default."""
-    _core.set_num_threads(0 if n is None else min(as_positive_int(n, "n"), _core.MAX_THREADS))
+    kernels.set_num_threads(0 if n is None
+                            else min(as_positive_int(n, "n"), kernels.MAX_THREADS))
 
 
 def dense(x, weights, biases, activation="linear", *, alpha=DEFAULT, out=None):
@@ -58,7 +59,7 @@ def dense(x, weights, biases, activation="linear", *, alpha=DEFAULT, out=None):
     w, b = layer_arrays(w, b, dtype)
     if out is not None and (np.may_share_memory(out, w) or np.may_share_memory(out, b)):
         w, b = w.copy(), b.copy()    # the kernels read the weights while writing out
-    layer = _core.CompiledNetwork([w], [b], [activation_code(activation)],
+    layer = kernels.CompiledNetwork([w], [b], [activation_code(activation)],
                                   [resolve_alpha(alpha, activation)], keep_panels=False)
     return layer.forward(x, out)
 
