@@ -9,7 +9,7 @@ import pytest
 
 import nnexposed
 from nnexposed import _cpu_limits, benchmark
-from nnexposed import kernels as _core
+from nnexposed import kernels
 
 # /proc/self/mountinfo lines of the two layouts: a cgroup v2 host or container, and a v1
 # (hybrid) host with the cpu controller mounted on its own.
@@ -134,16 +134,16 @@ def test_bench_table_says_when_others_were_busy():
 
 
 def test_default_threads_capped_by_the_cpus_available():
-    previous = _core.default_threads()
+    previous = kernels.default_threads()
     try:
-        _core.cap_default_threads(1)
-        assert _core.default_threads() == 1 and nnexposed.get_num_threads() == 1
+        kernels.cap_default_threads(1)
+        assert kernels.default_threads() == 1 and nnexposed.get_num_threads() == 1
         nnexposed.set_num_threads(2)  # an explicit setting is not capped
         assert nnexposed.get_num_threads() == 2
     finally:
         nnexposed.set_num_threads(None)
-        _core.cap_default_threads(previous)
-    assert _core.default_threads() == previous
+        kernels.cap_default_threads(previous)
+    assert kernels.default_threads() == previous
 
 
 def child_threads(code, **env_changes):
@@ -156,14 +156,14 @@ def child_threads(code, **env_changes):
     return int(result.stdout)
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not _core.openmp_enabled(),
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not kernels.openmp_enabled(),
                     reason="needs affinity masks and OpenMP")
 def test_default_threads_follow_the_affinity_mask():
     assert child_threads("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})") \
         == 1
-    assert child_threads("pass") == min(_cpu_limits.available_cpus(), _core.MAX_THREADS)
+    assert child_threads("pass") == min(_cpu_limits.available_cpus(), kernels.MAX_THREADS)
 
 
-@pytest.mark.skipif(not _core.openmp_enabled(), reason="needs OpenMP")
+@pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
 def test_explicit_omp_num_threads_is_kept():
     assert child_threads("pass", OMP_NUM_THREADS="3") == 3

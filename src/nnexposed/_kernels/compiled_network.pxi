@@ -123,6 +123,8 @@ cdef class CompiledNetwork:
         cdef bint may_split, split
         cdef cnp.npy_intp dims[2]
         cdef int ndim, status
+        cdef long long started = 0
+        cdef ParallelWatch watch
         cdef Py_ssize_t batch
         if is_behaved(x, self.typenum):
             xa = <cnp.ndarray>x
@@ -149,6 +151,7 @@ cdef class CompiledNetwork:
                 xa = xa.copy()
         if batch == 0:
             return oa
+        memset(&watch, 0, sizeof(watch))
         if threads <= 0:
             threads = thread_setting if thread_setting > 0 else default_thread_count()
         threads = min(threads, THREAD_LIMIT)
@@ -158,7 +161,13 @@ cdef class CompiledNetwork:
             threads = 1
             split = False
         elif threads > 1:
-            openmp_started = True
+            started = nnx_now_ns()
+            if backing_off(started) and split_mode != SPLIT_ALWAYS:
+                policy.backed_off_forwards += 1
+                threads = 1
+                split = False
+            else:
+                openmp_started = True
         if batch >= BLAS_MIN_COLS and not blas_looked_up:
             look_up_blas()
         with nogil:
@@ -166,14 +175,16 @@ cdef class CompiledNetwork:
                 status = network_forward(self.layers, self.n_layers, self.max_width,
                                          <const float*>cnp.PyArray_DATA(xa),
                                          <float*>cnp.PyArray_DATA(oa), batch, threads,
-                                         split)
+                                         split, &watch)
             else:
                 status = network_forward(self.layers, self.n_layers, self.max_width,
                                          <const double*>cnp.PyArray_DATA(xa),
                                          <double*>cnp.PyArray_DATA(oa), batch, threads,
-                                         split)
+                                         split, &watch)
         if status != 0:
             raise MemoryError("no memory for the forward pass workspace")
+        if watch.regions > 0:
+            observe_parallel(started, nnx_now_ns(), watch.elapsed_ns, serial_estimate(&watch))
         if may_split:
             last_split_forward_end = perf_counter_ns()
         return oa
