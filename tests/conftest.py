@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import nnexposed
-from nnexposed import Dense, Network
+from nnexposed import Dense, Network, kernels
 
 TOLERANCES = {
     np.dtype(np.float32): {"rtol": 2e-4, "atol": 2e-5},
@@ -44,3 +44,12 @@ def article_network():
 
 
 ALL_ACTIVATIONS = nnexposed.ACTIVATIONS
+
+
+@pytest.fixture(autouse=True, scope="session")
+def threads_never_back_off():
+    """Parallel paths stay parallel whatever the machine's load: the back-off to one thread
+    (which a busy test machine would trigger) is switched off except where a test turns it on."""
+    previous = kernels.allow_backoff(False)
+    yield
+    kernels.allow_backoff(previous)

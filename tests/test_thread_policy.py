@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import nnexposed
-from nnexposed import _cpu_limits, benchmark
-from nnexposed import kernels
+from nnexposed import _cpu_limits, benchmark, forward, kernels
+
+from conftest import random_network
 
 # /proc/self/mountinfo lines of the two layouts: a cgroup v2 host or container, and a v1
 # (hybrid) host with the cpu controller mounted on its own.
@@ -167,3 +169,169 @@ def test_default_threads_follow_the_affinity_mask():
 @pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
 def test_explicit_omp_num_threads_is_kept():
     assert child_threads("pass", OMP_NUM_THREADS="3") == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Back-off: the judgement of a parallel forward, on made-up times
+# ---------------------------------------------------------------------------------------------
+
+MS = 1_000_000
+
+
+@pytest.fixture
+def policy():
+    """The back-off switched on and reset; reset and switched off again afterwards."""
+    kernels.reset_thread_policy()
+    previous = kernels.allow_backoff(True)
+    yield kernels._build
+    kernels.allow_backoff(previous)
+    kernels.reset_thread_policy()
+
+
+def test_no_loss_no_backoff(policy):
+    now = policy._now_ns()
+    # threads awake (a parallel forward just ended): faster than the caller alone, or within
+    # a tenth of it
+    policy._observe_parallel_forward(now - 200_000, now - 150_000, 0, 0)
+    assert policy._observe_parallel_forward(now - 100_000, now, 60_000, 100_000) == 0
+    assert policy._observe_parallel_forward(now, now + 50_000, 109_000, 100_000) == 0
+    state = kernels.thread_policy()
+    assert state["losses"] == 0 and state["backing_off_ns"] == 0
+    assert state["parallel_forwards"] == 3
+
+
+def test_a_loss_backs_off_in_proportion(policy):
+    now = policy._now_ns()
+    policy._observe_parallel_forward(now - 200_000, now - 150_000, 0, 0)
+    # 3 ms lost (a thread kept off its core for a time slice): 50 x 3 ms on one thread
+    backoff = policy._observe_parallel_forward(now - 100_000, now, 3_110_000, 100_000)
+    assert backoff == 50 * (3_110_000 - 110_000)
+    state = kernels.thread_policy()
+    assert state["losses"] == 1 and state["last_backoff_ns"] == backoff
+    assert 0 < state["backing_off_ns"] <= backoff
+    # a small loss still backs off for the minimum
+    kernels.reset_thread_policy()
+    policy._observe_parallel_forward(now - 200_000, now - 150_000, 0, 0)
+    assert policy._observe_parallel_forward(now - 100_000, now, 120_000, 100_000) == 10 * MS
+
+
+def test_waking_sleeping_threads_is_no_loss(policy):
+    """After a pause, the threads sleep: waking them may cost up to 0.2 ms."""
+    now = policy._now_ns()
+    assert policy._observe_parallel_forward(now - 10_000, now, 150_000, 10_000) == 0
+    assert kernels.thread_policy()["losses"] == 0
+    assert policy._observe_parallel_forward(now + 10 * MS, now + 11 * MS, 400_000, 10_000) > 0
+
+
+def test_repeated_losses_double_the_backoff_up_to_two_seconds(policy):
+    now = policy._now_ns()
+    policy._observe_parallel_forward(now - 200_000, now - 150_000, 0, 0)
+    first = policy._observe_parallel_forward(now - 100_000, now, 200_000, 100_000)
+    assert first == 10 * MS
+    backoffs = [first]
+    end = now + first
+    for _ in range(12):  # each loss right after the previous back-off ended (threads asleep)
+        backoffs.append(policy._observe_parallel_forward(end, end + 10_000, 400_000, 100_000))
+        end += 10_000 + backoffs[-1]
+    assert backoffs[1] == 2 * first and backoffs[2] == 4 * first
+    assert max(backoffs) == backoffs[-1] == 2_000 * MS
+    # a loss long after the last back-off starts again from its own size
+    later = end + 60_000 * MS
+    assert policy._observe_parallel_forward(later, later + 10_000, 400_000, 100_000) == 10 * MS
+
+
+@pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
+def test_forwards_run_on_one_thread_while_backing_off(policy, rng):
+    network = random_network(rng, [64, 256, 64, 5], ["relu", "relu", "linear"], np.float32)
+    x = rng.standard_normal((512, 64)).astype(np.float32)  # 2**24 multiply-adds: threads
+    expected = forward(network, x, threads=1)
+    np.testing.assert_array_equal(forward(network, x, threads=2), expected)
+    assert kernels.thread_policy()["parallel_forwards"] == 1
+    now = policy._now_ns()  # a made-up loss of 100 ms: 2 s on one thread
+    policy._observe_parallel_forward(now, now + 100 * MS, 100 * MS, 0)
+    for _ in range(3):
+        np.testing.assert_array_equal(forward(network, x, threads=2), expected)
+    state = kernels.thread_policy()
+    assert state["parallel_forwards"] == 2 and state["backed_off_forwards"] == 3
+    kernels.allow_backoff(False)  # switched off: threads again, whatever the state
+    np.testing.assert_array_equal(forward(network, x, threads=2), expected)
+    assert kernels.thread_policy()["parallel_forwards"] == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Work claimed as threads come free: a delayed thread changes no bit and delays nobody
+# ---------------------------------------------------------------------------------------------
+
+# Each parallel path: (network sizes, activations, batch, allow_row_split).
+PARALLEL_PATHS = {
+    "shared panels": ([784, 256, 256, 10], ["relu", "relu", "softmax"], 1, True),
+    "uneven panels": ([300, 455, 130, 3], ["tanh", "softmax", "sigmoid"], 1, True),
+    "row chunks": ([2048, 2049, 7], ["relu", "linear"], 1, False),
+    "blocks": ([64, 256, 64, 5], ["tanh", "leaky_relu", "softmax"], 1001, False),
+}
+
+
+def assert_one_parallel_forward(network, x, threads, expected):
+    """forward(network, x, threads=threads) ran in parallel and gave ``expected`` bit for
+    bit."""
+    before = kernels.thread_policy()["parallel_forwards"]
+    result = forward(network, x, threads=threads)
+    assert kernels.thread_policy()["parallel_forwards"] == before + 1
+    np.testing.assert_array_equal(result, expected)
+
+
+@pytest.fixture
+def delayed():
+    """Calls kernels._build._delay_thread; undone afterwards."""
+    yield kernels._build._delay_thread
+    kernels._build._delay_thread(-1, 0)
+
+
+def path_case(rng, path, dtype):
+    sizes, activations, batch, split = PARALLEL_PATHS[path]
+    network = random_network(rng, sizes, activations, dtype)
+    x = rng.standard_normal((sizes[0],) if batch == 1 else (batch, sizes[0])).astype(dtype)
+    return network, x, split
+
+
+@pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("path", PARALLEL_PATHS)
+def test_a_thread_that_never_comes_leaves_its_work_to_the_others(rng, path, dtype, delayed):
+    """Thread 1 waits until the others have finished all the work: the caller does all of it
+    (with work handed out in fixed shares, this would never end)."""
+    network, x, split = path_case(rng, path, dtype)
+    expected = forward(network, x, threads=1)
+    previous = kernels.allow_row_split(split)
+    try:
+        delayed(1, -1)
+        assert_one_parallel_forward(network, x, 2, expected)
+        assert kernels.thread_policy()["last_caller_share"] == 1.0
+        assert_one_parallel_forward(network, x, 3, expected)
+        delayed(0, -1)  # the caller waits: the other threads do everything
+        assert_one_parallel_forward(network, x, 2, expected)
+        assert kernels.thread_policy()["last_caller_share"] == 0.0
+    finally:
+        kernels.allow_row_split(previous)
+
+
+@pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
+@pytest.mark.parametrize("member", [0, 1])
+@pytest.mark.parametrize("path", PARALLEL_PATHS)
+def test_a_late_thread_changes_no_bit(rng, path, member, delayed):
+    """One thread waits 50 µs before each piece it claims: whoever computes a piece, the
+    result is the same, bit for bit."""
+    network, x, split = path_case(rng, path, np.float32)
+    expected = forward(network, x, threads=1)
+    previous = kernels.allow_row_split(split)
+    try:
+        delayed(member, 50_000)
+        for threads in (2, 4):
+            assert_one_parallel_forward(network, x, threads, expected)
+    finally:
+        kernels.allow_row_split(previous)
+
+
+def test_delay_hook_checks_its_argument():
+    with pytest.raises(ValueError, match="ns must be >= -1"):
+        kernels._build._delay_thread(1, -2)

@@ -26,6 +26,9 @@ set_num_threads = _build.set_num_threads
 blas_available = _build.blas_available
 allow_blas = _build.allow_blas
 allow_row_split = _build.allow_row_split
+allow_backoff = _build.allow_backoff
+thread_policy = _build.thread_policy
+reset_thread_policy = _build.reset_thread_policy
 
 __all__ = [
     "ACTIVATION_NAMES",
@@ -33,6 +36,7 @@ __all__ = [
     "MAX_THREADS",
     "CompiledNetwork",
     "activate_inplace",
+    "allow_backoff",
     "allow_blas",
     "allow_row_split",
     "blas_available",
@@ -40,5 +44,7 @@ __all__ = [
     "default_threads",
     "get_num_threads",
     "openmp_enabled",
+    "reset_thread_policy",
     "set_num_threads",
+    "thread_policy",
 ]

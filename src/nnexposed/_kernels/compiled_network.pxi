@@ -184,6 +184,7 @@ cdef class CompiledNetwork:
         if status != 0:
             raise MemoryError("no memory for the forward pass workspace")
         if watch.regions > 0:
+            policy.last_caller_share = watch.caller_work / watch.total_work
             observe_parallel(started, nnx_now_ns(), watch.elapsed_ns, serial_estimate(&watch))
         if may_split:
             last_split_forward_end = perf_counter_ns()

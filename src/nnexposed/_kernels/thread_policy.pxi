@@ -86,6 +86,7 @@ ctypedef struct ThreadPolicy:
     long long parallel_forwards
     long long losses
     long long backed_off_forwards  # forwards that would have used threads
+    double last_caller_share       # of the last parallel forward's work, the caller's
 
 cdef ThreadPolicy policy
 cdef bint backoff_allowed = True
@@ -128,12 +129,14 @@ cdef long long observe_parallel(long long started, long long ended, long long el
 
 def thread_policy():
     """The back-off's state: ``backing_off_ns`` (left of the current back-off, 0 if none),
-    ``last_backoff_ns``, and counts of ``parallel_forwards``, ``losses`` among them and
-    ``backed_off_forwards`` (run on one thread instead of several)."""
+    ``last_backoff_ns``, counts of ``parallel_forwards``, ``losses`` among them and
+    ``backed_off_forwards`` (run on one thread instead of several), and the share of the
+    last parallel forward's multiply-adds that the calling thread computed."""
     return {"backing_off_ns": max(0, policy.backoff_until - nnx_now_ns()),
             "last_backoff_ns": policy.backoff_ns,
             "parallel_forwards": policy.parallel_forwards, "losses": policy.losses,
-            "backed_off_forwards": policy.backed_off_forwards}
+            "backed_off_forwards": policy.backed_off_forwards,
+            "last_caller_share": policy.last_caller_share}
 
 
 def reset_thread_policy():
@@ -145,6 +148,7 @@ def reset_thread_policy():
     policy.parallel_forwards = 0
     policy.losses = 0
     policy.backed_off_forwards = 0
+    policy.last_caller_share = 0
 
 
 def allow_backoff(allowed):
