@@ -8,7 +8,8 @@ threads=1)``, NumPy (``forward_numpy``) and ONNX Runtime (when installed):
 - ``idle``: nothing started by this script (other processes' CPU share is recorded);
 - ``busy``: a busy-loop process that this script starts and ends (by its PID) runs meanwhile;
 - ``processes``: N processes (N = the CPUs this process may use) each call the same
-  implementation in a loop for the same seconds; the total number of calls is counted.
+  implementation in a loop for the same seconds; the total number of calls is counted. The
+  processes live through the whole case, the implementations taking turns round by round.
 
 Latency is timed call by call (mean and 99th percentile); the implementations take turns
 round by round, with a pause before each, so a burst of load from elsewhere hits them alike.
@@ -131,50 +132,61 @@ def busy_process(log):
         log(f"    busy-loop process {process.pid} ended")
 
 
-def count_calls(impl, name, batch, seconds, ready, start, counts):
-    """In a child process: call ``impl`` on the case in a loop for ``seconds`` after ``start``
-    is set; put the number of calls completed on ``counts``."""
+def calling_worker(name, batch, impls, commands, results, barrier):
+    """In a child process: for each (impl, seconds) on ``commands``, wait for the other
+    workers at ``barrier``, call ``impl`` on the case in a loop for ``seconds``, and put
+    (impl, calls completed) on ``results``; None ends it."""
     network, x = make_case(name, batch)
-    call, args = build(impl, network, x)
-    call(*args)
-    ready.put(os.getpid())
-    start.wait()
-    n = 0
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+    calls = {impl: build(impl, network, x) for impl in impls}
+    for call, args in calls.values():
         call(*args)
-        n += 1
-    counts.put(n)
+    results.put(("ready", os.getpid()))
+    for impl, seconds in iter(commands.get, None):
+        call, args = calls[impl]
+        barrier.wait()
+        n = 0
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            call(*args)
+            n += 1
+        results.put((impl, n))
 
 
 def throughput(impls, name, batch, args, log):
-    """Total calls of ``args.processes`` processes each running an implementation for
-    ``args.process_seconds``: {impl: {"calls": total, "per_process": [...]}}."""
+    """Total calls of ``args.processes`` processes all running the same implementation, the
+    implementations taking turns for ``args.rounds`` rounds of ``args.process_seconds /
+    args.rounds`` each (the processes live through all rounds, as a server's workers do):
+    {impl: {"calls": total, "per_process": [...]}}."""
     context = multiprocessing.get_context("spawn")
-    results = {}
-    for impl in impls:
-        ready, counts, start = context.Queue(), context.Queue(), context.Event()
-        workers = [context.Process(target=count_calls, args=(impl, name, batch,
-                                                             args.process_seconds, ready,
-                                                             start, counts))
-                   for _ in range(args.processes)]
+    results, barrier = context.Queue(), context.Barrier(args.processes)
+    commands = [context.Queue() for _ in range(args.processes)]
+    workers = [context.Process(target=calling_worker,
+                               args=(name, batch, impls, queue, results, barrier))
+               for queue in commands]
+    for worker in workers:
+        worker.start()
+    counts = {impl: [0] * args.processes for impl in impls}
+    seconds = args.process_seconds / args.rounds
+    try:
+        for _ in workers:
+            results.get(timeout=300)
+        for round_ in range(args.rounds):
+            for impl in impls[round_ % len(impls):] + impls[:round_ % len(impls)]:
+                time.sleep(args.settle)
+                for queue in commands:
+                    queue.put((impl, seconds))
+                done = sorted(results.get(timeout=300 + 10 * seconds)[1] for _ in workers)
+                counts[impl] = [a + b for a, b in zip(counts[impl], done)]
+    finally:
+        for queue in commands:
+            queue.put(None)
         for worker in workers:
-            worker.start()
-        try:
-            for _ in workers:
-                ready.get(timeout=120)
-            time.sleep(args.settle)
-            start.set()
-            per_process = sorted(counts.get(timeout=120 + 10 * args.process_seconds)
-                                 for _ in workers)
-        finally:
-            for worker in workers:
-                worker.join(timeout=30)
-                if worker.is_alive():
-                    worker.kill()
-        results[impl] = {"calls": sum(per_process), "per_process": per_process}
-        log(f"    {impl}: {sum(per_process):,} calls {per_process}")
-    return results
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+    for impl in impls:
+        log(f"    {impl}: {sum(counts[impl]):,} calls {counts[impl]}")
+    return {impl: {"calls": sum(c), "per_process": c} for impl, c in counts.items()}
 
 
 def fmt(us):
@@ -213,7 +225,8 @@ def markdown(results):
     if process_rows:
         seconds = results["settings"]["process_seconds"]
         lines += [f"## Throughput: {results['settings']['processes']} processes, each calling "
-                  f"in a loop for {seconds} s (total calls)", "",
+                  f"in a loop for {seconds} s in {results['settings']['rounds']} rounds "
+                  f"(total calls)", "",
                   "| case | " + " | ".join(impls) + " | default / threads=1 |",
                   "|---|" + "---:|" * (len(impls) + 1)]
         for row in process_rows:

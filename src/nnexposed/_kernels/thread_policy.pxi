@@ -67,8 +67,8 @@ def _delay_thread(int member, long long ns):
 # core (a busy loop, another process's threads) holds the caller up for a scheduler time
 # slice, milliseconds, where the forward pass takes microseconds. Each parallel forward is
 # compared with the caller's own pace (its computing time over its share of the work): when
-# it took longer than the caller alone would have, by more than a tenth (and than waking
-# sleeping threads may cost), that is a loss, and the process's forwards run on one thread
+# it took longer than the caller alone would have (by more than waking sleeping threads may
+# cost), that is a loss, and the process's forwards run on one thread
 # for LOSS_FACTOR times the loss, at least MIN_BACKOFF_NS; a loss soon after a back-off
 # doubles it, up to MAX_BACKOFF_NS. So the time lost to probing stays about 1/LOSS_FACTOR of
 # the time run on one thread, and an idle machine (no losses) keeps its threads.
@@ -113,7 +113,7 @@ cdef long long observe_parallel(long long started, long long ended, long long el
     cdef long long loss, backoff
     if started - policy.last_parallel_end > THREADS_AWAKE_NS:
         allowance = WAKE_ALLOWANCE_NS
-    loss = elapsed - serial - serial // 10 - allowance
+    loss = elapsed - serial - allowance
     policy.parallel_forwards += 1
     policy.last_parallel_end = ended
     if loss <= 0:
