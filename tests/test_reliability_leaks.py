@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import nnexposed
+from nnexposed._config import counting_paths
 
 RSS_BOUND = 4 * 1024 * 1024
 TRACED_BOUND = 64 * 1024
@@ -100,10 +101,16 @@ def test_forward_batch_64_does_not_leak(network, calls):
     check_flat(*measure(lambda: network(x), calls // SCALE))
 
 
-def test_wide_batches_with_blas_and_threads_do_not_leak():
+@pytest.mark.parametrize("blas", ["always", "never"])
+def test_wide_batches_with_blas_and_threads_do_not_leak(blas):
+    # BLAS forced on (builds with AVX2 or better leave it off), or tiles over 2 threads.
+    if blas == "always":
+        pytest.importorskip("scipy")
     wide = nnexposed.Network.from_sizes([300, 300, 8], seed=0)       # BLAS-sized layer
     x = np.random.default_rng(0).standard_normal((300, 300)).astype(np.float32)
-    check_flat(*measure(lambda: wide(x, threads=2), 200 // SCALE + 10))
+    with nnexposed.config_context(blas=blas), counting_paths() as counts:
+        check_flat(*measure(lambda: wide(x, threads=2), 200 // SCALE + 10))
+    assert counts["blas" if blas == "always" else "tiles"] > 0
 
 
 def test_network_constructions_do_not_leak():

@@ -20,8 +20,10 @@ STRESS = """
 import json, sys, threading, time
 import numpy as np
 import nnexposed
+from nnexposed._config import counting_paths
 
-n_threads, seconds, omp_threads, sizes, batches = {args}
+n_threads, seconds, omp_threads, sizes, batches, settings = {args}
+nnexposed.set_config(**settings)
 rng = np.random.default_rng(0)
 activations = list(nnexposed.ACTIVATIONS)
 layers = []
@@ -58,19 +60,23 @@ def work(i):
 
 deadline[0] = time.perf_counter() + seconds
 threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n_threads)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join(timeout=seconds + 120)
+with counting_paths() as counts:
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 120)
 alive = sum(t.is_alive() for t in threads)
 print(json.dumps({{"calls": sum(calls), "mismatches": sum(mismatches), "errors": errors,
-                  "alive": alive, "min_calls": min(calls)}}))
+                  "alive": alive, "min_calls": min(calls), "counts": counts,
+                  "openmp": nnexposed.kernels.openmp_enabled()}}))
 sys.stdout.flush()
 """
 
 
-def stress(n_threads, omp_threads, sizes, batches, seconds=SECONDS):
-    args = (n_threads, seconds, omp_threads, sizes, batches)
+def stress(n_threads, omp_threads, sizes, batches, seconds=SECONDS, **settings):
+    """Run the stress; ``settings`` (of nnexposed.set_config) force the kernel paths. Returns
+    the child's report, with the paths its calls took ("counts")."""
+    args = (n_threads, seconds, omp_threads, sizes, batches, settings)
     output = run_isolated(STRESS.format(args=repr(args)), timeout=seconds + 300)
     report = json.loads(output.strip().splitlines()[-1])
     assert report["alive"] == 0, f"{report['alive']} threads still running: deadlock"
@@ -94,14 +100,21 @@ def test_16_threads_with_openmp_threads_inside():
     # tiled kernel splits blocks over them; no deadlock, no oversubscription blow-up.
     report = stress(16, 2, [64, 256, 64, 8], [2000, 700, None, 5000])
     assert report["calls"] >= 16
+    assert report["counts"]["parallel_regions"] > 0 or not report["openmp"], report
 
 
 def test_16_threads_one_sample_rows_split_over_openmp_threads():
-    # One sample through a 2048 x 1024 layer splits its rows over the OpenMP threads.
-    stress(16, 2, [1024, 2048, 4], [None, 1, 2])
+    # One sample through a 2048 x 1024 layer splits its rows over the OpenMP threads (the
+    # threshold for starting threads, twice this layer, is lowered).
+    report = stress(16, 2, [1024, 2048, 4], [None, 1, 2], parallel_min_macs=0)
+    assert report["counts"]["row_split"] > 0 and report["counts"]["one_sample"] == 0, report
+    assert report["counts"]["parallel_regions"] > 0 or not report["openmp"], report
 
 
 @pytest.mark.skipif(UNDER_ASAN, reason="SciPy's BLAS is not instrumented; slow under ASan")
 def test_16_threads_with_blas_layers():
-    # 300 x 300 layers on blocks of >= 64 samples run in SciPy's BLAS.
-    stress(16, 1, [300, 300, 300, 4], [64, 256, 300, 1])
+    # 300 x 300 layers on blocks of >= 64 samples run in SciPy's BLAS (forced: builds with
+    # AVX2 or better leave it off by default).
+    pytest.importorskip("scipy")
+    report = stress(16, 1, [300, 300, 300, 4], [64, 256, 300, 1], blas="always")
+    assert report["counts"]["blas"] > 0, report

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import nnexposed
-from nnexposed import _cpu_limits, benchmark, forward, kernels
+from nnexposed import _config, _cpu_limits, benchmark, forward, kernels
 
 from conftest import random_network
 
@@ -163,7 +163,7 @@ def child_threads(code, **env_changes):
 def test_default_threads_follow_the_affinity_mask():
     assert child_threads("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})") \
         == 1
-    assert child_threads("pass") == min(_cpu_limits.available_cpus(), kernels.MAX_THREADS)
+    assert child_threads("pass") == min(_cpu_limits.available_cpus(), _config.MAX_THREADS)
 
 
 @pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
@@ -261,12 +261,12 @@ def test_forwards_run_on_one_thread_while_backing_off(policy, rng):
 # Work claimed as threads come free: a delayed thread changes no bit and delays nobody
 # ---------------------------------------------------------------------------------------------
 
-# Each parallel path: (network sizes, activations, batch, allow_row_split).
+# Each parallel path: (network sizes, activations, batch, shared_panels setting).
 PARALLEL_PATHS = {
-    "shared panels": ([784, 256, 256, 10], ["relu", "relu", "softmax"], 1, True),
-    "uneven panels": ([300, 455, 130, 3], ["tanh", "softmax", "sigmoid"], 1, True),
-    "row chunks": ([2048, 2049, 7], ["relu", "linear"], 1, False),
-    "blocks": ([64, 256, 64, 5], ["tanh", "leaky_relu", "softmax"], 1001, False),
+    "shared panels": ([784, 256, 256, 10], ["relu", "relu", "softmax"], 1, "always"),
+    "uneven panels": ([300, 455, 130, 3], ["tanh", "softmax", "sigmoid"], 1, "always"),
+    "row chunks": ([2048, 2049, 7], ["relu", "linear"], 1, "never"),
+    "blocks": ([64, 256, 64, 5], ["tanh", "leaky_relu", "softmax"], 1001, "never"),
 }
 
 
@@ -287,10 +287,10 @@ def delayed():
 
 
 def path_case(rng, path, dtype):
-    sizes, activations, batch, split = PARALLEL_PATHS[path]
+    sizes, activations, batch, sharing = PARALLEL_PATHS[path]
     network = random_network(rng, sizes, activations, dtype)
     x = rng.standard_normal((sizes[0],) if batch == 1 else (batch, sizes[0])).astype(dtype)
-    return network, x, split
+    return network, x, sharing
 
 
 @pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
@@ -299,10 +299,9 @@ def path_case(rng, path, dtype):
 def test_a_thread_that_never_comes_leaves_its_work_to_the_others(rng, path, dtype, delayed):
     """Thread 1 waits until the others have finished all the work: the caller does all of it
     (with work handed out in fixed shares, this would never end)."""
-    network, x, split = path_case(rng, path, dtype)
+    network, x, sharing = path_case(rng, path, dtype)
     expected = forward(network, x, threads=1)
-    previous = kernels.allow_row_split(split)
-    try:
+    with _config.config_context(shared_panels=sharing):
         delayed(1, -1)
         assert_one_parallel_forward(network, x, 2, expected)
         assert kernels.thread_policy()["last_caller_share"] == 1.0
@@ -310,8 +309,6 @@ def test_a_thread_that_never_comes_leaves_its_work_to_the_others(rng, path, dtyp
         delayed(0, -1)  # the caller waits: the other threads do everything
         assert_one_parallel_forward(network, x, 2, expected)
         assert kernels.thread_policy()["last_caller_share"] == 0.0
-    finally:
-        kernels.allow_row_split(previous)
 
 
 @pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
@@ -320,15 +317,12 @@ def test_a_thread_that_never_comes_leaves_its_work_to_the_others(rng, path, dtyp
 def test_a_late_thread_changes_no_bit(rng, path, member, delayed):
     """One thread waits 50 µs before each piece it claims: whoever computes a piece, the
     result is the same, bit for bit."""
-    network, x, split = path_case(rng, path, np.float32)
+    network, x, sharing = path_case(rng, path, np.float32)
     expected = forward(network, x, threads=1)
-    previous = kernels.allow_row_split(split)
-    try:
+    with _config.config_context(shared_panels=sharing):
         delayed(member, 50_000)
         for threads in (2, 4):
             assert_one_parallel_forward(network, x, threads, expected)
-    finally:
-        kernels.allow_row_split(previous)
 
 
 def test_delay_hook_checks_its_argument():

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from nnexposed import kernels
+from nnexposed import _config, kernels
 from nnexposed._cpu_limits import available_cpus
 from nnexposed._validation import as_positive_int, as_real_array, float_dtype_for
 from nnexposed.activations import DEFAULT, activation_code, resolve_alpha
@@ -31,17 +31,17 @@ def forward(network, x, *, out=None, threads=None):
 
 
 def get_num_threads():
-    """Threads a forward pass may use: as set by ``set_num_threads``, else OMP_NUM_THREADS,
-    else the CPUs this process may use (its affinity mask, capped by a cgroup CPU quota).
-    Wide layers of large batches run in BLAS, which keeps its own thread settings (see
-    threadpoolctl)."""
-    return kernels.get_num_threads()
+    """Threads a forward pass may use: as set by ``set_num_threads`` (or ``set_config``,
+    ``config_context``), else OMP_NUM_THREADS, else the CPUs this process may use (its
+    affinity mask, capped by a cgroup CPU quota). Wide layers of large batches run in BLAS,
+    which keeps its own thread settings (see threadpoolctl)."""
+    return _config.get_num_threads()
 
 
 def set_num_threads(n):
-    """Let forward passes use up to ``n`` threads; ``None`` restores the default."""
-    kernels.set_num_threads(0 if n is None
-                            else min(as_positive_int(n, "n"), kernels.MAX_THREADS))
+    """Let forward passes use up to ``n`` threads; ``None`` restores the default.
+    Same as ``set_config(threads=n)``."""
+    _config.set_num_threads(n)
 
 
 def dense(x, weights, biases, activation="linear", *, alpha=DEFAULT, out=None):

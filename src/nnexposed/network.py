@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from nnexposed import kernels
+from nnexposed._config import clamp_threads
 from nnexposed._validation import (
     as_c_array,
     as_compute_dtype,
@@ -238,7 +239,7 @@ class Network:
         if threads is None:
             return self._compiled.forward(x, out)
         # More than MAX_THREADS means "as many as allowed" (and must not overflow a C int).
-        threads = min(as_positive_int(threads, "threads"), kernels.MAX_THREADS)
+        threads = clamp_threads(threads)
         return self._compiled.forward(x, out, threads)
 
     __call__ = forward

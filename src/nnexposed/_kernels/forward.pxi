@@ -14,8 +14,9 @@ cdef inline void layer_activate(const LayerPlan* layer, floating* values,
         activate(values, layer.n_out * n_samples, layer.activation, <floating>layer.alpha)
 
 
-cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
-                      Py_ssize_t cols, const char* ahead, Py_ssize_t ahead_bytes) noexcept nogil:
+cdef void dense_block(const ForwardPlan* plan, const LayerPlan* layer, const floating* x,
+                      floating* y, Py_ssize_t cols, const char* ahead,
+                      Py_ssize_t ahead_bytes) noexcept nogil:
     """y = activation(W @ x + b) on a block of ``cols`` samples stored feature-major;
     fetches ``ahead_bytes`` from ``ahead`` into cache along the way (see dense_tile).
 
@@ -27,7 +28,7 @@ cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
     cdef char no_transpose = b"N"
     cdef const floating* weights = <const floating*>layer.weights
     cdef const floating* biases = <const floating*>layer.biases
-    if use_blas(layer, cols):
+    if layer_uses_blas(plan, layer, cols):
         # Row-major y (n_out, cols) is column-major y.T (cols, n_out) = x.T @ W.T, where
         # column-major x.T is row-major x and column-major W.T is row-major W.
         if floating is float:
@@ -49,8 +50,8 @@ cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
             layer_activate(layer, y, cols)
 
 
-cdef void network_block(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
-                        floating* out, Py_ssize_t n_rows, Py_ssize_t cols, floating* work,
+cdef void network_block(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize_t n_layers,
+                        const floating* x, floating* out, Py_ssize_t n_rows, Py_ssize_t cols, floating* work,
                         Py_ssize_t max_width, const floating* next_x,
                         Py_ssize_t next_rows) noexcept nogil:
     """All layers on up to ``cols`` samples (rows of x), depth-first while they are in cache.
@@ -79,10 +80,10 @@ cdef void network_block(const LayerPlan* layers, Py_ssize_t n_layers, const floa
             src[i * cols + t] = 0
     for k in range(n_layers):
         if k == 0:
-            dense_block(&layers[k], src, dst, cols, <const char*>next_x,
+            dense_block(plan, &layers[k], src, dst, cols, <const char*>next_x,
                         next_rows * n_in * <Py_ssize_t>sizeof(floating))
         else:
-            dense_block(&layers[k], src, dst, cols, NULL, 0)
+            dense_block(plan, &layers[k], src, dst, cols, NULL, 0)
         swap = src
         src = dst
         dst = swap
@@ -121,6 +122,7 @@ cdef void layer_rows_shared(const LayerPlan* layer, const floating* x, floating*
     cdef nnx_counter counters[2]    # pieces claimed, pieces finished
     counters[0].value = 0
     counters[1].value = 0
+    nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
     started = nnx_now_ns()
     with parallel(num_threads=n_threads):
         member = threadid()
@@ -144,21 +146,21 @@ cdef void layer_rows_shared(const LayerPlan* layer, const floating* x, floating*
     watch.regions += 1
 
 
-cdef void network_row(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
-                      floating* out, floating* work, Py_ssize_t max_width,
-                      int n_threads, ParallelWatch* watch) noexcept nogil:
+cdef void network_row(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize_t n_layers,
+                      const floating* x, floating* out, floating* work,
+                      Py_ssize_t max_width, ParallelWatch* watch) noexcept nogil:
     """All layers on one sample; work holds 2 * max_width values.
 
-    Layers of at least ROW_PARALLEL_MIN_MACS multiply-adds share their output neurons among
-    ``n_threads`` threads (layer_rows_shared).
+    The layers the plan splits (layer_splits_rows) share their output neurons among
+    ``plan.n_threads`` threads (layer_rows_shared).
     """
     cdef Py_ssize_t k
     cdef const floating* src = x
     cdef floating* dst
     for k in range(n_layers):
         dst = out if k == n_layers - 1 else work + (k % 2) * max_width
-        if n_threads > 1 and layers[k].n_in * layers[k].n_out >= ROW_PARALLEL_MIN_MACS:
-            layer_rows_shared(&layers[k], src, dst, n_threads, watch)
+        if layer_splits_rows(plan, &layers[k]):
+            layer_rows_shared(&layers[k], src, dst, plan.n_threads, watch)
         else:
             dense_rows(&layers[k], src, dst, 0, layers[k].n_out)
         layer_activate(&layers[k], dst, 1)
@@ -186,6 +188,7 @@ cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const 
     cdef nnx_counter* done
     cdef const floating* src
     cdef floating* dst
+    nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
     started = nnx_now_ns()
     with parallel(num_threads=n_threads):
         member = threadid()
@@ -242,13 +245,16 @@ cdef inline const floating* rows_from(const floating* x, Py_ssize_t first, Py_ss
     return x + first * n_in if first < batch else NULL
 
 
-cdef void network_blocks_shared(const LayerPlan* layers, Py_ssize_t n_layers,
-                                Py_ssize_t max_width, const floating* x, floating* out,
-                                Py_ssize_t batch, Py_ssize_t cols, int n_threads,
-                                floating* work, ParallelWatch* watch) noexcept nogil:
-    """network_block on every block of ``cols`` samples, blocks claimed by ``n_threads``
-    threads as they come free; work holds n_threads * 2 * max_width * cols values."""
+cdef void network_blocks_shared(const ForwardPlan* plan, const LayerPlan* layers,
+                                Py_ssize_t n_layers, Py_ssize_t max_width, const floating* x,
+                                floating* out, Py_ssize_t batch, floating* work,
+                                ParallelWatch* watch) noexcept nogil:
+    """network_block on every block of ``plan.cols`` samples, blocks claimed by
+    ``plan.n_threads`` threads as they come free; work holds n_threads * 2 * max_width *
+    cols values."""
     cdef int member, team
+    cdef int n_threads = plan.n_threads
+    cdef Py_ssize_t cols = plan.cols
     cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
     cdef Py_ssize_t n_blocks = (batch + cols - 1) // cols
@@ -261,6 +267,7 @@ cdef void network_blocks_shared(const LayerPlan* layers, Py_ssize_t n_layers,
         macs_per_sample += layers[k].n_in * layers[k].n_out
     counters[0].value = 0
     counters[1].value = 0
+    nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
     started = nnx_now_ns()
     with parallel(num_threads=n_threads):
         member = threadid()
@@ -275,7 +282,7 @@ cdef void network_blocks_shared(const LayerPlan* layers, Py_ssize_t n_layers,
             rows = min(cols, batch - first)
             # Fetch the input of the block n_threads further on: the one this thread
             # probably takes next.
-            network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,
+            network_block(plan, layers, n_layers, x + first * n_in, out + first * n_out, rows,
                           cols, work + member * block_size, max_width,
                           rows_from(x, first + n_threads * cols, batch, n_in),
                           min(cols, max(0, batch - first - n_threads * cols)))
@@ -294,63 +301,54 @@ cdef enum:
     STACK_COUNTERS = 32
 
 
-cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
-                         const floating* x, floating* out, Py_ssize_t batch, int n_threads,
-                         bint split_rows, ParallelWatch* watch) noexcept nogil:
-    """Forward ``batch`` samples (rows of x) through all layers. Returns -1 if out of memory.
+cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize_t n_layers,
+                         Py_ssize_t max_width, const floating* x, floating* out,
+                         Py_ssize_t batch, ParallelWatch* watch) noexcept nogil:
+    """Forward ``batch`` samples (rows of x) through all layers as planned (plan_forward).
+    Returns -1 if out of memory. ``watch`` adds up what the caller saw of the parallel
+    regions (for the back-off, thread_policy.pxi).
 
-    Small batches run sample by sample (with split_rows, each layer's neurons shared among
-    the threads); larger ones in blocks of samples, with BLAS for wide layers (BLAS then
-    threads itself) and otherwise blocks claimed by OpenMP threads as they come free.
-    ``watch`` adds up what the caller saw of the parallel regions (for the back-off).
     The workspace comes from PyMem_RawMalloc (callable without the GIL, seen by tracemalloc).
     """
     cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
-    cdef Py_ssize_t s, k, block, n_blocks, first, rows, cols, block_size
-    cdef bint blas = False
+    cdef Py_ssize_t s, block, n_blocks, first, rows, block_size
+    cdef Py_ssize_t cols = plan.cols
+    cdef int n_threads = plan.n_threads
     cdef floating stack_work[2 * STACK_WIDTH]
     cdef floating* work
     cdef nnx_counter stack_counters[STACK_COUNTERS]
     cdef nnx_counter* counters = stack_counters
     cdef Py_ssize_t n_counters = n_layers * (n_threads + 1)
-    if batch < MIN_TILED_BATCH:
-        split_rows = split_rows and n_threads > 1
+    cdef bint shared = plan.path == PATH_SHARED_PANELS
+    if plan.path != PATH_TILES and plan.path != PATH_BLAS:
         if max_width <= STACK_WIDTH:
             work = stack_work
         else:
             work = <floating*>PyMem_RawMalloc(2 * max_width * sizeof(floating))
             if work == NULL:
                 return -1
-        if split_rows and n_counters > STACK_COUNTERS:
+        if shared and n_counters > STACK_COUNTERS:
             counters = <nnx_counter*>PyMem_RawMalloc(n_counters * sizeof(nnx_counter))
             if counters == NULL:
                 if work != stack_work:
                     PyMem_RawFree(work)
                 return -1
         for s in range(batch):
-            if split_rows:
+            if shared:
                 memset(counters, 0, n_counters * sizeof(nnx_counter))
                 network_row_split(layers, n_layers, x + s * n_in, out + s * n_out, work,
                                   max_width, n_threads, counters, watch)
             else:
-                network_row(layers, n_layers, x + s * n_in, out + s * n_out, work, max_width,
-                            n_threads, watch)
+                network_row(plan, layers, n_layers, x + s * n_in, out + s * n_out, work,
+                            max_width, watch)
         if work != stack_work:
             PyMem_RawFree(work)
         if counters != stack_counters:
             PyMem_RawFree(counters)
         return 0
 
-    cols = min(BLAS_TILE, (batch + TILE - 1) // TILE * TILE)
-    for k in range(n_layers):
-        blas = blas or use_blas(&layers[k], cols)
-    if not blas:
-        cols = TILE
     n_blocks = (batch + cols - 1) // cols
-    if blas:
-        n_threads = 1   # BLAS runs its own threads
-    n_threads = <int>max(1, min(n_threads, n_blocks))
     block_size = 2 * max_width * cols
     work = <floating*>PyMem_RawMalloc(n_threads * block_size * sizeof(floating))
     if work == NULL:
@@ -359,12 +357,11 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
         for block in range(n_blocks):
             first = block * cols
             rows = min(cols, batch - first)
-            network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,
+            network_block(plan, layers, n_layers, x + first * n_in, out + first * n_out, rows,
                           min(cols, (rows + TILE - 1) // TILE * TILE), work, max_width,
                           rows_from(x, first + cols, batch, n_in),
                           min(cols, max(0, batch - first - cols)))
     else:
-        network_blocks_shared(layers, n_layers, max_width, x, out, batch, cols, n_threads,
-                              work, watch)
+        network_blocks_shared(plan, layers, n_layers, max_width, x, out, batch, work, watch)
     PyMem_RawFree(work)
     return 0

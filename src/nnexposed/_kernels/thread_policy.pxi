@@ -1,9 +1,6 @@
 # Threads on shared cores: work claimed as threads come free, and backing off to one thread
 # while other processes hold the cores. Included by core.pxi.
 
-cdef extern from "_kernels/clock.h":
-    long long nnx_now_ns() noexcept nogil
-
 cdef extern from "_kernels/claims.h":
     ctypedef struct nnx_counter:
         long long value
@@ -92,8 +89,12 @@ cdef ThreadPolicy policy
 cdef bint backoff_allowed = True
 
 
-cdef inline bint backing_off(long long now) noexcept nogil:
-    return backoff_allowed and now < policy.backoff_until
+cdef inline bint backing_off() noexcept nogil:
+    """Whether forwards run on one thread now; counts the forward if so."""
+    if backoff_allowed and nnx_now_ns() < policy.backoff_until:
+        policy.backed_off_forwards += 1
+        return True
+    return False
 
 
 cdef inline long long serial_estimate(const ParallelWatch* watch) noexcept nogil:
