@@ -14,7 +14,7 @@ try:
 except ImportError:  # not on Windows
     resource = None
 
-from nnexposed import _dispatch, kernels
+from nnexposed import _config, _dispatch, kernels
 from nnexposed._version import __version__
 from nnexposed.inference import forward
 from nnexposed.network import Network
@@ -175,7 +175,7 @@ def machine_info():
         "isa_supported": ",".join(_dispatch.supported()),
         "isa_installed": ",".join(_dispatch.installed()),
         "openmp": kernels.openmp_enabled(),
-        "threads": kernels.get_num_threads(),
+        "threads": _config.get_num_threads(),
         "blas": kernels.blas_available(),
         **build,
     }
