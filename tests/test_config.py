@@ -6,12 +6,12 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_close, random_network
 
 import nnexposed
 from nnexposed import _config, _dispatch, _settings, config_context, get_config, set_config
 from nnexposed._config import MAX_THREADS, counting_paths, path_counts, reset_path_counts
 from nnexposed.reference import forward_numpy
+from tests.helpers import DTYPES, assert_close, random_network
 
 SETTING_NAMES = ("threads", "blas", "shared_panels", "parallel_min_macs", "row_split_min_macs",
                  "share_min_macs", "blas_min_weights", "blas_min_batch", "panel_max_weights")

@@ -32,7 +32,8 @@ for dtype, tol in (("float32", 2e-4), ("float64", 1e-10)):
             np.testing.assert_allclose(net(x), forward_numpy(net, x), rtol=tol, atol=tol / 10)
 print(json.dumps({"isa": _dispatch.ISA, "module": _dispatch.build.__name__,
                   "info_isa": benchmark.machine_info()["isa"],
-                  "builds_loaded": sorted(m for m in sys.modules if m.startswith("nnexposed._core")),
+                  "builds_loaded": sorted(m for m in sys.modules
+                                          if m.startswith("nnexposed._core")),
                   "warnings": [str(w.message) for w in caught]}))
 """
 
@@ -159,8 +160,8 @@ def test_info_reports_isa_and_openmp():
     assert kernels.ACTIVATION_NAMES == nnexposed.ACTIVATIONS
 
 
-def test_openmp_when_expected():
-    # Set by the wheel builds (cibuildwheel's test-environment): every wheel has OpenMP.
-    if os.environ.get("NNEXPOSED_EXPECT_OPENMP", "") not in ("1", "true"):
-        pytest.skip("NNEXPOSED_EXPECT_OPENMP is not set")
+def test_openmp_when_expected(pytestconfig):
+    # --expect-openmp is given by the wheel builds' test runs: every wheel has OpenMP.
+    if not pytestconfig.getoption("expect_openmp"):
+        pytest.skip("--expect-openmp is not given")
     assert kernels.openmp_enabled()

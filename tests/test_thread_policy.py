@@ -11,7 +11,7 @@ import pytest
 import nnexposed
 from nnexposed import _config, _cpu_limits, benchmark, forward, kernels
 
-from conftest import random_network
+from tests.helpers import random_network
 
 # /proc/self/mountinfo lines of the two layouts: a cgroup v2 host or container, and a v1
 # (hybrid) host with the cpu controller mounted on its own.

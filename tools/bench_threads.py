@@ -18,7 +18,6 @@ import numpy as np
 import nnexposed
 from nnexposed import kernels
 
-
 CPU_PER_WALL = []   # process CPU time / wall time of each threaded run: > 1 means parallel
 
 

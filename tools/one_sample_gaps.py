@@ -7,7 +7,8 @@ and 90th percentile of single calls on one thread and on all threads: OpenMP's i
 threads spin for a few hundred microseconds after a parallel region, then sleep, and
 waking them costs more than sharing the layers saves. This is how nnexposed's rule "share a
 one-sample forward's layers among threads only when the previous one ended less than
-100 µs ago" was chosen (SPLIT_AWAKE_NS in src/nnexposed/_kernels/threads.pxi). Prints figures; asserts nothing.
+100 µs ago" was chosen (SPLIT_AWAKE_NS in src/nnexposed/_kernels/threads.pxi). Prints
+figures; asserts nothing.
 """
 
 import argparse

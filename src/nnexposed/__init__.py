@@ -19,6 +19,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
 
 from nnexposed import examples  # noqa: E402
 from nnexposed._config import config_context, get_config, set_config  # noqa: E402
+from nnexposed._show_versions import show_versions  # noqa: E402
 from nnexposed._version import __version__  # noqa: E402
 from nnexposed.activations import (  # noqa: E402
     ACTIVATIONS,
@@ -66,6 +67,7 @@ __all__ = [
     "save",
     "set_config",
     "set_num_threads",
+    "show_versions",
     "sigmoid",
     "silu",
     "softmax",

@@ -16,7 +16,7 @@ cdef extern from "_kernels/settings_store.h":
         int openmp_unusable
     nnx_shared_state_fields nnx_state
     void nnx_read_settings(long long* out) noexcept nogil
-    const nnx_settings* nnx_swap_thread_override(const nnx_settings* override) noexcept nogil
+    void nnx_set_thread_override(const nnx_settings* override) noexcept nogil
     long long nnx_load_ll(const long long* p) noexcept nogil
     void nnx_store_ll(long long* p, long long value) noexcept nogil
     int nnx_load_int(const int* p) noexcept nogil
@@ -94,7 +94,7 @@ cdef class Override:
 def install(Override override=None):
     """Make ``override`` (None: none) the calling thread's override; the caller keeps it alive
     while installed."""
-    nnx_swap_thread_override(NULL if override is None else &override.block)
+    nnx_set_thread_override(NULL if override is None else &override.block)
 
 
 def path_counts():

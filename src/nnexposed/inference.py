@@ -6,7 +6,7 @@ import numpy as np
 
 from nnexposed import _config, kernels
 from nnexposed._cpu_limits import available_cpus
-from nnexposed._validation import as_positive_int, as_real_array, float_dtype_for
+from nnexposed._validation import as_real_array, float_dtype_for
 from nnexposed.activations import DEFAULT, activation_code, resolve_alpha
 from nnexposed.network import Network, layer_arrays
 

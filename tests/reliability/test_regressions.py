@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from reliability_support import run_isolated
 
 import nnexposed
 from nnexposed._config import MAX_THREADS
+from tests.helpers import run_isolated
 
 
 def test_huge_thread_counts_are_capped_not_fatal():
