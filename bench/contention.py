@@ -216,10 +216,11 @@ def markdown(results):
                              if entry else row["notes"].get(impl, "n/a"))
             ratio = row.get("ratio_default_vs_threads1") or {}
             others = row.get("others_busy")
+            ratios = [f"{ratio[key]:.2f}" if key in ratio else "-" for key in ("mean", "p99")]
             lines.append(
                 f"| {row['case']} | {row['condition']} | "
-                f"{'?' if others is None else f'{others:.0%}'} | " + " | ".join(cells)
-                + f" | {ratio.get('mean', float('nan')):.2f} | {ratio.get('p99', float('nan')):.2f} |")
+                f"{'?' if others is None else f'{others:.0%}'} | "
+                + " | ".join(cells + ratios) + " |")
         lines.append("")
     process_rows = [r for r in results["rows"] if r["condition"] == "processes"]
     if process_rows:

@@ -10,7 +10,6 @@ import pytest
 
 import nnexposed
 from nnexposed import _config, _cpu_limits, benchmark, forward, kernels
-
 from tests.helpers import random_network
 
 # /proc/self/mountinfo lines of the two layouts: a cgroup v2 host or container, and a v1

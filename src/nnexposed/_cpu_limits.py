@@ -87,7 +87,7 @@ def cgroup_cpu_limit(root: str | os.PathLike[str] = "/") -> float | None:
     """CPUs the cgroup CPU quota of this process allows (e.g. 1.5), the tightest one along
     its cgroup's ancestors, cgroup v2 or v1; None without a quota or off Linux."""
     root = Path(root)
-    limits = []
+    limits: list[float | None] = []
     mounts = _mounts(root)
     for line in (_read(root / "proc/self/cgroup") or "").splitlines():
         hierarchy, _, rest = line.partition(":")
@@ -108,8 +108,8 @@ def cgroup_cpu_limit(root: str | os.PathLike[str] = "/") -> float | None:
                         limits.append(_quota_v1(_read(folder / "cpu.cfs_quota_us"),
                                                 _read(folder / "cpu.cfs_period_us")))
                     break
-    limits = [limit for limit in limits if limit is not None]
-    return min(limits) if limits else None
+    found = [limit for limit in limits if limit is not None]
+    return min(found) if found else None
 
 
 def available_cpus(root: str | os.PathLike[str] = "/") -> int:

@@ -12,7 +12,7 @@ import numpy as np
 try:
     import resource
 except ImportError:  # not on Windows
-    resource = None
+    resource = None  # type: ignore[assignment]
 
 from nnexposed import _config, _dispatch, kernels
 from nnexposed._version import __version__
