@@ -14,7 +14,8 @@ try:
 except ImportError:  # not on Windows
     resource = None  # type: ignore[assignment]
 
-from nnexposed import _config, _dispatch, kernels
+from nnexposed import _dispatch, kernels
+from nnexposed._config import get_num_threads
 from nnexposed._version import __version__
 from nnexposed.inference import forward
 from nnexposed.network import Network
@@ -175,7 +176,7 @@ def machine_info():
         "isa_supported": ",".join(_dispatch.supported()),
         "isa_installed": ",".join(_dispatch.installed()),
         "openmp": kernels.openmp_enabled(),
-        "threads": _config.get_num_threads(),
+        "threads": get_num_threads(),
         "blas": kernels.blas_available(),
         **build,
     }

@@ -50,8 +50,9 @@ cdef void dense_block(const ForwardPlan* plan, const LayerPlan* layer, const flo
             layer_activate(layer, y, cols)
 
 
-cdef void network_block(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize_t n_layers,
-                        const floating* x, floating* out, Py_ssize_t n_rows, Py_ssize_t cols, floating* work,
+cdef void network_block(const ForwardPlan* plan, const LayerPlan* layers,
+                        Py_ssize_t n_layers, const floating* x, floating* out,
+                        Py_ssize_t n_rows, Py_ssize_t cols, floating* work,
                         Py_ssize_t max_width, const floating* next_x,
                         Py_ssize_t next_rows) noexcept nogil:
     """All layers on up to ``cols`` samples (rows of x), depth-first while they are in cache.
