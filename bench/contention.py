@@ -295,8 +295,11 @@ def main(argv=None):
                     row["ratio_default_vs_threads1"] = (row["impls"]["default"]["calls"]
                                                         / row["impls"]["threads=1"]["calls"])
             else:
-                with busy_process(log) if condition == "busy" else contextlib.nullcontext():
+                with busy_process(log) if condition == "busy" else \
+                        contextlib.nullcontext() as busy_pid:
                     row["impls"] = latency(ready, args)
+                if busy_pid is not None:
+                    row["busy_pid"] = busy_pid
                 if {"default", "threads=1"} <= set(ready):
                     default, single = row["impls"]["default"], row["impls"]["threads=1"]
                     row["ratio_default_vs_threads1"] = {
