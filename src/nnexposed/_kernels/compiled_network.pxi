@@ -188,7 +188,7 @@ cdef class CompiledNetwork:
         """Run all layers on x, keeping every layer's values: a list of (pre-activation,
         output) array pairs, one per layer, each (batch, n_out of the layer), or (n_out,) for
         x of shape (n_in,). ``threads`` as for forward."""
-        global openmp_started
+        cdef long long settings[NNX_N_SETTINGS]
         cdef void** pre
         cdef void** post
         cdef cnp.ndarray xa, pre_k, post_k
@@ -216,13 +216,17 @@ cdef class CompiledNetwork:
             pre[k] = cnp.PyArray_DATA(pre_k)
             post[k] = cnp.PyArray_DATA(post_k)
             pairs.append((pre_k, post_k))
+        read_settings(settings)
         if threads <= 0:
-            threads = thread_setting if thread_setting > 0 else nnx_max_threads()
-        threads = min(threads, THREAD_LIMIT)
-        if openmp_unusable or batch * self.macs_per_sample < PARALLEL_MIN_MACS:
+            threads = (<int>settings[NNX_THREADS] if settings[NNX_THREADS] > 0
+                       else default_thread_count())
+        threads = min(threads, NNX_MAX_THREADS)
+        if (nnx_openmp_unusable(settings_state) or threads == 1
+                or batch * self.macs_per_sample < settings[NNX_PARALLEL_MIN_MACS]
+                or backing_off()):
             threads = 1
-        elif threads > 1:
-            openmp_started = True
+        else:
+            nnx_note_openmp_started(settings_state)
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
                 status = network_trace(self.layers, self.n_layers, self.max_width,

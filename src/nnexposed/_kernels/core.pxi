@@ -8,7 +8,7 @@
 
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython cimport floating
-from cython.parallel cimport parallel, threadid
+from cython.parallel cimport parallel, prange, threadid
 from libc.limits cimport INT_MAX
 from libc.math cimport exp, expf, fabs, fabsf, tanh, tanhf
 from libc.string cimport memset
