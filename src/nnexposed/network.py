@@ -313,8 +313,7 @@ class Network:
         if threads is None:
             pairs = self._compiled.trace(x)
         else:
-            pairs = self._compiled.trace(x, min(as_positive_int(threads, "threads"),
-                                                kernels.MAX_THREADS))
+            pairs = self._compiled.trace(x, clamp_threads(threads))
         # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost.
         return tuple([tuple.__new__(LayerValues, pair) for pair in pairs])
 
