@@ -12,7 +12,6 @@ cdef extern from "_kernels/clock.h":
     long long nnx_now_ns() noexcept nogil
 
 
-
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return bool(nnx_openmp_enabled())
