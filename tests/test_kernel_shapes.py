@@ -11,8 +11,7 @@ import importlib
 import numpy as np
 import pytest
 
-from nnexposed import _dispatch
-from nnexposed._config import config_context
+from nnexposed import _dispatch, config_context
 
 TOLERANCES = {"float32": {"rtol": 2e-4, "atol": 2e-5}, "float64": {"rtol": 1e-10, "atol": 1e-12}}
 TILE = 32  # samples per tile (TILE in _kernels/declarations.pxi)

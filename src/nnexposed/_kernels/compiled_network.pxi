@@ -188,13 +188,13 @@ cdef class CompiledNetwork:
         """Run all layers on x, keeping every layer's values: a list of (pre-activation,
         output) array pairs, one per layer, each (batch, n_out of the layer), or (n_out,) for
         x of shape (n_in,). ``threads`` as for forward."""
-        cdef long long settings[NNX_N_SETTINGS]
         cdef void** pre
         cdef void** post
         cdef cnp.ndarray xa, pre_k, post_k
         cdef Py_ssize_t k, batch
         cdef int ndim, status
         cdef cnp.npy_intp dims[2]
+        cdef long long settings[NNX_N_SETTINGS]
         if is_behaved(x, self.typenum) and cnp.PyArray_NDIM(<cnp.ndarray>x) in (1, 2) and (
                 cnp.PyArray_DIM(<cnp.ndarray>x, cnp.PyArray_NDIM(<cnp.ndarray>x) - 1)
                 == self.n_in):
@@ -217,15 +217,11 @@ cdef class CompiledNetwork:
             post[k] = cnp.PyArray_DATA(post_k)
             pairs.append((pre_k, post_k))
         read_settings(settings)
-        if threads <= 0:
-            threads = (<int>settings[NNX_THREADS] if settings[NNX_THREADS] > 0
-                       else default_thread_count())
-        threads = min(threads, NNX_MAX_THREADS)
-        if (nnx_openmp_unusable(settings_state) or threads == 1
-                or batch * self.macs_per_sample < settings[NNX_PARALLEL_MIN_MACS]
-                or backing_off()):
+        threads = threads_for_call(threads, settings, settings_state)
+        if (batch * self.macs_per_sample < settings[NNX_PARALLEL_MIN_MACS]
+                or threads > 1 and backing_off()):
             threads = 1
-        else:
+        elif threads > 1:
             nnx_note_openmp_started(settings_state)
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:

@@ -43,6 +43,19 @@ cdef inline bint layer_splits_rows(const ForwardPlan* plan, const LayerPlan* lay
     return plan.n_threads > 1 and layer.n_in * layer.n_out >= plan.row_split_min_macs
 
 
+cdef inline int threads_for_call(int threads, const long long* settings,
+                                 nnx_shared_state* state) noexcept nogil:
+    """Threads a call may use: ``threads`` if > 0, else the ``threads`` setting if > 0, else
+    default_threads() (OpenMP's default capped by the CPUs the process may use); at most
+    MAX_THREADS; 1 after a fork() of a process that ran threads."""
+    if nnx_openmp_unusable(state):
+        return 1
+    if threads <= 0:
+        threads = (<int>settings[NNX_THREADS] if settings[NNX_THREADS] > 0
+                   else default_thread_count())
+    return min(threads, NNX_MAX_THREADS)
+
+
 cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
                               Py_ssize_t macs_per_sample, bint keeps_panels, Py_ssize_t batch,
                               int threads, const long long* settings, bint blas_found,
@@ -82,12 +95,7 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     cdef Py_ssize_t k, n_blocks
     cdef long long sharing = settings[NNX_SHARED_PANELS]
     cdef bint parallel_worth_it = batch * macs_per_sample >= settings[NNX_PARALLEL_MIN_MACS]
-    if threads <= 0:
-        threads = (<int>settings[NNX_THREADS] if settings[NNX_THREADS] > 0
-                   else default_thread_count())
-    threads = min(threads, NNX_MAX_THREADS)
-    if nnx_openmp_unusable(state):
-        threads = 1
+    threads = threads_for_call(threads, settings, state)
     plan.n_threads = 1
     plan.cols = 1
     plan.blas_usable = blas_found and blas_mode_allows(settings[NNX_BLAS])
