@@ -73,17 +73,29 @@ def trace(network, x, *, threads=None):
     return network.trace(x, threads=threads)
 
 
-def get_num_threads():
-    """Threads a forward pass may use: as set by ``set_num_threads`` (or ``set_config``,
-    ``config_context``), else OMP_NUM_THREADS, else the CPUs this process may use (its
-    affinity mask, capped by a cgroup CPU quota). Wide layers of large batches run in BLAS,
-    which keeps its own thread settings (see threadpoolctl)."""
+def get_num_threads() -> int:
+    """Threads a forward pass may use.
+
+    Returns
+    -------
+    int
+        As set by ``set_num_threads`` (or ``set_config`` / ``config_context``), else
+        ``OMP_NUM_THREADS``, else the CPUs this process may use (its affinity mask, capped
+        by a cgroup CPU quota: docs/threads.md); at most 256. Wide layers of large
+        batches that run in BLAS use BLAS's own thread settings (see threadpoolctl).
+    """
     return _config.get_num_threads()
 
 
-def set_num_threads(n):
-    """Let forward passes use up to ``n`` threads; ``None`` restores the default.
-    Same as ``set_config(threads=n)``."""
+def set_num_threads(n: int | None) -> None:
+    """Let forward passes use up to ``n`` threads, process-wide: ``set_config(threads=n)``.
+
+    Parameters
+    ----------
+    n : int or None
+        At least 1; more than 256 means 256. None restores the default (``OMP_NUM_THREADS``,
+        else all cores).
+    """
     _config.set_num_threads(n)
 
 
