@@ -3,9 +3,10 @@ through BLAS), network constructions, activations and refused calls leave the re
 and tracemalloc's count of traced memory flat.
 
 Bounds:
-- tracemalloc (which sees the kernels' PyMem_RawMalloc workspaces and every NumPy array): over
-  each of two rounds of ``traced_calls`` calls after a warm-up, traced memory grows by less than
-  4 bytes per call (and at most TRACED_BOUND, 64 KiB) in at least one of them. A leak of 8
+- tracemalloc, counting what nnexposed's code allocated (the kernels' PyMem_RawMalloc
+  workspaces, the NumPy arrays it makes): over each of two rounds of ``traced_calls`` calls
+  after a warm-up, it grows by less than 4 bytes per call (and at most TRACED_BOUND, 64 KiB)
+  in at least one of them. A leak of 8
   bytes per call grows every round by 8 bytes per call, so it fails every test; memory kept
   once (a cache filled, a free list grown) grows one round only.
 - resident memory grows by at most RSS_BOUND (4 MiB) over the measured calls, after warm-up.
