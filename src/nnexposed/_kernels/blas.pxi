@@ -60,7 +60,8 @@ cdef inline bint use_blas(const LayerPlan* layer, Py_ssize_t cols) noexcept nogi
     looked up together, so one pointer tells for both)."""
     if blas_mode == BLAS_NEVER or blas_sgemm == NULL:
         return False
-    if blas_mode == BLAS_AUTO and NNX_OWN_KERNELS_BEAT_BLAS:
+    if blas_mode == BLAS_AUTO and (NNX_BLAS_AUTO_MIN_WEIGHTS == 0
+                                   or layer.n_in * layer.n_out < NNX_BLAS_AUTO_MIN_WEIGHTS):
         return False
     return (cols >= BLAS_MIN_COLS and layer.n_in * layer.n_out >= BLAS_MIN_WEIGHTS
             and layer.n_in <= INT_MAX and layer.n_out <= INT_MAX)
