@@ -361,40 +361,21 @@ def plot(results, path):
 
     Returns None, or a note saying why there is no plot.
     """
-    try:
-        import matplotlib
+    from nnexposed.plot import speedup_chart
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed: no speedup.png (pip install '.[bench]')"
     rows = results["results"]
     columns = [c for c in _columns(results)
                if any(row["impls"].get(c, {}).get("speedup_vs_numpy") for row in rows)]
     if not columns:
         return "nothing to plot"
-    width = 0.8 / len(columns)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.8), dpi=100)
-    for k, impl in enumerate(columns):
-        xs, heights = [], []
-        for i, row in enumerate(rows):
-            value = row["impls"].get(impl, {}).get("speedup_vs_numpy")
-            if value:
-                xs.append(i + (k - (len(columns) - 1) / 2) * width)
-                heights.append(value)
-        ax.bar(xs, heights, width, label=peers.LABELS[impl])
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([row["case"].replace(" batch ", "\nbatch ") for row in rows], fontsize=8)
-    ax.set_ylabel("speed-up vs NumPy (NumPy time / time)")
-    ax.set_title(f"MLP forward pass, {results['settings']['dtype']}, "
-                 f"{results['machine']['cpu_model']}, "
-                 f"{results['machine']['cores_available']} cores (higher is faster)", fontsize=10)
-    ax.grid(axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=len(columns), loc="upper center", bbox_to_anchor=(0.5, -0.15),
-              frameon=False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    speedups = {peers.LABELS[impl]: [row["impls"].get(impl, {}).get("speedup_vs_numpy")
+                                     for row in rows] for impl in columns}
+    title = (f"MLP forward pass, {results['settings']['dtype']}, "
+             f"{results['machine']['cpu_model']}, "
+             f"{results['machine']['cores_available']} cores (higher is faster)")
+    try:
+        figure = speedup_chart([row["case"] for row in rows], speedups, title=title)
+    except ImportError:
+        return "matplotlib is not installed: no speedup.png (pip install '.[bench]')"
+    figure.savefig(path)
     return None

@@ -35,6 +35,9 @@ class CompiledNetwork:
     def forward(
         self, x: npt.ArrayLike, out: npt.NDArray[np.floating] | None = None, threads: int = 0
     ) -> npt.NDArray[np.floating]: ...
+    def trace(
+        self, x: npt.ArrayLike, threads: int = 0
+    ) -> list[tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]]: ...
 
 def activate_inplace(
     values: npt.NDArray[np.floating], activation: int, alpha: float = 0.01
