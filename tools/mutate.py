@@ -132,8 +132,9 @@ MUTATIONS = [
              ("        for s in range(batch):\n            if shared:",
               f"        {LEAK}\n        for s in range(batch):\n            if shared:")),
     mutation("leak_batch", "an 8-byte leak per batched forward",
-             ("    if work == NULL:\n        return -1\n    if n_threads == 1:",
-              f"    if work == NULL:\n        return -1\n    {LEAK}\n    if n_threads == 1:")),
+             ("    work = <floating*>PyMem_RawMalloc(n_threads * block_size * sizeof(floating))\n",
+              "    work = <floating*>PyMem_RawMalloc(n_threads * block_size * sizeof(floating))\n"
+              f"    {LEAK}\n")),
     mutation("leak_construction", "an 8-byte leak per network construction",
              ("        self.arrays += tuple(panels)",
               f"        self.arrays += tuple(panels)\n        {LEAK}")),
