@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from nnexposed import benchmark
+from nnexposed import _predict, benchmark
 from nnexposed._version import __version__
 from nnexposed.activations import ACTIVATIONS
 from nnexposed.inference import forward
@@ -145,6 +145,13 @@ def cmd_demo(args):
     return 0
 
 
+def cmd_predict(args):
+    network = _load_model(args.model)
+    if network is None:
+        return 1
+    return _predict.run(network, args)
+
+
 def cmd_info(args):
     info = benchmark.machine_info()
     width = max(map(len, info))
@@ -191,6 +198,11 @@ def build_parser():
     demo.add_argument("--repeat", type=_positive_int, default=7,
                       help="timed runs per measurement; the median is reported (default: 7)")
     demo.set_defaults(run=cmd_demo)
+
+    predict = commands.add_parser(
+        "predict", help="score the rows of a .npy, .csv or .parquet file into another")
+    _predict.add_arguments(predict)
+    predict.set_defaults(run=cmd_predict)
 
     info = commands.add_parser("info", help="version, build and machine information")
     info.set_defaults(run=cmd_info)

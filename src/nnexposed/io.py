@@ -14,6 +14,7 @@ what is wrong; ``save`` writes a temporary file in the target folder and renames
 target, so an interrupted save never leaves a half-written model in place of a good one.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -67,13 +68,25 @@ def save(network, path):
     if hasattr(path, "write"):
         np.savez(path, **arrays)
         return
+    with atomic_file(path) as f:
+        np.savez(f, **arrays)
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """A new binary file (open for writing and reading) that replaces ``path`` when the
+    ``with`` block ends without an exception, and leaves no trace when it raises.
+
+    The file is a temporary file in ``path``'s folder, synced and renamed over ``path``:
+    readers see either the old file or the new one, never a partial one.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
                                      suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+        with os.fdopen(fd, "w+b") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(temporary, _new_file_mode(path))
