@@ -14,8 +14,8 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 pd = pytest.importorskip("pandas")
 
-import nnexposed  # noqa: E402
-from nnexposed import _predict, cli  # noqa: E402
+import nnexposed
+from nnexposed import _predict, cli
 
 FEATURES = ["f0", "f1", "f2", "f3", "f4"]
 OUTPUTS = ["output_0", "output_1", "output_2"]
@@ -181,8 +181,7 @@ def test_bad_input_is_one_line_and_no_file(tmp_path, rng, model, capsys):
         ((model, npy, "-o", tmp_path / "out.txt"), "unknown output extension '.txt'"),
         ((model, tmp_path / "in.json", "-o", out), "unknown input extension '.json'"),
         ((model, csv, "-o", out), "expects 5 input features, the input has 6"),
-        ((model, parquet, "-o", out, "--columns", "f0,f1"), "expects 5 input features, "
-                                                            "columns names 2"),
+        ((model, parquet, "-o", out, "--columns", "f0,f1"), "expects 5 input features, columns names 2"),
         ((model, parquet, "-o", out, "--columns", "f0,f1,f2,f3,nope"), "no column 'nope'"),
         ((model, npy, "-o", out, *cols), "a .npy input has no column names"),
         ((model, parquet, "-o", tmp_path / "o.npy", *cols, "--keep-columns", "id"),
@@ -250,11 +249,11 @@ def test_command_line_errors_have_no_traceback(tmp_path, model):
     """The installed command, end to end: an argparse error and a data error."""
     command = [sys.executable, "-m", "nnexposed", "predict", model]
     result = subprocess.run([*command, str(tmp_path / "in.npy"), "-o", str(tmp_path / "o.npy"),
-                             "--batch-size", "0"], capture_output=True, text=True)
+                             "--batch-size", "0"], capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "expected a positive integer, got '0'" in result.stderr
     np.save(tmp_path / "in.npy", np.zeros((3, 4)))
     result = subprocess.run([*command, str(tmp_path / "in.npy"), "-o", str(tmp_path / "o.npy")],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "got shape (3, 4)" in result.stderr
     assert not (tmp_path / "o.npy").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import re
 import struct
@@ -247,11 +248,11 @@ class _TableOutput:
 
     def discard(self) -> None:
         """Close the writer of a file that is being thrown away."""
+        import pyarrow as pa
+
         if self.writer is not None:
-            try:
+            with contextlib.suppress(OSError, pa.ArrowException):
                 self.writer.close()
-            except Exception:
-                pass
             self.writer = None
 
     def close(self) -> None:
