@@ -157,14 +157,14 @@ def test_progress_bar_on_a_terminal_only(tmp_path, rng, model, capsys, monkeypat
     assert capsys.readouterr().err == ""
 
 
-def assert_fails(capsys, folder, args, message):
+def assert_fails(capsys, folder, args, *messages):
     """Exit 1, one line on stderr naming the problem, no traceback, no output file."""
     before = set(os.listdir(folder))
     assert run(*args) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("nnexposed: ") and captured.err.count("\n") == 1, captured.err
-    assert message in captured.err, captured.err
+    assert all(message in captured.err for message in messages), captured.err
     assert set(os.listdir(folder)) == before
 
 
@@ -211,7 +211,7 @@ def test_bad_input_is_one_line_and_no_file(tmp_path, rng, model, capsys):
     text = frame.assign(f3=["x"] * 50)
     pq.write_table(pa.Table.from_pandas(text), tmp_path / "text.parquet")
     assert_fails(capsys, tmp_path, (model, tmp_path / "text.parquet", "-o", out, *cols),
-                 "column 'f3' holds large_string, expected real numbers")
+                 "column 'f3' holds ", "string, expected real numbers")
     (tmp_path / "empty.csv").write_text("")
     assert_fails(capsys, tmp_path, (model, tmp_path / "empty.csv", "-o", out),
                  "empty file, expected a header row")
@@ -225,7 +225,7 @@ def test_failure_midway_leaves_the_old_output_untouched(tmp_path, rng, model, ca
     target.write_bytes(b"previous results")
     assert_fails(capsys, tmp_path, (model, source, "-o", target, "--columns",
                                     ",".join(FEATURES), "--batch-size", 100),
-                 "CSV column #2 ('f1'): CSV conversion error to double: invalid value 'abc'")
+                 "CSV column #2 ('f1'): ", "CSV conversion error to double: invalid value 'abc'")
     assert target.read_bytes() == b"previous results"
 
 

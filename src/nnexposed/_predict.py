@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from nnexposed._remote import input_names, output_names
+from nnexposed._remote import arrow_features, input_names, output_names
 from nnexposed.inference import forward
 from nnexposed.io import atomic_file
 from nnexposed.network import Network
@@ -93,16 +93,9 @@ class _TableInput:
 
     def _split(self, batch: Any) -> tuple[np.ndarray, Any]:
         import pyarrow as pa
-        import pyarrow.compute as pc
 
-        x = np.empty((batch.num_rows, len(self.features)), self.dtype)
-        for j, name in enumerate(self.features):
-            column = batch.column(name)
-            if column.null_count or not pa.types.is_floating(column.type):
-                column = pc.cast(column, pa.float64())   # nulls become NaN below
-            x[:, j] = column.to_numpy(zero_copy_only=False)
         kept = pa.Table.from_batches([batch.select(self.kept)]) if self.kept else None
-        return x, kept
+        return arrow_features(batch, self.features, self.dtype), kept
 
 
 class CsvInput(_TableInput):
