@@ -7,7 +7,6 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_close, random_network
 
 pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
@@ -21,6 +20,7 @@ from dask.utils import key_split
 import nnexposed
 import nnexposed.dask as nndask
 from nnexposed.reference import forward_numpy
+from tests.helpers import DTYPES, assert_close, random_network
 
 ACTIVATIONS = ["relu", "tanh", "softmax"]
 
@@ -28,7 +28,8 @@ ACTIVATIONS = ["relu", "tanh", "softmax"]
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, worker_dashboard_address=None) as cluster, \
+                                  dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         yield client
 
@@ -224,5 +225,6 @@ def test_predict_command_on_the_cluster(client, rng, tmp_path, capsys):
                      "-o", str(tmp_path / "other.npy"), "--columns", "a,b,c,d",
                      "--scheduler", "tcp://127.0.0.1:1"]) == 1
     error = capsys.readouterr().err
-    assert error.startswith("nnexposed: cannot reach the Dask scheduler at tcp://127.0.0.1:1")
+    assert error.startswith("nnexposed predict: error: cannot reach the Dask scheduler at "
+                            "tcp://127.0.0.1:1")
     assert error.count("\n") == 1 and not (tmp_path / "other.npy").exists()

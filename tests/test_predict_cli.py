@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import assert_close, random_network
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -16,6 +15,7 @@ pd = pytest.importorskip("pandas")
 
 import nnexposed
 from nnexposed import _predict, cli
+from tests.helpers import assert_close, random_network
 
 FEATURES = ["f0", "f1", "f2", "f3", "f4"]
 OUTPUTS = ["output_0", "output_1", "output_2"]
@@ -157,13 +157,20 @@ def test_progress_bar_on_a_terminal_only(tmp_path, rng, model, capsys, monkeypat
     assert capsys.readouterr().err == ""
 
 
-def assert_fails(capsys, folder, args, *messages):
-    """Exit 1, one line on stderr naming the problem, no traceback, no output file."""
+def assert_fails(capsys, folder, args, *messages, status=1):
+    """Exit 1 (2: bad arguments), one line on stderr naming the problem, no traceback, no
+    output file."""
     before = set(os.listdir(folder))
-    assert run(*args) == 1
+    if status == 2:
+        with pytest.raises(SystemExit) as exit_info:
+            run(*args)
+        assert exit_info.value.code == 2
+    else:
+        assert run(*args) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith("nnexposed: ") and captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith("nnexposed predict: error: "), captured.err
+    assert captured.err.count("\n") == 1, captured.err
     assert all(message in captured.err for message in messages), captured.err
     assert set(os.listdir(folder)) == before
 
@@ -177,11 +184,11 @@ def test_bad_input_is_one_line_and_no_file(tmp_path, rng, model, capsys):
     cols = ["--columns", ",".join(FEATURES)]
     cases = [
         ((model, tmp_path / "absent.csv", "-o", out), "absent.csv: No such file or directory"),
-        ((tmp_path / "no_model.npz", npy, "-o", out), "cannot load model"),
         ((model, npy, "-o", tmp_path / "out.txt"), "unknown output extension '.txt'"),
         ((model, tmp_path / "in.json", "-o", out), "unknown input extension '.json'"),
         ((model, csv, "-o", out), "expects 5 input features, the input has 6"),
-        ((model, parquet, "-o", out, "--columns", "f0,f1"), "expects 5 input features, columns names 2"),
+        ((model, parquet, "-o", out, "--columns", "f0,f1"),
+         "expects 5 input features, columns names 2"),
         ((model, parquet, "-o", out, "--columns", "f0,f1,f2,f3,nope"), "no column 'nope'"),
         ((model, npy, "-o", out, *cols), "a .npy input has no column names"),
         ((model, parquet, "-o", tmp_path / "o.npy", *cols, "--keep-columns", "id"),
@@ -190,11 +197,17 @@ def test_bad_input_is_one_line_and_no_file(tmp_path, rng, model, capsys):
           "id,b,c"), "output column 'id' already exists"),
         ((model, parquet, "-o", out, *cols, "--output-columns", "a,b"),
          "has 3 outputs, output_columns names 2"),
-        ((model, npy, "-o", tmp_path / "missing" / "out.csv"), "no folder"),
         ((model, npy, "-o", npy), "is the input file"),
     ]
     for args, message in cases:
         assert_fails(capsys, tmp_path, args, message)
+    assert_fails(capsys, tmp_path, (tmp_path / "no_model.npz", npy, "-o", out),
+                 "expected a saved model file", "which does not exist", status=2)
+    assert_fails(capsys, tmp_path, (model, npy, "-o", tmp_path / "missing" / "out.csv"),
+                 "no folder", status=2)
+    (tmp_path / "bad_model.npz").write_bytes(b"not a model")
+    assert_fails(capsys, tmp_path, (tmp_path / "bad_model.npz", npy, "-o", out),
+                 "cannot load model")
 
     np.save(tmp_path / "wide.npy", np.zeros((4, 6)))
     assert_fails(capsys, tmp_path, (model, tmp_path / "wide.npy", "-o", out),
@@ -241,7 +254,7 @@ def test_interrupt_leaves_no_file(tmp_path, rng, model, capsys, monkeypatch):
     monkeypatch.setattr(_predict, "forward", interrupted_forward)
     source = write_input(frame_of(rng, 1000), tmp_path / "in.npy")
     assert run(model, source, "-o", tmp_path / "out.parquet", "--batch-size", 100) == 130
-    assert capsys.readouterr().err == "nnexposed: interrupted; no output written\n"
+    assert capsys.readouterr().err == "nnexposed predict: interrupted\n"
     assert sorted(os.listdir(tmp_path)) == ["in.npy", "model.npz"]
 
 

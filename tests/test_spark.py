@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import assert_close, random_network
 
 pytest.importorskip("pyarrow")
 pyspark = pytest.importorskip("pyspark")
@@ -21,6 +20,7 @@ from pyspark.sql import types as T
 
 import nnexposed
 import nnexposed.spark as nnspark
+from tests.helpers import assert_close, random_network
 
 FEATURES = ["a", "b", "c"]
 

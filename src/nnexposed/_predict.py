@@ -9,7 +9,6 @@ computing them here (the network is sent to each worker once).
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import os
@@ -53,7 +52,7 @@ class NpyInput:
         try:
             self.array = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as error:
-            raise PredictError(f"{path}: not a readable .npy array ({_one_line(error)})") from None
+            raise PredictError(f"{path}: not a readable .npy array ({one_line(error)})") from None
         if self.array.dtype.kind not in "biuf":
             raise PredictError(f"{path}: expected real numbers (bool, int or float), got dtype "
                                f"{self.array.dtype}")
@@ -111,7 +110,7 @@ class CsvInput(_TableInput):
                 header = next(csv.reader(f), None)
             except (csv.Error, UnicodeDecodeError) as error:
                 raise PredictError(f"{path}: not a readable CSV file "
-                                   f"({_one_line(error)})") from None
+                                   f"({one_line(error)})") from None
             first_lines = f.read(1 << 16)
         if not header:
             raise PredictError(f"{path}: empty file, expected a header row of column names")
@@ -140,7 +139,7 @@ class CsvInput(_TableInput):
             reader = csv.open_csv(self.path, read_options=read, convert_options=options)
             yield from self._batches(reader, batch_size)
         except pa.ArrowInvalid as error:
-            raise PredictError(f"{self.path}: {self._name_columns(_one_line(error))}") from None
+            raise PredictError(f"{self.path}: {self._name_columns(one_line(error))}") from None
 
     def _name_columns(self, message: str) -> str:
         """pyarrow numbers the CSV columns from 0; say their names too."""
@@ -164,7 +163,7 @@ class ParquetInput(_TableInput):
             self.file = pq.ParquetFile(path)
         except pa.ArrowException as error:
             raise PredictError(f"{path}: not a readable Parquet file "
-                               f"({_one_line(error)})") from None
+                               f"({one_line(error)})") from None
         schema = self.file.schema_arrow
         self._choose(schema.names, network, columns, keep_columns)
         for name in self.features:
@@ -351,7 +350,7 @@ def _on_cluster(network: Network, batches: Iterator[tuple[np.ndarray, Any]], add
         client = Client(address, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError) as error:
         raise PredictError(f"cannot reach the Dask scheduler at {address}: "
-                           f"{_one_line(error)}") from None
+                           f"{one_line(error)}") from None
     with client:
         shared = client.scatter(network, broadcast=True)
         in_flight: collections.deque[tuple[Any, Any]] = collections.deque()
@@ -385,76 +384,8 @@ def _progress_bar(total: int | None, enabled: bool) -> Any:
     return tqdm(total=total, unit=" rows", unit_scale=True, file=sys.stderr)
 
 
-def _one_line(error: BaseException | str) -> str:
+def one_line(error: BaseException | str) -> str:
+    """An error's message on one line; for OSErrors, the file and the reason."""
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
     return " ".join(str(error).split())
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def _names(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
-    return names
-
-
-def _batch_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``predict`` subcommand's arguments."""
-    parser.add_argument("model", metavar="MODEL", help="a model saved with nnexposed.save")
-    parser.add_argument("input", metavar="INPUT",
-                        help="rows to score: .npy (2-D array), .csv (with a header row) or "
-                             ".parquet")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTPUT",
-                        help="where to write the outputs: .npy, .csv or .parquet")
-    parser.add_argument("--columns", type=_names, metavar="A,B,...",
-                        help="the input's feature columns, in the network's order (default: "
-                             "all columns)")
-    parser.add_argument("--output-columns", type=_names, metavar="P,Q,...",
-                        help="names of the output columns (default: output_0, output_1, ...)")
-    parser.add_argument("--keep-columns", type=_names, metavar="ID,...",
-                        help="input columns copied to the output before the outputs, e.g. a "
-                             "key")
-    parser.add_argument("--batch-size", type=_batch_size, default=DEFAULT_BATCH_SIZE,
-                        metavar="N", help=f"rows per batch; bounds the memory used (default: "
-                                          f"{DEFAULT_BATCH_SIZE})")
-    parser.add_argument("--threads", type=_batch_size, metavar="N",
-                        help="threads per forward pass (default: all cores; 1 per task with "
-                             "--scheduler)")
-    parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="compute on the Dask cluster at ADDRESS, e.g. "
-                             "tcp://scheduler:8786 (needs nnexposed[dask])")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="no progress bar (shown on stderr when it is a terminal)")
-
-
-def run(network: Network, args: argparse.Namespace) -> int:
-    """Run the parsed ``predict`` command with a loaded network; returns the exit status."""
-    try:
-        predict_file(network, args.input, args.output, columns=args.columns,
-                     output_columns=args.output_columns, keep_columns=args.keep_columns,
-                     batch_size=args.batch_size, threads=args.threads,
-                     scheduler=args.scheduler,
-                     progress=not args.quiet and sys.stderr.isatty())
-    except KeyboardInterrupt:
-        print("nnexposed: interrupted; no output written", file=sys.stderr)
-        return 130
-    except (PredictError, OSError, ValueError, TypeError) as error:
-        message = _one_line(error)
-        if isinstance(error, OSError) and error.filename and error.strerror:
-            message = f"{error.filename}: {error.strerror}"
-        print(f"nnexposed: {message}", file=sys.stderr)
-        return 1
-    return 0
