@@ -60,15 +60,17 @@ def fitted_models(seed=0):
     return classifier, network
 
 
-def timed(function, repeat):
-    """Median and all of ``repeat`` timed runs of ``function()``, after one warm-up run."""
-    function()
+def timed(function, repeat, before=None):
+    """Median and all of ``repeat`` timed runs of ``function()``, after one warm-up run;
+    ``before()`` (untimed) runs before each."""
     times = []
-    for _ in range(repeat):
+    for _ in range(repeat + 1):
+        if before is not None:
+            before()
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+    return statistics.median(times[1:]), times[1:]
 
 
 def check(name, got, expected, rtol=1e-3):
@@ -116,10 +118,27 @@ def bench_dask(classifier, network, rows, repeat, record, frames):
         sample = x[:2000].compute()
         expected = nnexposed.forward(network, sample)
 
+        def scheduler_tasks():
+            return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+
+        results = []
+        baseline = []
+
         def run(collection):
-            result = client.persist(collection)
-            wait(result)
-            del result
+            """Compute every partition on the workers, keeping the results there."""
+            results.append(client.persist(collection))
+            wait(results[-1])
+
+        def forget():
+            """Drop the previous run's results and wait until the scheduler has forgotten
+            them, so that the next run computes them again."""
+            if not results:
+                baseline[:] = [scheduler_tasks()]
+                return
+            client.cancel(results.pop())
+            deadline = time.perf_counter() + 30
+            while scheduler_tasks() > baseline[0] and time.perf_counter() < deadline:
+                time.sleep(0.01)
 
         if not frames:
             ours = nnexposed.dask.forward(network, x)
@@ -127,9 +146,10 @@ def bench_dask(classifier, network, rows, repeat, record, frames):
                                   chunks=(x.chunks[0], (SIZES[-1],)))
             check("dask forward", ours[:2000].compute(), expected)
             check("dask map_blocks", theirs[:2000].compute(), expected)
-            record("dask-array", "nnexposed.dask.forward", *timed(lambda: run(ours), repeat))
+            record("dask-array", "nnexposed.dask.forward",
+                   *timed(lambda: run(ours), repeat, forget))
             record("dask-array", "map_blocks(predict_proba)",
-                   *timed(lambda: run(theirs), repeat))
+                   *timed(lambda: run(theirs), repeat, forget))
         else:
             frame = client.persist(dd.from_dask_array(x, columns=COLUMNS))
             wait(frame)
@@ -146,9 +166,10 @@ def bench_dask(classifier, network, rows, repeat, record, frames):
                 network, frame.head(2000, npartitions=-1)[COLUMNS].to_numpy()))
             check("dask map_partitions", theirs.head(2000, npartitions=-1)[OUTPUTS].to_numpy(),
                   head)
-            record("dask-dataframe", "nnexposed.dask.predict", *timed(lambda: run(ours), repeat))
+            record("dask-dataframe", "nnexposed.dask.predict",
+                   *timed(lambda: run(ours), repeat, forget))
             record("dask-dataframe", "map_partitions(predict_proba)",
-                   *timed(lambda: run(theirs), repeat))
+                   *timed(lambda: run(theirs), repeat, forget))
     finally:
         client.close()
         cluster.close()
