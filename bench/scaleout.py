@@ -303,13 +303,14 @@ def main(argv=None):
         parser.error(f"unknown engines {sorted(unknown)}; expected some of {ENGINES}")
     classifier, network = fitted_models()
     results = []
+    load = [os.getloadavg()[0]]
 
-    def record(engine, route, median, times, _load=[os.getloadavg()[0]]):
+    def record(engine, route, median, times):
         load_after = os.getloadavg()[0]
         results.append({"engine": engine, "route": route, "median": median, "times": times,
-                        "rows_per_second": args.rows / median, "load_before": _load[0],
+                        "rows_per_second": args.rows / median, "load_before": load[0],
                         "load_after": load_after})
-        _load[0] = load_after
+        load[0] = load_after
         print(f"{engine:<15} {route:<42} {args.rows / median:>14,.0f} rows/s "
               f"(median {median:.3f} s; load {load_after:.1f})", flush=True)
 

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from nnexposed._validation import as_network_input
-from nnexposed.network import Network
+from nnexposed.network import LayerValues, Network
 
 # sqrt(1/2) and 2 * sqrt(2/pi), for gelu and its tanh approximation.
 SQRT_HALF = math.sqrt(0.5)
@@ -162,6 +162,18 @@ def forward_numpy(network, x):
     for layer in network.layers:
         x = NUMPY_ACTIVATIONS[layer.activation](x @ layer.weights.T + layer.biases, layer.alpha)
     return x
+
+
+def trace_numpy(network, x):
+    """``Network.trace`` written as idiomatic NumPy: (pre-activation, output) per layer."""
+    _check_network(network)
+    x = as_network_input(x, network.dtype, network.n_in)
+    values = []
+    for layer in network.layers:
+        pre = x @ layer.weights.T + layer.biases
+        x = NUMPY_ACTIVATIONS[layer.activation](pre, layer.alpha)
+        values.append(LayerValues(pre, x))
+    return tuple(values)
 
 
 def _check_network(network):
