@@ -35,6 +35,22 @@ HEADER_KEYS = {"format", "version", "dtype", "layers"}
 LAYER_KEYS = {"n_in", "n_out", "activation", "alpha"}
 # The JSON header of any real model is far smaller; a bigger one is refused unread.
 MAX_HEADER_BYTES = 1 << 20
+# load() refuses files whose arrays would need more memory than this, unless told otherwise.
+DEFAULT_MAX_BYTES = 4 << 30
+# Deflate inflates at most about 1032 bytes per compressed byte; a zip member claiming more
+# is lying about its sizes (other compression methods are held to the same bound).
+MAX_COMPRESSION_RATIO = 1032
+# The files of other libraries that load() recognises, and the importer to use instead.
+FOREIGN_FILES = {
+    "torch": ("a PyTorch file", "nnexposed.Network.from_state_dict(path) for a state dict, or "
+                                "torch.load the module and use nnexposed.Network.from_torch"),
+    "onnx": ("an ONNX model", "nnexposed.Network.from_onnx(path)"),
+    "safetensors": ("a safetensors file", "nnexposed.Network.from_state_dict(path)"),
+    "keras": ("a Keras model file", "keras.saving.load_model(path), then "
+                                    "nnexposed.Network.from_keras(model)"),
+    "hdf5": ("an HDF5 file (Keras?)", "keras.saving.load_model(path), then "
+                                      "nnexposed.Network.from_keras(model)"),
+}
 
 
 def save(network, path):
@@ -76,22 +92,35 @@ def save(network, path):
         raise
 
 
-def load(path):
+def load(path, *, max_bytes=DEFAULT_MAX_BYTES):
     """The ``Network`` saved in ``path`` (a path or a binary file object).
 
+    ``max_bytes``: the most memory the model's arrays may need (default 4 GiB; None for no
+    limit). A file whose header declares more is refused before anything is allocated, as is
+    any array that the archive claims to inflate from implausibly little compressed data.
+
     Raises ValueError when the file is not a valid model file of this format and version
-    (truncated, corrupted, inconsistent or hostile), OSError when it cannot be read at all.
+    (truncated, corrupted, inconsistent, hostile or too big) — naming the importer to use
+    for a PyTorch, ONNX, safetensors or Keras file — and OSError when it cannot be read.
     """
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(
+            max_bytes, int) or max_bytes < 1):
+        raise ValueError(f"max_bytes must be a positive int or None, got {max_bytes!r}")
     if hasattr(path, "read"):
-        return _load_from(path, getattr(path, "name", "<file>"))
+        return _load_from(path, getattr(path, "name", "<file>"), max_bytes)
     with open(path, "rb") as f:
-        return _load_from(f, os.fspath(path))
+        return _load_from(f, os.fspath(path), max_bytes)
 
 
-def _load_from(f, name):
+def _load_from(f, name, max_bytes):
+    foreign = _foreign_kind(f, str(name))
+    if foreign is not None:
+        what, how = FOREIGN_FILES[foreign]
+        raise ValueError(f"{name} is {what}, not an nnexposed model file: import it with "
+                         f"{how}")
     try:
         with zipfile.ZipFile(f) as archive:
-            return _read_network(archive)
+            return _read_network(archive, max_bytes)
     except _ModelFileError as error:
         raise ValueError(f"{name}: {error}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
@@ -106,12 +135,54 @@ class _ModelFileError(Exception):
     """A model file that reads fine but is not a valid model."""
 
 
-def _read_network(archive):
+def _foreign_kind(f, name):
+    """The key in FOREIGN_FILES of a file of another library, or None."""
+    try:
+        start = f.tell()
+        head = f.read(16)
+        f.seek(start)
+    except (OSError, AttributeError, ValueError):
+        return None
+    if not isinstance(head, bytes):
+        return None
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"
+    if len(head) >= 9 and head[8:9] == b"{" and \
+            int.from_bytes(head[:8], "little") < (100 << 20):
+        return "safetensors"                    # an 8-byte header length, then JSON
+    if head.startswith(b"\x80") and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "torch"                          # a pickle: PyTorch's legacy format
+    if name.lower().endswith(".onnx") and not head.startswith(b"PK"):
+        return "onnx"
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(f) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError):
+            return None
+        finally:
+            f.seek(start)
+        if "header.npy" in names:
+            return None
+        if any(member.endswith("data.pkl") for member in names):
+            return "torch"
+        if "config.json" in names and "metadata.json" in names:
+            return "keras"
+    return None
+
+
+def _read_network(archive, max_bytes=DEFAULT_MAX_BYTES):
     members = set(archive.namelist())
     if "header.npy" not in members:
         raise _ModelFileError("no 'header' array: not an nnexposed model file")
     header = _parse_header(_read_array(archive, "header", np.dtype(np.uint8), None))
     dtype = np.dtype(header["dtype"])
+    n_bytes = sum(spec["n_out"] * (spec["n_in"] + 1) for spec in header["layers"]
+                  ) * dtype.itemsize
+    if max_bytes is not None and n_bytes > max_bytes:
+        raise _ModelFileError(f"its header declares layers of {n_bytes:,} bytes, more than "
+                              f"max_bytes={max_bytes:,}; pass load(path, max_bytes=...) to "
+                              f"load a model this big")
     expected = {"header.npy"}
     for k in range(len(header["layers"])):
         expected |= {f"weights_{k}.npy", f"biases_{k}.npy"}
@@ -139,6 +210,12 @@ def _read_array(archive, key, dtype, shape):
     """The array ``key``, after checking its npy header against the dtype and shape expected
     (shape None: any 1-D array of at most MAX_HEADER_BYTES elements)."""
     member = f"{key}.npy"
+    info = archive.getinfo(member)
+    if info.file_size > MAX_COMPRESSION_RATIO * info.compress_size + 1024 or (
+            info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size):
+        raise _ModelFileError(f"array {key!r}: the archive claims {info.file_size:,} bytes "
+                              f"from {info.compress_size:,} compressed bytes, which is "
+                              f"implausible")
     with archive.open(member) as f:
         version = npy_format.read_magic(f)
         if version == (1, 0):

@@ -175,21 +175,24 @@ class Network:
 
     @classmethod
     def from_sklearn(cls, estimator):
-        """A fitted scikit-learn ``MLPClassifier`` / ``MLPRegressor`` as a Network.
+        """A fitted scikit-learn ``MLPClassifier`` / ``MLPRegressor``, or a Pipeline of
+        scalers ending with one, as a Network.
 
         Its output equals ``predict_proba`` / ``predict`` (as (batch, n_outputs)), in the
         estimator's dtype. Needs ``pip install "nnexposed[sklearn]"``.
         """
-        from nnexposed.importers import from_sklearn
+        from nnexposed.importers.sklearn import from_sklearn
         return from_sklearn(estimator)
 
     @classmethod
     def from_torch(cls, module):
-        """A PyTorch ``nn.Sequential`` of Linear layers and activations as a Network.
+        """A PyTorch model as a Network: any ``nn.Module`` whose forward is a chain of
+        supported layers, a TorchScript module or a ``torch.export`` program.
 
-        Needs ``pip install "nnexposed[torch]"``; unsupported modules raise ValueError.
+        Read with eval semantics (BatchNorm's running statistics, Dropout ignored). Needs
+        ``pip install "nnexposed[torch]"``; unsupported layers raise ValueError.
         """
-        from nnexposed.importers import from_torch
+        from nnexposed.importers.torch import from_torch
         return from_torch(module)
 
     @classmethod
@@ -199,8 +202,26 @@ class Network:
         ``output`` names the graph output to compute when there are several. Needs
         ``pip install "nnexposed[onnx]"``; unsupported operators raise ValueError.
         """
-        from nnexposed.importers import from_onnx
+        from nnexposed.importers.onnx import from_onnx
         return from_onnx(model, output=output)
+
+    @classmethod
+    def from_keras(cls, model):
+        """A Keras 3 model (Sequential or a functional chain) as a Network.
+
+        Needs ``pip install "nnexposed[keras]"``; unsupported layers raise ValueError.
+        """
+        from nnexposed.importers.keras import from_keras
+        return from_keras(model)
+
+    @classmethod
+    def from_state_dict(cls, state_dict, activation="relu", output_activation="linear"):
+        """The Linear layers of a PyTorch state dict (a mapping, or a ``.pt`` / ``.pth`` /
+        ``.safetensors`` path) as a Network, with ``activation`` between them and
+        ``output_activation`` after the last one.
+        """
+        from nnexposed.importers.state_dict import from_state_dict
+        return from_state_dict(state_dict, activation, output_activation)
 
     def __reduce__(self):
         return Network, (self._layers,)
