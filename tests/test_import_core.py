@@ -10,6 +10,7 @@ from nnexposed import Network
 from nnexposed.importers import Activation, Affine, Linear, network_from_steps
 from nnexposed.reference import NUMPY_ACTIVATIONS
 
+
 @pytest.mark.parametrize("method, module, extra", [
     ("from_sklearn", "sklearn", "sklearn"), ("from_torch", "torch", "torch"),
     ("from_onnx", "onnx", "onnx"),
