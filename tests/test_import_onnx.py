@@ -70,7 +70,7 @@ def assert_same_layers(imported, expected, exact=True):
     assert imported.sizes == expected.sizes and imported.dtype == expected.dtype
     compare = np.testing.assert_array_equal if exact else (
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6))
-    for a, b in zip(imported.layers, expected.layers):
+    for a, b in zip(imported.layers, expected.layers, strict=True):
         assert a.activation == b.activation
         if a.activation in ("leaky_relu", "elu"):
             assert a.alpha == float(np.float32(b.alpha))

@@ -59,7 +59,8 @@ def test_sklearn_errors():
     with pytest.raises(ValueError, match="unsupported scikit-learn activation 'exp'"):
         Network.from_sklearn(poisson)
     linear_model = pytest.importorskip("sklearn.linear_model")
-    with pytest.raises(TypeError, match="MLPClassifier, MLPRegressor or a Pipeline ending with one, got LinearRegression"):
+    with pytest.raises(TypeError, match="MLPClassifier, MLPRegressor or a Pipeline ending with "
+                                        "one, got LinearRegression"):
         Network.from_sklearn(linear_model.LinearRegression())
 
 

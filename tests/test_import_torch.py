@@ -4,8 +4,12 @@ torch.export programs, BatchNorm and LayerNorm, against the module's own output.
 import numpy as np
 import pytest
 from conftest import DTYPES
-from import_helpers import assert_matches_library, random_sequential, torch_activations, \
-    torch_output
+from import_helpers import (
+    assert_matches_library,
+    random_sequential,
+    torch_activations,
+    torch_output,
+)
 
 from nnexposed import Network
 

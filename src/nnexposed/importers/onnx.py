@@ -18,7 +18,6 @@ from nnexposed.importers.steps import (
     Affine,
     Linear,
     Norm,
-    Step,
     network_from_steps,
     require,
 )

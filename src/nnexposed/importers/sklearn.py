@@ -51,7 +51,8 @@ def from_sklearn(estimator: Any) -> Network:
             raise ValueError(f"unsupported scikit-learn activation {name!r}; expected one of: "
                              f"{', '.join(SKLEARN_ACTIVATIONS)}")
     n_layers = len(estimator.coefs_)
-    for k, (coef, intercept) in enumerate(zip(estimator.coefs_, estimator.intercepts_)):
+    layers = zip(estimator.coefs_, estimator.intercepts_, strict=True)
+    for k, (coef, intercept) in enumerate(layers):
         steps.append(Linear(np.asarray(coef).T, intercept))      # sklearn: (n_in, n_out)
         last = k == n_layers - 1
         name = estimator.out_activation_ if last else estimator.activation

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -168,7 +168,7 @@ class Norm:
                     source=self.source)
 
 
-Step = Union[Linear, Activation, Affine, Norm]
+Step = Linear | Activation | Affine | Norm
 
 
 def fold_affines(steps: Sequence[Step]) -> list[Step]:

@@ -203,7 +203,7 @@ def _bind(name: str, parameters: Iterable[tuple[str, Any]], args: tuple[Any, ...
     if len(args) > len(parameters):
         raise ValueError(f"{where}: {name} takes {len(parameters)} arguments, got {len(args)}")
     bound = {parameter: default for parameter, default in parameters}
-    bound.update(zip((parameter for parameter, _ in parameters), args))
+    bound.update(zip((parameter for parameter, _ in parameters), args, strict=False))
     bound.update(kwargs)
     return {_PARAMETER_NAMES.get(key, key): value for key, value in bound.items()}
 
@@ -377,17 +377,9 @@ def _graph_module_steps(torch: Any, graph_module: Any, where: str) -> list[Step]
             raise ValueError(f"{at}: the forward is not a chain of layers (this node takes "
                              f"{[n.name for n in chained]}, the chain is at {current.name!r})")
 
-        def value(argument: Any) -> Any:
-            if isinstance(argument, torch.fx.Node):
-                if argument is current:
-                    return CHAIN
-                return _get_attr(graph_module, argument.target)
-            if isinstance(argument, (tuple, list)):
-                return type(argument)(value(item) for item in argument)
-            return argument
-
-        args = tuple(value(argument) for argument in node.args)
-        kwargs = {key: value(argument) for key, argument in node.kwargs.items()}
+        args = tuple(_argument(torch, graph_module, argument, current) for argument in node.args)
+        kwargs = {key: _argument(torch, graph_module, argument, current)
+                  for key, argument in node.kwargs.items()}
         if node.op == "call_module":
             if args != (CHAIN,) or kwargs:
                 raise ValueError(f"{at}: a module called with more than the features")
@@ -410,11 +402,18 @@ def _graph_module_steps(torch: Any, graph_module: Any, where: str) -> list[Step]
     return steps
 
 
-def _get_attr(graph_module: Any, target: str) -> Any:
-    value = graph_module
-    for part in target.split("."):
-        value = getattr(value, part)
-    return value
+def _argument(torch: Any, graph_module: Any, argument: Any, current: Any) -> Any:
+    """A node's argument with the chained tensor as CHAIN and parameters as tensors."""
+    if isinstance(argument, torch.fx.Node):
+        if argument is current:
+            return CHAIN
+        value = graph_module
+        for part in argument.target.split("."):                # a get_attr node
+            value = getattr(value, part)
+        return value
+    if isinstance(argument, (tuple, list)):
+        return type(argument)(_argument(torch, graph_module, item, current) for item in argument)
+    return argument
 
 
 def _script_steps(torch: Any, module: Any) -> list[Step]:
