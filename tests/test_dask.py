@@ -7,7 +7,6 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_close, random_network
 
 pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
@@ -21,6 +20,7 @@ from dask.utils import key_split
 import nnexposed
 import nnexposed.dask as nndask
 from nnexposed.reference import forward_numpy
+from tests.helpers import DTYPES, assert_close, random_network
 
 ACTIVATIONS = ["relu", "tanh", "softmax"]
 

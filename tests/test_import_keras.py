@@ -4,10 +4,10 @@ import os
 
 import numpy as np
 import pytest
-from conftest import DTYPES
-from import_helpers import assert_matches_library
 
 from nnexposed import Network
+from tests.helpers import DTYPES
+from tests.import_helpers import assert_matches_library
 
 # Keras picks its backend when first imported; these tests use PyTorch's.
 os.environ.setdefault("KERAS_BACKEND", "torch")

@@ -7,8 +7,11 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import DTYPES
-from import_helpers import (
+
+import nnexposed
+from nnexposed import Network
+from tests.helpers import DTYPES
+from tests.import_helpers import (
     LIBRARY_TOLERANCES,
     assert_matches_library,
     fit_quietly,
@@ -17,9 +20,6 @@ from import_helpers import (
     torch_activations,
     torch_output,
 )
-
-import nnexposed
-from nnexposed import Network
 
 
 def export_legacy(torch, model, n_in, dtype, opset=None):

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_close
-from import_helpers import fit_quietly, sklearn_data
 
 from nnexposed import Network
+from tests.helpers import DTYPES, assert_close
+from tests.import_helpers import fit_quietly, sklearn_data
 
 SKLEARN_HIDDEN = ["identity", "logistic", "tanh", "relu"]
 

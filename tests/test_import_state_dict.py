@@ -5,10 +5,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DTYPES
-from import_helpers import assert_matches_library, torch_output
 
 from nnexposed import Network
+from tests.helpers import DTYPES
+from tests.import_helpers import assert_matches_library, torch_output
 
 
 def mlp(torch, dtype, output=None):

@@ -3,15 +3,15 @@ torch.export programs, BatchNorm and LayerNorm, against the module's own output.
 
 import numpy as np
 import pytest
-from conftest import DTYPES
-from import_helpers import (
+
+from nnexposed import Network
+from tests.helpers import DTYPES
+from tests.import_helpers import (
     assert_matches_library,
     random_sequential,
     torch_activations,
     torch_output,
 )
-
-from nnexposed import Network
 
 # TorchScript is deprecated, and still what many models are saved as.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning")

@@ -7,10 +7,10 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import ALL_ACTIVATIONS, DTYPES, random_network
 
 import nnexposed
 from nnexposed import Network
+from tests.helpers import ALL_ACTIVATIONS, DTYPES, random_network
 
 # --------------------------------------------------------------------------------------------
 # Round trips
