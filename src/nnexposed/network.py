@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from nnexposed._dispatch import core as _core
+from nnexposed import kernels
 from nnexposed._validation import (
     as_c_array,
     as_compute_dtype,
@@ -138,7 +138,7 @@ class Network:
         layers = tuple(layer if layer.dtype == dtype else layer.astype(dtype)
                        for layer in layers)
         self._layers = layers
-        self._compiled = _core.CompiledNetwork(
+        self._compiled = kernels.CompiledNetwork(
             [layer.weights for layer in layers],
             [layer.biases for layer in layers],
             [activation_code(layer.activation) for layer in layers],
@@ -259,7 +259,7 @@ class Network:
         if threads is None:
             return self._compiled.forward(x, out)
         # More than MAX_THREADS means "as many as allowed" (and must not overflow a C int).
-        threads = min(as_positive_int(threads, "threads"), _core.MAX_THREADS)
+        threads = min(as_positive_int(threads, "threads"), kernels.MAX_THREADS)
         return self._compiled.forward(x, out, threads)
 
     __call__ = forward
