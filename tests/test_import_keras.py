@@ -90,6 +90,25 @@ def test_keras_functional_chain_with_batch_normalization(keras, dtype):
     assert_matches_keras(network(x), keras_output(keras, model, x), dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_keras_layer_normalization(keras, dtype):
+    layers = keras.layers
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([
+        keras.Input((4,), dtype=dtype), layers.LayerNormalization(epsilon=1e-2, dtype=dtype),
+        layers.Dense(6, dtype=dtype), layers.LayerNormalization(dtype=dtype),
+        layers.Activation("gelu", dtype=dtype), layers.Dense(3, activation="softmax",
+                                                             dtype=dtype),
+        layers.LayerNormalization(center=False, scale=False, dtype=dtype)])
+    randomise_batch_norms(keras, model, 2)
+    network = Network.from_keras(model)
+    assert [(type(layer).__name__, layer.activation) for layer in network.layers] == [
+        ("LayerNorm", "linear"), ("Dense", "linear"), ("LayerNorm", "gelu"),
+        ("Dense", "softmax"), ("LayerNorm", "linear")]
+    x = np.random.default_rng(2).standard_normal((9, 4)).astype(dtype) * 2
+    assert_matches_keras(network(x), keras_output(keras, model, x), dtype)
+
+
 def test_keras_errors(keras):
     layers = keras.layers
     torch = pytest.importorskip("torch")

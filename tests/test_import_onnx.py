@@ -428,3 +428,41 @@ def test_onnx_scaler_and_constant_arithmetic(rng, dtype):
     e = 2.0 - (x - offset) * scale / c3
     expected = 1 / (1 + np.exp(-((np.maximum(e @ w1 * c4, 0) + c4) @ w2))) - c2
     assert_matches_library(network(x), expected.astype(dtype), dtype)
+
+
+@pytest.mark.parametrize("exporter, dtype", [("legacy", np.float32), ("legacy", np.float64),
+                                             ("dynamo", np.float32)])
+def test_onnx_layer_normalization_from_torch(exporter, dtype, tmp_path):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    pytest.importorskip("onnx", reason="onnx is not installed")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    nn = torch.nn
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.LayerNorm(4, eps=1e-3), nn.Linear(4, 6), nn.LayerNorm(6),
+                          nn.ReLU(), nn.Linear(6, 3), nn.LayerNorm(3, bias=False))
+    with torch.no_grad():
+        for module in model:
+            if isinstance(module, nn.LayerNorm):
+                module.weight.uniform_(-2, 2)
+                if module.bias is not None:
+                    module.bias.uniform_(-1, 1)
+    model = model.eval().to(torch.float64 if dtype == np.float64 else torch.float32)
+    if exporter == "legacy":
+        model_bytes = export_legacy(torch, model, 4, dtype, opset=17)
+    else:
+        pytest.importorskip("onnxscript", reason="onnxscript is not installed")
+        path = tmp_path / "model.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.zeros(2, 4),), path, dynamo=True, verbose=False,
+                              dynamic_shapes=({0: torch.export.Dim("batch")},))
+        model_bytes = path.read_bytes()
+    network = Network.from_onnx(model_bytes)
+    assert [(type(layer).__name__, layer.activation) for layer in network.layers] == [
+        ("LayerNorm", "linear"), ("Dense", "linear"), ("LayerNorm", "relu"),
+        ("Dense", "linear"), ("LayerNorm", "linear")]
+    x = (np.random.default_rng(0).standard_normal((9, 4)) * 2).astype(dtype)
+    assert_matches_library(network(x), torch_output(model, x), dtype)
+    expected = onnxruntime_output(model_bytes, x)
+    if expected is not None:
+        assert_matches_library(network(x), expected, dtype)

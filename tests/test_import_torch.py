@@ -287,3 +287,67 @@ def test_torch_modules_that_are_not_chains(make, message):
 
     with pytest.raises(ValueError, match=message):
         Network.from_torch(Model())
+
+
+def random_layer_norm(torch, width, dtype, seed, **options):
+    generator = torch.Generator().manual_seed(seed)
+    norm = torch.nn.LayerNorm(width, **options)
+    with torch.no_grad():
+        if norm.weight is not None:
+            norm.weight.copy_(torch.randn(width, generator=generator))
+        if norm.bias is not None:
+            norm.bias.copy_(torch.randn(width, generator=generator))
+    return norm.to(dtype)
+
+
+@pytest.mark.parametrize("route", ["module", "script", "trace", "export"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_torch_layer_norm_every_route(route, dtype):
+    """LayerNorm modules (with and without affine parameters, any eps) and F.layer_norm,
+    next to BatchNorm and scalings, become LayerNorm layers with the following activation."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    nn, F = torch.nn, torch.nn.functional
+    torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.first = random_layer_norm(torch, 5, torch_dtype, 1, eps=1e-3)
+            self.linear1 = nn.Linear(5, 8)
+            self.norm1 = random_layer_norm(torch, 8, torch_dtype, 2)
+            self.linear2 = nn.Linear(8, 8)
+            self.norm2 = random_layer_norm(torch, 8, torch_dtype, 3, elementwise_affine=False)
+            self.norm3 = random_layer_norm(torch, 8, torch_dtype, 4, bias=False)
+            self.batch_norm = random_batch_norm(torch, 8, torch_dtype, 5)
+            self.linear3 = nn.Linear(8, 3)
+            self.weight = nn.Parameter(torch.randn(3))
+
+        def forward(self, x):
+            x = self.linear1(self.first(x))
+            x = F.gelu(self.norm1(x))
+            x = torch.relu(self.norm2(self.linear2(x)))
+            x = self.batch_norm(self.norm3(x)) * 0.5
+            return F.layer_norm(self.linear3(x), (3,), self.weight, None, 1e-2)
+
+    model = Model().to(torch_dtype).eval()
+    example = torch.zeros((2, 5), dtype=torch_dtype)
+    source = {"module": lambda: model, "script": lambda: torch.jit.script(model),
+              "trace": lambda: torch.jit.trace(model, example),
+              "export": lambda: torch.export.export(model, (example,))}[route]()
+    network = Network.from_torch(source)
+    assert [(type(layer).__name__, layer.activation) for layer in network.layers] == [
+        ("LayerNorm", "linear"), ("Dense", "linear"), ("LayerNorm", "gelu"),
+        ("Dense", "linear"), ("LayerNorm", "relu"), ("LayerNorm", "linear"),
+        ("Dense", "linear"), ("LayerNorm", "linear")]
+    assert network.layers[0].eps == pytest.approx(1e-3)
+    x = np.random.default_rng(3).standard_normal((40, 5)).astype(dtype) * 2
+    assert_matches_library(network(x), torch_output(model, x), dtype)
+    assert_matches_library(network(x[0]), torch_output(model, x[:1])[0], dtype)
+
+
+def test_torch_layer_norm_over_two_axes_is_refused():
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.LayerNorm((2, 3)))
+    with pytest.raises(ValueError, match=r"normalized_shape=\[2, 3\]"):
+        Network.from_torch(model)

@@ -8,6 +8,11 @@ The file is an ordinary NumPy ``.npz`` archive (``np.load(path)`` reads it) hold
 - ``weights_0``, ``biases_0``, ``weights_1``, ...: each layer's (n_out, n_in) and (n_out,)
   arrays in the header's dtype.
 
+Version 2 adds layer normalisation: a layer ``{"kind": "layer_norm", "n_in": n, "n_out": n,
+"activation": ..., "alpha": ..., "eps": 1e-05}`` whose ``weights_k`` and ``biases_k`` are its
+weight and bias, both (n,). ``save`` writes version 1 for networks of Dense layers only, so
+their files still load in older versions of nnexposed; ``load`` reads both versions.
+
 ``load`` checks all of it (every array's npy header before reading the array, so a hostile
 file cannot make it allocate more than the header describes) and raises ``ValueError`` naming
 what is wrong; ``save`` writes a temporary file in the target folder and renames it over the
@@ -27,12 +32,15 @@ from numpy.lib import format as npy_format
 
 from nnexposed._validation import FLOAT_DTYPES
 from nnexposed.activations import ACTIVATIONS
-from nnexposed.network import Dense, Network
+from nnexposed.network import Dense, LayerNorm, Network
 
 FORMAT_NAME = "nnexposed-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Versions that load() reads; save() writes version 1 unless the network needs version 2.
+READ_VERSIONS = (1, FORMAT_VERSION)
 HEADER_KEYS = {"format", "version", "dtype", "layers"}
 LAYER_KEYS = {"n_in", "n_out", "activation", "alpha"}
+LAYER_NORM_KEYS = LAYER_KEYS | {"kind", "eps"}
 # The JSON header of any real model is far smaller; a bigger one is refused unread.
 MAX_HEADER_BYTES = 1 << 20
 # load() refuses files whose arrays would need more memory than this, unless told otherwise.
@@ -55,17 +63,24 @@ FOREIGN_FILES = {
 
 def archive_arrays(network):
     """The arrays a model file holds, by name: ``header`` (JSON bytes) then each layer's."""
+    specs = []
+    for layer in network.layers:
+        spec = {"n_in": layer.n_in, "n_out": layer.n_out, "activation": layer.activation,
+                "alpha": layer.alpha}
+        if isinstance(layer, LayerNorm):
+            spec.update(kind="layer_norm", eps=layer.eps)
+        specs.append(spec)
     header = {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": 2 if any("kind" in spec for spec in specs) else 1,
         "dtype": str(network.dtype),
-        "layers": [{"n_in": layer.n_in, "n_out": layer.n_out, "activation": layer.activation,
-                    "alpha": layer.alpha} for layer in network.layers],
+        "layers": specs,
     }
     arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
     for k, layer in enumerate(network.layers):
-        arrays[f"weights_{k}"] = layer.weights
-        arrays[f"biases_{k}"] = layer.biases
+        norm = isinstance(layer, LayerNorm)
+        arrays[f"weights_{k}"] = layer.weight if norm else layer.weights
+        arrays[f"biases_{k}"] = layer.bias if norm else layer.biases
     return arrays
 
 
@@ -188,8 +203,8 @@ def _read_network(archive, max_bytes=DEFAULT_MAX_BYTES):
         raise _ModelFileError("no 'header' array: not an nnexposed model file")
     header = _parse_header(_read_array(archive, "header", np.dtype(np.uint8), None))
     dtype = np.dtype(header["dtype"])
-    n_bytes = sum(spec["n_out"] * (spec["n_in"] + 1) for spec in header["layers"]
-                  ) * dtype.itemsize
+    n_bytes = sum(spec["n_out"] * (2 if "kind" in spec else spec["n_in"] + 1)
+                  for spec in header["layers"]) * dtype.itemsize
     if max_bytes is not None and n_bytes > max_bytes:
         raise _ModelFileError(f"its header declares layers of {n_bytes:,} bytes, more than "
                               f"max_bytes={max_bytes:,}; pass load(path, max_bytes=...) to "
@@ -207,9 +222,15 @@ def _read_network(archive, max_bytes=DEFAULT_MAX_BYTES):
                               f"{len(header['layers'])} layers: {'; '.join(details)}")
     layers = []
     for k, spec in enumerate(header["layers"]):
-        weights = _read_array(archive, f"weights_{k}", dtype, (spec["n_out"], spec["n_in"]))
+        norm = "kind" in spec
+        weights = _read_array(archive, f"weights_{k}", dtype,
+                              (spec["n_out"],) if norm else (spec["n_out"], spec["n_in"]))
         biases = _read_array(archive, f"biases_{k}", dtype, (spec["n_out"],))
-        layers.append(Dense(weights, biases, spec["activation"], alpha=spec["alpha"]))
+        if norm:
+            layers.append(LayerNorm(weights, biases, spec["eps"], spec["activation"],
+                                    alpha=spec["alpha"]))
+        else:
+            layers.append(Dense(weights, biases, spec["activation"], alpha=spec["alpha"]))
     return Network(layers)
 
 
@@ -268,9 +289,9 @@ def _parse_header(raw):
         raise _ModelFileError(f"expected format {FORMAT_NAME!r} in the header, "
                               f"got {header.get('format')!r}")
     version = header.get("version")
-    if not _is_int(version) or version != FORMAT_VERSION:
+    if not _is_int(version) or version not in READ_VERSIONS:
         raise _ModelFileError(f"unsupported format version {version!r}; this nnexposed reads "
-                              f"version {FORMAT_VERSION}")
+                              f"versions {' and '.join(map(str, READ_VERSIONS))}")
     _check_keys(header, HEADER_KEYS, "the header")
     if header["dtype"] not in [str(dtype) for dtype in FLOAT_DTYPES]:
         raise _ModelFileError(f"expected dtype 'float32' or 'float64' in the header, "
@@ -283,7 +304,8 @@ def _parse_header(raw):
         where = f"layer {k} of the header"
         if not isinstance(spec, dict):
             raise _ModelFileError(f"{where} must be a JSON object, got {spec!r}")
-        _check_keys(spec, LAYER_KEYS, where)
+        norm = version >= 2 and "kind" in spec
+        _check_keys(spec, LAYER_NORM_KEYS if norm else LAYER_KEYS, where)
         for key in ("n_in", "n_out"):
             if not _is_int(spec[key]) or spec[key] < 1:
                 raise _ModelFileError(f"{where}: {key} must be a positive integer, "
@@ -295,6 +317,18 @@ def _parse_header(raw):
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or \
                 not math.isfinite(alpha):
             raise _ModelFileError(f"{where}: alpha must be a finite number, got {alpha!r}")
+        if norm:
+            eps = spec["eps"]
+            if spec["kind"] != "layer_norm":
+                raise _ModelFileError(f"{where}: unknown kind {spec['kind']!r}; expected "
+                                      f"'layer_norm'")
+            if spec["n_in"] != spec["n_out"]:
+                raise _ModelFileError(f"{where}: a layer_norm layer has n_in == n_out, got "
+                                      f"{spec['n_in']} and {spec['n_out']}")
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or \
+                    not (math.isfinite(eps) and eps >= 0):
+                raise _ModelFileError(f"{where}: eps must be a finite number >= 0, "
+                                      f"got {eps!r}")
         if k > 0 and spec["n_in"] != layers[k - 1]["n_out"]:
             raise _ModelFileError(f"{where}: n_in is {spec['n_in']} but layer {k - 1} has "
                                   f"n_out {layers[k - 1]['n_out']}")

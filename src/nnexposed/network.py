@@ -1,4 +1,4 @@
-"""The model: immutable ``Dense`` layers chained into a ``Network``.
+"""The model: immutable ``Dense`` and ``LayerNorm`` layers chained into a ``Network``.
 
 A layer's weights have shape (n_out, n_in), as the article's ``weights[neuron][input]`` and
 PyTorch's ``nn.Linear``; biases have shape (n_out,).
@@ -110,8 +110,85 @@ class Dense:
                 f"activation={self.activation!r}{alpha}, dtype={self.dtype})")
 
 
+def _layer_norm_from_state(weight, bias, eps, activation, alpha):
+    return LayerNorm(weight, bias, eps, activation, alpha=alpha)
+
+
+class LayerNorm:
+    """Layer normalisation: ``activation((x - mean) / sqrt(var + eps) * weight + bias)``,
+    the mean and (biased) variance taken over each sample's features.
+
+    weight, bias: (n,) or None (ones, zeros); eps: >= 0 (default 1e-5, PyTorch's);
+    activation, alpha: as in ``Dense`` (applied after the normalisation). n_in == n_out == n.
+    The arrays are copied and stored read-only, in float32 (float16/float32 weight) or
+    float64 (otherwise). The moments are computed in float64 in both dtypes.
+    """
+
+    __slots__ = ("weight", "bias", "eps", "activation", "alpha")
+
+    def __init__(self, weight, bias=None, eps=1e-5, activation="linear", *, alpha=DEFAULT):
+        w = as_real_array(weight, "weight")
+        if w.ndim != 1 or w.size == 0:
+            raise ValueError(f"expected a LayerNorm weight of shape (n,) with n >= 1, got "
+                             f"shape {w.shape}")
+        dtype = float_dtype_for(w.dtype)
+        b = np.zeros(w.shape, dtype) if bias is None else as_real_array(bias, "bias")
+        if b.shape != w.shape:
+            raise ValueError(f"expected a LayerNorm bias of shape {w.shape}, got shape "
+                             f"{b.shape}")
+        eps = float(eps)
+        if not (eps >= 0 and math.isfinite(eps)):
+            raise ValueError(f"expected eps >= 0 and finite, got {eps}")
+        activation_code(activation)
+        set_attr = object.__setattr__
+        set_attr(self, "weight", _read_only_copy(as_c_array(w, dtype)))
+        set_attr(self, "bias", _read_only_copy(as_c_array(b, dtype)))
+        set_attr(self, "eps", eps)
+        set_attr(self, "activation", activation)
+        set_attr(self, "alpha", resolve_alpha(alpha, activation))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("LayerNorm layers are immutable; build a new one instead")
+
+    def __delattr__(self, name):
+        raise AttributeError("LayerNorm layers are immutable; build a new one instead")
+
+    def __reduce__(self):
+        return _layer_norm_from_state, (self.weight, self.bias, self.eps, self.activation,
+                                        self.alpha)
+
+    @property
+    def n_in(self):
+        return self.weight.shape[0]
+
+    n_out = n_in
+
+    @property
+    def n_params(self):
+        return self.weight.size + self.bias.size
+
+    @property
+    def dtype(self):
+        return self.weight.dtype
+
+    def astype(self, dtype):
+        """The same layer with float32 or float64 arrays."""
+        dtype = as_compute_dtype(dtype)
+        return LayerNorm(self.weight.astype(dtype), self.bias.astype(dtype), self.eps,
+                         self.activation, alpha=self.alpha)
+
+    def __repr__(self):
+        alpha = f", alpha={self.alpha}" if self.activation in DEFAULT_ALPHAS else ""
+        return (f"LayerNorm(n={self.n_in}, eps={self.eps}, activation={self.activation!r}"
+                f"{alpha}, dtype={self.dtype})")
+
+
+LAYER_TYPES = (Dense, LayerNorm)
+
+
 class Network:
-    """Dense layers applied in order; each layer's n_in must equal the previous n_out.
+    """Layers (Dense, LayerNorm) applied in order; each layer's n_in must equal the previous
+    n_out.
 
     All layers share one dtype: float64 if any layer is float64, float32 otherwise.
     ``network(x)`` and ``network.forward(x)`` run the compiled forward pass:
@@ -121,14 +198,14 @@ class Network:
     __slots__ = ("_layers", "_compiled")
 
     def __init__(self, layers):
-        if isinstance(layers, Dense):
-            raise TypeError("Network takes a sequence of Dense layers; wrap one in a list")
+        if isinstance(layers, LAYER_TYPES):
+            raise TypeError("Network takes a sequence of layers; wrap one in a list")
         layers = tuple(layers)
         if not layers:
             raise ValueError("a network needs at least one layer, got none")
         for k, layer in enumerate(layers):
-            if not isinstance(layer, Dense):
-                raise TypeError(f"layers[{k}] must be a nnexposed.Dense, "
+            if not isinstance(layer, LAYER_TYPES):
+                raise TypeError(f"layers[{k}] must be a nnexposed.Dense or LayerNorm, "
                                 f"got {type(layer).__name__}")
         for k in range(1, len(layers)):
             if layers[k].n_in != layers[k - 1].n_out:
@@ -138,11 +215,14 @@ class Network:
         layers = tuple(layer if layer.dtype == dtype else layer.astype(dtype)
                        for layer in layers)
         self._layers = layers
+        norms = [isinstance(layer, LayerNorm) for layer in layers]
         self._compiled = kernels.CompiledNetwork(
-            [layer.weights for layer in layers],
-            [layer.biases for layer in layers],
+            [layer.weight if norm else layer.weights for layer, norm in zip(layers, norms)],
+            [layer.bias if norm else layer.biases for layer, norm in zip(layers, norms)],
             [activation_code(layer.activation) for layer in layers],
             [layer.alpha for layer in layers],
+            kinds=[int(norm) for norm in norms] if any(norms) else None,
+            eps=[layer.eps if norm else 0.0 for layer, norm in zip(layers, norms)],
         )
 
     @classmethod
@@ -267,14 +347,18 @@ class Network:
     def summary(self):
         """A text table: one row per layer (shape, activation, parameters), then the total."""
         return summary_table(self.sizes, [layer.activation for layer in self._layers],
-                             self.dtype)
+                             self.dtype, [_kind(layer) for layer in self._layers])
 
     def __repr__(self):
         activations = tuple(layer.activation for layer in self._layers)
         return f"Network(sizes={self.sizes}, activations={activations}, dtype={self.dtype})"
 
 
-def summary_table(sizes, activations, dtype):
+def _kind(layer):
+    return "layer_norm" if isinstance(layer, LayerNorm) else "dense"
+
+
+def summary_table(sizes, activations, dtype, kinds=None):
     """The table of ``Network.summary()`` from the layer sizes alone, allocating nothing.
 
     Parameters
@@ -285,6 +369,8 @@ def summary_table(sizes, activations, dtype):
         Each layer's activation name.
     dtype : str or numpy.dtype
         The network's dtype (for the size in bytes).
+    kinds : sequence of str, length n_layers, optional
+        Each layer's kind, "dense" (the default) or "layer_norm".
 
     Returns
     -------
@@ -293,11 +379,13 @@ def summary_table(sizes, activations, dtype):
     """
     sizes = tuple(int(size) for size in sizes)
     dtype = np.dtype(dtype)
-    params = [(n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:])]
+    kinds = ["dense"] * (len(sizes) - 1) if kinds is None else list(kinds)
+    params = [2 * n_out if kind == "layer_norm" else (n_in + 1) * n_out
+              for n_in, n_out, kind in zip(sizes, sizes[1:], kinds)]
     header = ("Layer", "Shape (in -> out)", "Activation", "Params")
-    rows = [(f"dense_{k}", f"{n_in} -> {n_out}", activation, f"{n:,}")
-            for k, (n_in, n_out, activation, n) in enumerate(
-                zip(sizes, sizes[1:], activations, params))]
+    rows = [(f"{kind}_{k}", f"{n_in} -> {n_out}", activation, f"{n:,}")
+            for k, (n_in, n_out, activation, n, kind) in enumerate(
+                zip(sizes, sizes[1:], activations, params, kinds))]
     widths = [max(len(row[c]) for row in [header, *rows]) for c in range(4)]
 
     def line(row):

@@ -62,5 +62,6 @@ cdef inline bint use_blas(const LayerPlan* layer, Py_ssize_t cols) noexcept nogi
         return False
     if blas_mode == BLAS_AUTO and NNX_OWN_KERNELS_BEAT_BLAS:
         return False
-    return (cols >= BLAS_MIN_COLS and layer.n_in * layer.n_out >= BLAS_MIN_WEIGHTS
+    return (layer.kind == KIND_DENSE and cols >= BLAS_MIN_COLS
+            and layer.n_in * layer.n_out >= BLAS_MIN_WEIGHTS
             and layer.n_in <= INT_MAX and layer.n_out <= INT_MAX)

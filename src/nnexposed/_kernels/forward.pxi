@@ -27,6 +27,10 @@ cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
     cdef char no_transpose = b"N"
     cdef const floating* weights = <const floating*>layer.weights
     cdef const floating* biases = <const floating*>layer.biases
+    if layer.kind == KIND_LAYER_NORM:
+        layer_norm_block(layer, x, y, cols)
+        layer_activate(layer, y, cols)
+        return
     if use_blas(layer, cols):
         # Row-major y (n_out, cols) is column-major y.T (cols, n_out) = x.T @ W.T, where
         # column-major x.T is row-major x and column-major W.T is row-major W.
@@ -124,7 +128,9 @@ cdef void network_row(const LayerPlan* layers, Py_ssize_t n_layers, const floati
         dst = out if k == n_layers - 1 else work + (k % 2) * max_width
         weights = <const floating*>layers[k].weights
         biases = <const floating*>layers[k].biases
-        if n_threads > 1 and layers[k].n_in * layers[k].n_out >= ROW_PARALLEL_MIN_MACS:
+        if layers[k].kind == KIND_LAYER_NORM:
+            layer_norm_strided(src, dst, layers[k].n_out, 1, weights, biases, layers[k].eps)
+        elif n_threads > 1 and layers[k].n_in * layers[k].n_out >= ROW_PARALLEL_MIN_MACS:
             # Chunks of rows handed out as threads come free: a thread slowed by another
             # process (another library's spinning BLAS threads, say) delays nobody.
             n_chunks = (layers[k].n_out + ROW_CHUNK - 1) // ROW_CHUNK

@@ -28,7 +28,7 @@ import numpy as np
 
 from nnexposed._validation import as_real_array, float_dtype_for
 from nnexposed.activations import DEFAULT_ALPHAS, activation_code
-from nnexposed.network import Dense, Network, layer_arrays
+from nnexposed.network import Dense, LayerNorm, Network, layer_arrays
 
 
 def require(module: str, extra: str, caller: str) -> ModuleType:
@@ -208,7 +208,8 @@ def network_from_steps(steps: Sequence[Step], source: str = "the model") -> Netw
         if isinstance(pending, Linear):
             layers.append(Dense(pending.weights, pending.biases, activation, alpha=alpha))
         elif isinstance(pending, Norm):
-            layers.append(_layer_norm(pending, activation, alpha, source))
+            layers.append(LayerNorm(pending.weight, pending.bias, pending.eps, activation,
+                                    alpha=alpha))
         pending = None
 
     for step in steps:
@@ -233,7 +234,3 @@ def network_from_steps(steps: Sequence[Step], source: str = "the model") -> Netw
             layers.append(Dense(np.eye(width), None, step.name, alpha=step.alpha))
     flush()
     return Network([layer.astype(dtype) for layer in layers])
-
-
-def _layer_norm(norm: Norm, activation: str, alpha: float, source: str) -> Any:
-    raise ValueError(f"{source}: {norm.source} (layer normalisation) is not supported yet")
