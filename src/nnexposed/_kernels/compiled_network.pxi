@@ -98,8 +98,8 @@ cdef class CompiledNetwork:
             elif self.layers[k].kind != KIND_DENSE:
                 raise ValueError(f"layer {k}: unknown layer kind {kinds[k]}")
             elif not (is_behaved(w, self.typenum) and is_behaved(b, self.typenum)
-                    and w.ndim == 2 and b.ndim == 1 and b.shape[0] == w.shape[0]
-                    and w.shape[0] > 0 and w.shape[1] > 0):
+                      and w.ndim == 2 and b.ndim == 1 and b.shape[0] == w.shape[0]
+                      and w.shape[0] > 0 and w.shape[1] > 0):
                 raise ValueError(f"layer {k}: weights {np.shape(w)} / biases {np.shape(b)} are not "
                                  f"C-contiguous {self.dtype} arrays of shapes (n_out, n_in) "
                                  f"and (n_out,)")
