@@ -144,3 +144,19 @@ def test_layer_norm_save_load_round_trip(tmp_path, dtype):
     nnexposed.save(Network([Dense(np.ones((2, 2)), None)]), tmp_path / "d.npz")
     with zipfile.ZipFile(tmp_path / "d.npz") as archive:
         assert json.loads(np.load(archive.open("header.npy")).tobytes())["version"] == 1
+
+
+@pytest.mark.parametrize("batch", [None, 2, 50])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_norm_in_trace_summary_and_plot(dtype, batch):
+    from nnexposed.reference import trace_numpy
+    rng = np.random.default_rng(9)
+    network = random_norm_network(rng, dtype, "after dense")
+    shape = (network.n_in,) if batch is None else (batch, network.n_in)
+    x = rng.standard_normal(shape).astype(dtype)
+    for values, expected in zip(network.trace(x), trace_numpy(network, x), strict=True):
+        assert_close(values.pre_activation, expected.pre_activation, dtype)
+        assert_close(values.output, expected.output, dtype)
+    assert "layer_norm_1" in network.summary(x)
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed")
+    assert network.plot(x if batch is None else x[0]) is not None

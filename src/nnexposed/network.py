@@ -5,6 +5,7 @@ PyTorch's ``nn.Linear``; biases have shape (n_out,).
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -186,6 +187,29 @@ class LayerNorm:
 LAYER_TYPES = (Dense, LayerNorm)
 
 
+def _value_columns(layer, output):
+    """Output range, fraction of zeros and dead units of one layer's output (samples, n_out)."""
+    output = output.reshape(-1, layer.n_out)
+    if output.shape[0] == 0:
+        return ["-", "-", "-"]
+    value_range = f"{output.min():.3g} .. {output.max():.3g}"
+    if layer.activation != "relu":
+        return [value_range, "-", "-"]
+    zero = output == 0
+    dead = int(zero.all(axis=0).sum())
+    return [value_range, f"{zero.mean():.1%}", f"{dead}/{layer.n_out}"]
+
+
+class LayerValues(NamedTuple):
+    """One layer's values from ``Network.trace``: both (batch, n_out), or (n_out,) for one
+    sample."""
+
+    pre_activation: np.ndarray
+    """``x @ weights.T + biases``, before the activation."""
+    output: np.ndarray
+    """``activation(pre_activation)``, the next layer's input."""
+
+
 class Network:
     """Layers (Dense, LayerNorm) applied in order; each layer's n_in must equal the previous
     n_out.
@@ -306,6 +330,30 @@ class Network:
     def __reduce__(self):
         return Network, (self._layers,)
 
+    def __len__(self):
+        return len(self._layers)
+
+    def __iter__(self):
+        return iter(self._layers)
+
+    def __getitem__(self, index):
+        """``net[i]``: layer i (negative counts from the end); ``net[a:b]``: a Network of those
+        layers (which must still chain), as ``nn.Sequential`` slices. ``net[:-1](x)`` is the
+        penultimate layer's output, at full compiled speed."""
+        if isinstance(index, slice):
+            layers = self._layers[index]
+            if not layers:
+                raise IndexError(f"slice {index} of a {len(self)}-layer network has no layers")
+            return Network(layers)
+        try:
+            return self._layers[index]
+        except IndexError:
+            raise IndexError(f"layer index {index} out of range for a network of "
+                             f"{len(self)} layers") from None
+        except TypeError:
+            raise TypeError(f"network indices must be integers or slices, got "
+                            f"{type(index).__name__}") from None
+
     @property
     def layers(self):
         return self._layers
@@ -344,10 +392,57 @@ class Network:
 
     __call__ = forward
 
-    def summary(self):
-        """A text table: one row per layer (shape, activation, parameters), then the total."""
+    def trace(self, x, *, threads=None):
+        """Every layer's values, from one forward pass in compiled code.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_in,) or (batch, n_in)
+            Input samples, cast to ``self.dtype``.
+        threads : int, optional
+            At most this many threads (default ``get_num_threads()``); small jobs use one.
+
+        Returns
+        -------
+        tuple of LayerValues
+            One ``(pre_activation, output)`` pair per layer, each of shape (batch, n_out) of
+            that layer, or (n_out,) for x of shape (n_in,); the last output equals
+            ``self(x)``. Memory: 2 * sum of the layers' n_out values per sample (both arrays
+            of every layer), plus the forward pass's own workspace.
+        """
+        if threads is None:
+            pairs = self._compiled.trace(x)
+        else:
+            pairs = self._compiled.trace(x, min(as_positive_int(threads, "threads"),
+                                                kernels.MAX_THREADS))
+        # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost.
+        return tuple([tuple.__new__(LayerValues, pair) for pair in pairs])
+
+    def plot(self, x=None, *, ax=None):
+        """A matplotlib Figure of the network; see ``nnexposed.plot.plot_network``.
+
+        x: optional (n_in,) sample whose values colour the nodes; ax: optional Axes to draw
+        in. Needs ``pip install "nnexposed[plot]"``.
+        """
+        from nnexposed.plot import plot_network
+        return plot_network(self, x, ax=ax)
+
+    def summary(self, x=None):
+        """A text table: one row per layer (shape, activation, parameters), then the total.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_in,) or (batch, n_in), optional
+            Inputs to run: the table then also shows each layer's output range and, for ReLU
+            layers, the fraction of outputs that are zero and the units that are zero on every
+            sample (dead units).
+        """
+        values = None
+        if x is not None:
+            values = [_value_columns(layer, layer_values.output)
+                      for layer, layer_values in zip(self._layers, self.trace(x))]
         return summary_table(self.sizes, [layer.activation for layer in self._layers],
-                             self.dtype, [_kind(layer) for layer in self._layers])
+                             self.dtype, values, [_kind(layer) for layer in self._layers])
 
     def __repr__(self):
         activations = tuple(layer.activation for layer in self._layers)
@@ -358,7 +453,7 @@ def _kind(layer):
     return "layer_norm" if isinstance(layer, LayerNorm) else "dense"
 
 
-def summary_table(sizes, activations, dtype, kinds=None):
+def summary_table(sizes, activations, dtype, values=None, kinds=None):
     """The table of ``Network.summary()`` from the layer sizes alone, allocating nothing.
 
     Parameters
@@ -369,6 +464,8 @@ def summary_table(sizes, activations, dtype, kinds=None):
         Each layer's activation name.
     dtype : str or numpy.dtype
         The network's dtype (for the size in bytes).
+    values : sequence of (str, str, str), length n_layers, optional
+        Each layer's output range, fraction of zeros and dead units, as columns.
     kinds : sequence of str, length n_layers, optional
         Each layer's kind, "dense" (the default) or "layer_norm".
 
@@ -382,15 +479,20 @@ def summary_table(sizes, activations, dtype, kinds=None):
     kinds = ["dense"] * (len(sizes) - 1) if kinds is None else list(kinds)
     params = [2 * n_out if kind == "layer_norm" else (n_in + 1) * n_out
               for n_in, n_out, kind in zip(sizes, sizes[1:], kinds)]
-    header = ("Layer", "Shape (in -> out)", "Activation", "Params")
-    rows = [(f"{kind}_{k}", f"{n_in} -> {n_out}", activation, f"{n:,}")
+    header = ["Layer", "Shape (in -> out)", "Activation", "Params"]
+    rows = [[f"{kind}_{k}", f"{n_in} -> {n_out}", activation, f"{n:,}"]
             for k, (n_in, n_out, activation, n, kind) in enumerate(
                 zip(sizes, sizes[1:], activations, params, kinds))]
-    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(4)]
+    if values is not None:
+        header += ["Output range", "Zero", "Dead units"]
+        for row, cells in zip(rows, values):
+            row += cells
+    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
 
     def line(row):
-        cells = [row[c].ljust(widths[c]) for c in range(3)] + [row[3].rjust(widths[3])]
-        return "   ".join(cells)
+        # Left-aligned text, right-aligned numbers (parameters, zeros, dead units).
+        return "   ".join(cell.rjust(width) if c == 3 or c >= 5 else cell.ljust(width)
+                          for c, (cell, width) in enumerate(zip(row, widths))).rstrip()
 
     rule = "=" * len(line(header))
     total = sum(params)

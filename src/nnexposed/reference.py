@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from nnexposed._validation import as_network_input
-from nnexposed.network import LayerNorm, Network
+from nnexposed.network import LayerNorm, LayerValues, Network
 
 # sqrt(1/2) and 2 * sqrt(2/pi), for gelu and its tanh approximation.
 SQRT_HALF = math.sqrt(0.5)
@@ -175,12 +175,14 @@ def forward_numpy(network, x):
     _check_network(network)
     x = as_network_input(x, network.dtype, network.n_in)
     for layer in network.layers:
-        if isinstance(layer, LayerNorm):
-            z = layer_norm_numpy(x, layer.weight, layer.bias, layer.eps)
-        else:
-            z = x @ layer.weights.T + layer.biases
-        x = NUMPY_ACTIVATIONS[layer.activation](z, layer.alpha)
+        x = NUMPY_ACTIVATIONS[layer.activation](_pre_activation_numpy(layer, x), layer.alpha)
     return x
+
+
+def _pre_activation_numpy(layer, x):
+    if isinstance(layer, LayerNorm):
+        return layer_norm_numpy(x, layer.weight, layer.bias, layer.eps)
+    return x @ layer.weights.T + layer.biases
 
 
 def layer_norm_numpy(x, weight, bias, eps):
@@ -192,6 +194,18 @@ def layer_norm_numpy(x, weight, bias, eps):
         variance = (centred * centred).mean(axis=-1, keepdims=True)
         scale = 1.0 / np.sqrt(variance + eps)
         return (centred * scale * weight + bias).astype(x.dtype)
+
+
+def trace_numpy(network, x):
+    """``Network.trace`` written as idiomatic NumPy: (pre-activation, output) per layer."""
+    _check_network(network)
+    x = as_network_input(x, network.dtype, network.n_in)
+    values = []
+    for layer in network.layers:
+        pre = _pre_activation_numpy(layer, x)
+        x = NUMPY_ACTIVATIONS[layer.activation](pre, layer.alpha)
+        values.append(LayerValues(pre, x))
+    return tuple(values)
 
 
 def _check_network(network):
