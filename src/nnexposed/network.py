@@ -116,13 +116,29 @@ def _layer_norm_from_state(weight, bias, eps, activation, alpha):
 
 
 class LayerNorm:
-    """Layer normalisation: ``activation((x - mean) / sqrt(var + eps) * weight + bias)``,
-    the mean and (biased) variance taken over each sample's features.
+    """Layer normalisation: ``activation((x - mean) / sqrt(var + eps) * weight + bias)``.
 
-    weight, bias: (n,) or None (ones, zeros); eps: >= 0 (default 1e-5, PyTorch's);
-    activation, alpha: as in ``Dense`` (applied after the normalisation). n_in == n_out == n.
+    The mean and the (biased) variance are taken over each sample's n features, and summed
+    in float64 in both dtypes. The layer maps n features to n (``n_in == n_out == n``).
+
+    Parameters
+    ----------
+    weight : array_like, shape (n,)
+        Per-feature scale after normalising (PyTorch's ``weight``, Keras's ``gamma``).
+    bias : array_like, shape (n,), optional
+        Per-feature shift (default zeros).
+    eps : float, default 1e-5
+        Added to the variance (>= 0; PyTorch's default).
+    activation : str, default "linear"
+        A name from ``nnexposed.ACTIVATIONS``, applied after the normalisation.
+    alpha : float, optional
+        The activation's parameter, as for ``Dense``.
+
+    Notes
+    -----
     The arrays are copied and stored read-only, in float32 (float16/float32 weight) or
-    float64 (otherwise). The moments are computed in float64 in both dtypes.
+    float64 (otherwise). NaN and inf propagate as in ``reference.forward_numpy``: one NaN or
+    inf makes the sample's outputs NaN.
     """
 
     __slots__ = ("weight", "bias", "eps", "activation", "alpha")
