@@ -26,6 +26,7 @@ import tempfile
 import tokenize
 import zipfile
 import zlib
+from typing import BinaryIO
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -118,7 +119,8 @@ def save(network, path):
         raise
 
 
-def load(path, *, max_bytes=DEFAULT_MAX_BYTES):
+def load(path: str | os.PathLike[str] | BinaryIO, *,
+         max_bytes: int | None = DEFAULT_MAX_BYTES) -> Network:
     """The ``Network`` saved in ``path`` (a path or a binary file object).
 
     ``max_bytes``: the most memory the model's arrays may need (default 4 GiB; None for no

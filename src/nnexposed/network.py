@@ -4,10 +4,14 @@ A layer's weights have shape (n_out, n_in), as the article's ``weights[neuron][i
 PyTorch's ``nn.Linear``; biases have shape (n_out,).
 """
 
+from __future__ import annotations
+
 import math
-from typing import NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from nnexposed import kernels
 from nnexposed._validation import (
@@ -17,7 +21,14 @@ from nnexposed._validation import (
     as_real_array,
     float_dtype_for,
 )
-from nnexposed.activations import DEFAULT, DEFAULT_ALPHAS, activation_code, resolve_alpha
+from nnexposed.activations import (
+    DEFAULT,
+    DEFAULT_ALPHAS,
+    FloatArray,
+    _Default,
+    activation_code,
+    resolve_alpha,
+)
 
 # Activations initialised with He (Kaiming) normal weights; the others get Glorot uniform.
 HE_INIT_ACTIVATIONS = frozenset({"relu", "leaky_relu", "gelu", "gelu_tanh", "silu", "elu"})
@@ -64,6 +75,10 @@ class Dense:
     """
 
     __slots__ = ("weights", "biases", "activation", "alpha")
+    weights: FloatArray
+    biases: FloatArray
+    activation: str
+    alpha: float
 
     def __init__(self, weights, biases, activation="linear", *, alpha=DEFAULT):
         w, b = layer_arrays(weights, biases)
@@ -143,7 +158,9 @@ class LayerNorm:
 
     __slots__ = ("weight", "bias", "eps", "activation", "alpha")
 
-    def __init__(self, weight, bias=None, eps=1e-5, activation="linear", *, alpha=DEFAULT):
+    def __init__(self, weight: npt.ArrayLike, bias: npt.ArrayLike | None = None,
+                 eps: float = 1e-5, activation: str = "linear", *,
+                 alpha: float | _Default = DEFAULT) -> None:
         w = as_real_array(weight, "weight")
         if w.ndim != 1 or w.size == 0:
             raise ValueError(f"expected a LayerNorm weight of shape (n,) with n >= 1, got "
@@ -227,17 +244,42 @@ class LayerValues(NamedTuple):
 
 
 class Network:
-    """Layers (Dense, LayerNorm) applied in order; each layer's n_in must equal the previous
-    n_out.
+    """Dense and LayerNorm layers applied in order, run by compiled code: ``network(x)``.
 
-    All layers share one dtype: float64 if any layer is float64, float32 otherwise.
-    ``network(x)`` and ``network.forward(x)`` run the compiled forward pass:
-    x: (n_in,) -> (n_out,), or (batch, n_in) -> (batch, n_out).
+    Parameters
+    ----------
+    layers : iterable of Dense or LayerNorm
+        At least one; each layer's n_in must equal the previous layer's n_out. All layers
+        take one dtype: float64 if any layer is float64, float32 otherwise.
+
+    Attributes
+    ----------
+    layers : tuple of Dense or LayerNorm
+        The layers, in the network's dtype.
+    sizes : tuple of int
+        Inputs, then each layer's outputs.
+    n_in, n_out, n_params : int
+        Inputs, outputs, weights and biases of the whole network.
+    dtype : numpy.dtype
+        float32 or float64: what the forward pass computes in and returns.
+
+    See Also
+    --------
+    forward : the forward pass, as ``network(x)``.
+
+    Examples
+    --------
+    >>> import nnexposed
+    >>> net = nnexposed.Network.from_sizes([3, 5, 2], seed=0)
+    >>> net.sizes, net.n_params, net.dtype
+    ((3, 5, 2), 32, dtype('float32'))
+    >>> net([[0.5, -1.0, 2.0], [0.0, 0.0, 0.0]]).shape
+    (2, 2)
     """
 
     __slots__ = ("_layers", "_compiled")
 
-    def __init__(self, layers):
+    def __init__(self, layers: Iterable[Dense | LayerNorm]) -> None:
         if isinstance(layers, LAYER_TYPES):
             raise TypeError("Network takes a sequence of layers; wrap one in a list")
         layers = tuple(layers)
@@ -266,13 +308,36 @@ class Network:
         )
 
     @classmethod
-    def from_sizes(cls, sizes, activation="relu", output_activation="linear", *,
-                   dtype="float32", seed=None):
+    def from_sizes(cls, sizes: Sequence[int], activation: str = "relu",
+                   output_activation: str = "linear", *, dtype: npt.DTypeLike = "float32",
+                   seed: int | None = None) -> Network:
         """A randomly initialised network, e.g. ``sizes=[3, 5, 5, 5, 2]``.
 
-        Hidden layers use ``activation``, the last one ``output_activation``. Weights are He
-        normal for the ReLU family and Glorot uniform otherwise; biases are zero. The same
-        ``seed`` gives the same network.
+        Weights are He normal for the ReLU family (relu, leaky_relu, gelu, gelu_tanh, silu,
+        elu) and Glorot uniform otherwise; biases are zero.
+
+        Parameters
+        ----------
+        sizes : sequence of int, length >= 2
+            Inputs, then each layer's outputs; all positive.
+        activation : str, default "relu"
+            The activation of the hidden layers (a name from ``nnexposed.ACTIVATIONS``).
+        output_activation : str, default "linear"
+            The activation of the last layer.
+        dtype : {"float32", "float64"}, default "float32"
+            The network's dtype.
+        seed : int, optional
+            Seed of ``numpy.random.default_rng``: the same seed gives the same network.
+
+        Returns
+        -------
+        Network
+
+        Examples
+        --------
+        >>> import nnexposed
+        >>> nnexposed.Network.from_sizes([784, 256, 10], "tanh", "softmax", seed=0)
+        Network(sizes=(784, 256, 10), activations=('tanh', 'softmax'), dtype=float32)
         """
         sizes = [as_positive_int(size, f"sizes[{k}]") for k, size in enumerate(sizes)]
         if len(sizes) < 2:
@@ -294,7 +359,7 @@ class Network:
         return cls(layers)
 
     @classmethod
-    def from_sklearn(cls, estimator):
+    def from_sklearn(cls, estimator: Any) -> Network:
         """A fitted scikit-learn ``MLPClassifier`` / ``MLPRegressor``, or a Pipeline of
         scalers ending with one, as a Network.
 
@@ -305,7 +370,7 @@ class Network:
         return from_sklearn(estimator)
 
     @classmethod
-    def from_torch(cls, module):
+    def from_torch(cls, module: Any) -> Network:
         """A PyTorch model as a Network: any ``nn.Module`` whose forward is a chain of
         supported layers, a TorchScript module or a ``torch.export`` program.
 
@@ -326,7 +391,7 @@ class Network:
         return from_onnx(model, output=output)
 
     @classmethod
-    def from_keras(cls, model):
+    def from_keras(cls, model: Any) -> Network:
         """A Keras 3 model (Sequential or a functional chain) as a Network.
 
         Needs ``pip install "nnexposed[keras]"``; unsupported layers raise ValueError.
@@ -335,7 +400,8 @@ class Network:
         return from_keras(model)
 
     @classmethod
-    def from_state_dict(cls, state_dict, activation="relu", output_activation="linear"):
+    def from_state_dict(cls, state_dict: Any, activation: str = "relu",
+                        output_activation: str = "linear") -> Network:
         """The Linear layers of a PyTorch state dict (a mapping, or a ``.pt`` / ``.pth`` /
         ``.safetensors`` path) as a Network, with ``activation`` between them and
         ``output_activation`` after the last one.
@@ -371,35 +437,46 @@ class Network:
                             f"{type(index).__name__}") from None
 
     @property
-    def layers(self):
+    def layers(self) -> tuple[Dense | LayerNorm, ...]:
+        """The layers, in the network's dtype."""
         return self._layers
 
     @property
-    def sizes(self):
+    def sizes(self) -> tuple[int, ...]:
+        """Inputs, then each layer's outputs."""
         return (self._layers[0].n_in,) + tuple(layer.n_out for layer in self._layers)
 
     @property
-    def n_in(self):
+    def n_in(self) -> int:
+        """Inputs of the first layer."""
         return self._layers[0].n_in
 
     @property
-    def n_out(self):
+    def n_out(self) -> int:
+        """Outputs of the last layer."""
         return self._layers[-1].n_out
 
     @property
-    def n_params(self):
+    def n_params(self) -> int:
+        """Weights and biases of all layers."""
         return sum(layer.n_params for layer in self._layers)
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
+        """float32 or float64."""
         return self._layers[0].dtype
 
     def astype(self, dtype):
         """The same network in float32 or float64."""
         return Network([layer.astype(dtype) for layer in self._layers])
 
-    def forward(self, x, *, out=None, threads=None):
-        """The compiled forward pass; same as ``nnexposed.forward(self, x, ...)``."""
+    def forward(self, x: npt.ArrayLike, *, out: FloatArray | None = None,
+                threads: int | None = None) -> FloatArray:
+        """The forward pass, in one call into compiled code; also ``network(x)``.
+
+        Same as ``nnexposed.forward(network, x, out=out, threads=threads)``, which describes
+        the parameters.
+        """
         if threads is None:
             return self._compiled.forward(x, out)
         # More than MAX_THREADS means "as many as allowed" (and must not overflow a C int).
@@ -443,7 +520,7 @@ class Network:
         from nnexposed.plot import plot_network
         return plot_network(self, x, ax=ax)
 
-    def summary(self, x=None):
+    def summary(self, x: npt.ArrayLike | None = None) -> str:
         """A text table: one row per layer (shape, activation, parameters), then the total.
 
         Parameters
@@ -465,11 +542,13 @@ class Network:
         return f"Network(sizes={self.sizes}, activations={activations}, dtype={self.dtype})"
 
 
-def _kind(layer):
+def _kind(layer: Dense | LayerNorm) -> str:
     return "layer_norm" if isinstance(layer, LayerNorm) else "dense"
 
 
-def summary_table(sizes, activations, dtype, values=None, kinds=None):
+def summary_table(sizes: Sequence[int], activations: Sequence[str], dtype: npt.DTypeLike,
+                  values: Sequence[Sequence[str]] | None = None,
+                  kinds: Sequence[str] | None = None) -> str:
     """The table of ``Network.summary()`` from the layer sizes alone, allocating nothing.
 
     Parameters
