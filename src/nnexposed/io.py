@@ -26,7 +26,7 @@ import tempfile
 import tokenize
 import zipfile
 import zlib
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -119,7 +119,7 @@ def save(network, path):
         raise
 
 
-def load(path: str | os.PathLike[str] | BinaryIO, *,
+def load(path: str | os.PathLike[str] | IO[bytes], *,
          max_bytes: int | None = DEFAULT_MAX_BYTES) -> Network:
     """The ``Network`` saved in ``path`` (a path or a binary file object).
 

@@ -157,6 +157,11 @@ class LayerNorm:
     """
 
     __slots__ = ("weight", "bias", "eps", "activation", "alpha")
+    weight: FloatArray
+    bias: FloatArray
+    eps: float
+    activation: str
+    alpha: float
 
     def __init__(self, weight: npt.ArrayLike, bias: npt.ArrayLike | None = None,
                  eps: float = 1e-5, activation: str = "linear", *,
@@ -297,14 +302,15 @@ class Network:
         layers = tuple(layer if layer.dtype == dtype else layer.astype(dtype)
                        for layer in layers)
         self._layers = layers
-        norms = [isinstance(layer, LayerNorm) for layer in layers]
+        norms = [layer for layer in layers if isinstance(layer, LayerNorm)]
         self._compiled = kernels.CompiledNetwork(
-            [layer.weight if norm else layer.weights for layer, norm in zip(layers, norms)],
-            [layer.bias if norm else layer.biases for layer, norm in zip(layers, norms)],
+            [layer.weight if isinstance(layer, LayerNorm) else layer.weights
+             for layer in layers],
+            [layer.bias if isinstance(layer, LayerNorm) else layer.biases for layer in layers],
             [activation_code(layer.activation) for layer in layers],
             [layer.alpha for layer in layers],
-            kinds=[int(norm) for norm in norms] if any(norms) else None,
-            eps=[layer.eps if norm else 0.0 for layer, norm in zip(layers, norms)],
+            kinds=[int(isinstance(layer, LayerNorm)) for layer in layers] if norms else None,
+            eps=[layer.eps if isinstance(layer, LayerNorm) else 0.0 for layer in layers],
         )
 
     @classmethod
