@@ -359,6 +359,20 @@ def test_onnx_skl2onnx_default_conversion(kind, pipeline):
             Network.from_onnx(model, output="output_label")
 
 
+def export(torch, model, exporter, dtype, tmp_path, opset=None):
+    """The ONNX bytes of ``model`` (4 inputs) from the legacy or the dynamo exporter."""
+    if exporter == "legacy":
+        return export_legacy(torch, model, 4, dtype, opset=opset)
+    pytest.importorskip("onnxscript", reason="onnxscript is not installed")
+    path = tmp_path / "model.onnx"
+    example = torch.zeros((2, 4), dtype=torch.float64 if dtype == np.float64 else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), path, dynamo=True, verbose=False,
+                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+    return path.read_bytes()
+
+
 def torch_batch_norm_model(torch, dtype):
     """Linear, BatchNorm, ReLU, BatchNorm, Linear, BatchNorm: every folding."""
     nn = torch.nn
@@ -382,17 +396,7 @@ def test_onnx_batch_normalization_from_torch(exporter, dtype, tmp_path):
     pytest.importorskip("onnx", reason="onnx is not installed")
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     model = torch_batch_norm_model(torch, dtype)
-    if exporter == "legacy":
-        model_bytes = export_legacy(torch, model, 4, dtype)
-    else:
-        pytest.importorskip("onnxscript", reason="onnxscript is not installed")
-        path = tmp_path / "model.onnx"
-        example = torch.zeros((2, 4), dtype=torch.float64 if dtype == np.float64 else None)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), path, dynamo=True, verbose=False,
-                              dynamic_shapes=({0: torch.export.Dim("batch")},))
-        model_bytes = path.read_bytes()
+    model_bytes = export(torch, model, exporter, dtype, tmp_path)
     x = (np.random.default_rng(0).standard_normal((9, 4)) * 2).astype(dtype)
     network = Network.from_onnx(model_bytes)
     assert [layer.activation for layer in network.layers] == ["relu", "tanh", "linear"]
@@ -447,16 +451,7 @@ def test_onnx_layer_normalization_from_torch(exporter, dtype, tmp_path):
                 if module.bias is not None:
                     module.bias.uniform_(-1, 1)
     model = model.eval().to(torch.float64 if dtype == np.float64 else torch.float32)
-    if exporter == "legacy":
-        model_bytes = export_legacy(torch, model, 4, dtype, opset=17)
-    else:
-        pytest.importorskip("onnxscript", reason="onnxscript is not installed")
-        path = tmp_path / "model.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (torch.zeros(2, 4),), path, dynamo=True, verbose=False,
-                              dynamic_shapes=({0: torch.export.Dim("batch")},))
-        model_bytes = path.read_bytes()
+    model_bytes = export(torch, model, exporter, dtype, tmp_path, opset=17)
     network = Network.from_onnx(model_bytes)
     assert [(type(layer).__name__, layer.activation) for layer in network.layers] == [
         ("LayerNorm", "linear"), ("Dense", "linear"), ("LayerNorm", "relu"),
