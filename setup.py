@@ -5,7 +5,8 @@ The kernels (``src/nnexposed/_kernels/``) are compiled once per instruction set:
 ``nnexposed._core_baseline`` (x86-64-v2 on x86-64, the compiler's default elsewhere) and, on
 x86-64 only, ``nnexposed._core_avx2`` (AVX2, FMA, F16C) and ``nnexposed._core_avx512`` (AVX-512
 F, CD, BW, DQ, VL); ``nnexposed._dispatch`` imports the best one the CPU runs, as told by
-``nnexposed._cpu`` (compiled once, with the baseline flags).
+``nnexposed._cpu``. ``nnexposed._cpu`` and ``nnexposed._settings`` (the settings every build
+reads) are compiled once, with the baseline flags.
 
 Environment variables:
 
@@ -56,7 +57,7 @@ X86_64_VARIANTS = {
 ISA_NAMES = {"nnexposed._core_baseline": "baseline", "nnexposed._core_avx2": "avx2",
              "nnexposed._core_avx512": "avx512"}
 # Compiled once, with the flags of the baseline kernels.
-BASELINE_MODULES = ("nnexposed._core_baseline", "nnexposed._cpu")
+BASELINE_MODULES = ("nnexposed._core_baseline", "nnexposed._cpu", "nnexposed._settings")
 # Spelled out for compilers that do not know -march=x86-64-v2 (gcc < 11, clang < 12).
 X86_64_V2_FALLBACK = ["-msse3", "-mssse3", "-msse4.1", "-msse4.2", "-mpopcnt", "-mcx16"]
 
@@ -217,20 +218,23 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION")],
         depends=glob.glob("src/nnexposed/_kernels/*"),
     )
-    for name in ("nnexposed._cpu", *X86_64_VARIANTS)
+    for name in ("nnexposed._cpu", "nnexposed._settings", *X86_64_VARIANTS)
 ]
 
 setup(
     ext_modules=cythonize(
         extensions,
+        include_path=["src"],
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,
             "wraparound": False,
             "cdivision": True,
             "initializedcheck": False,
-            # No module state is written after import, the kernels allocate their workspace
-            # per call and a CompiledNetwork is immutable once built: safe without the GIL.
+            # State written after import is atomic (settings, counters, the BLAS lookup; see
+            # _kernels/atomics.h) or per thread (config_context), the kernels allocate their
+            # workspace per call and a CompiledNetwork is immutable once built: safe without
+            # the GIL.
             "freethreading_compatible": True,
         },
     ),
