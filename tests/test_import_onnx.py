@@ -461,3 +461,17 @@ def test_onnx_layer_normalization_from_torch(exporter, dtype, tmp_path):
     expected = onnxruntime_output(model_bytes, x)
     if expected is not None:
         assert_matches_library(network(x), expected, dtype)
+
+
+def test_onnx_constants_through_identity(rng):
+    """torch.onnx.export writes a parameter equal to another as Identity(initializer)."""
+    w = rng.standard_normal((3, 3))
+    model = onnx_graph([
+        node("MatMul", ["x", "w"], ["h"]), node("Identity", ["zeros"], ["bias"]),
+        node("LayerNormalization", ["h", "ones", "bias"], ["y"]),
+    ], {"w": w, "zeros": np.zeros(3), "ones": np.ones(3)}, opset=17)
+    network = Network.from_onnx(model)
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    h = x @ w.astype(np.float32)
+    expected = (h - h.mean(1, keepdims=True)) / np.sqrt(h.var(1, keepdims=True) + 1e-5)
+    assert_matches_library(network(x), expected, np.float32)

@@ -90,6 +90,9 @@ def _onnx_constants(graph, numpy_helper, helper):
             value = helper.get_attribute_value(attribute)
             constants[node.output[0]] = (numpy_helper.to_array(value)
                                          if attribute.name == "value" else np.asarray(value))
+        elif node.op_type == "Identity" and node.input[0] in constants:
+            # The legacy exporter writes a parameter equal to another one as Identity of it.
+            constants[node.output[0]] = constants[node.input[0]]
     return constants
 
 
