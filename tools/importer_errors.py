@@ -38,13 +38,16 @@ def sklearn_routes():
     y_reg = X64[:, 0] * 2 - X64[:, 1] ** 2
     for dtype in (np.float32, np.float64):
         x = X64.astype(dtype)
-        mlp = MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=200, random_state=0).fit(x, y_class)
+        mlp = MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=200, random_state=0)
+        mlp.fit(x, y_class)
         row("sklearn MLPClassifier", dtype, Network.from_sklearn(mlp), mlp.predict_proba(x))
-        reg = MLPRegressor(hidden_layer_sizes=(32,), activation="tanh", max_iter=200, random_state=0).fit(x, y_reg)
+        reg = MLPRegressor(hidden_layer_sizes=(32,), activation="tanh", max_iter=200,
+                           random_state=0).fit(x, y_reg)
         row("sklearn MLPRegressor", dtype, Network.from_sklearn(reg), reg.predict(x))
         pipe = make_pipeline(preprocessing.StandardScaler(), preprocessing.MinMaxScaler(),
                              preprocessing.MaxAbsScaler(), preprocessing.RobustScaler(),
-                             MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=200, random_state=0))
+                             MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=200,
+                                           random_state=0))
         pipe.fit(x, y_class)
         row("sklearn Pipeline(4 scalers, MLP)", dtype, Network.from_sklearn(pipe),
             pipe.predict_proba(x))
@@ -128,7 +131,8 @@ def onnx_routes():
     x = X64.astype(np.float32)
     y = np.digitize(X64[:, 0] + X64[:, 1] ** 2, [0, 2, 4])
     pipe = make_pipeline(preprocessing.StandardScaler(), preprocessing.MinMaxScaler(),
-                         MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=200, random_state=0)).fit(x, y)
+                         MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=200,
+                                       random_state=0)).fit(x, y)
     onnx_model = skl2onnx.to_onnx(pipe, x[:1])                    # ZipMap, label branch
     row("ONNX (skl2onnx default) of Pipeline(scalers, MLP) vs predict_proba", np.float32,
         Network.from_onnx(onnx_model), pipe.predict_proba(x))
