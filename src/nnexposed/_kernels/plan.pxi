@@ -27,30 +27,41 @@ cdef inline Py_ssize_t blas_block_cols(Py_ssize_t batch) noexcept nogil:
 
 cdef inline bint blas_mode_allows(long long mode) noexcept nogil:
     """Whether the ``blas`` setting lets BLAS compute wide layers in this build."""
-    return mode == NNX_ALWAYS or mode == NNX_AUTO and not NNX_OWN_KERNELS_BEAT_BLAS
+    return mode == NNX_ALWAYS or mode == NNX_AUTO and NNX_BLAS_AUTO_MIN_WEIGHTS > 0
+
+
+cdef inline long long blas_min_weights(const long long* settings) noexcept nogil:
+    """Weights from which BLAS takes a layer: the ``blas_min_weights`` setting, and with
+    ``blas`` "auto" at least this build's NNX_BLAS_AUTO_MIN_WEIGHTS (see isa_tuning.h)."""
+    if settings[NNX_BLAS] == NNX_AUTO:
+        return max(settings[NNX_BLAS_MIN_WEIGHTS], <long long>NNX_BLAS_AUTO_MIN_WEIGHTS)
+    return settings[NNX_BLAS_MIN_WEIGHTS]
 
 
 cdef inline bint layer_uses_blas(const ForwardPlan* plan, const LayerPlan* layer,
                                  Py_ssize_t cols) noexcept nogil:
     """Whether BLAS computes this layer for a block of ``cols`` samples."""
-    return (plan.blas_usable and cols >= plan.blas_min_batch
+    return (layer.kind == KIND_DENSE and plan.blas_usable and cols >= plan.blas_min_batch
             and layer.n_in * layer.n_out >= plan.blas_min_weights
             and layer.n_in <= INT_MAX and layer.n_out <= INT_MAX)
 
 
 cdef inline bint layer_splits_rows(const ForwardPlan* plan, const LayerPlan* layer) noexcept nogil:
     """Whether a one-sample forward splits this layer's output neurons over the threads."""
-    return plan.n_threads > 1 and layer.n_in * layer.n_out >= plan.row_split_min_macs
+    return (layer.kind == KIND_DENSE and plan.n_threads > 1
+            and layer.n_in * layer.n_out >= plan.row_split_min_macs)
 
 
 cdef inline int threads_for_call(int threads, const long long* settings,
                                  nnx_shared_state* state) noexcept nogil:
     """Threads a call may use: ``threads`` if > 0, else the ``threads`` setting if > 0, else
-    OpenMP's default; at most MAX_THREADS; 1 after a fork() of a process that ran threads."""
+    default_threads() (OpenMP's default capped by the CPUs the process may use); at most
+    MAX_THREADS; 1 after a fork() of a process that ran threads."""
     if nnx_openmp_unusable(state):
         return 1
     if threads <= 0:
-        threads = <int>settings[NNX_THREADS] if settings[NNX_THREADS] > 0 else nnx_max_threads()
+        threads = (<int>settings[NNX_THREADS] if settings[NNX_THREADS] > 0
+                   else default_thread_count())
     return min(threads, NNX_MAX_THREADS)
 
 
@@ -77,7 +88,8 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     one_sample    batch < 4                                                       1
     blas          a layer has >= blas_min_weights weights, blocks of              1 (BLAS
                   min(256, batch rounded up to 32) >= blas_min_batch samples;    threads
-                  ``blas`` "always", or "auto" in builds without AVX2; SciPy      itself)
+                  ``blas`` "always", or "auto" in builds without AVX-512 and     itself)
+                  layers of >= 2^22 weights (NNX_BLAS_AUTO_MIN_WEIGHTS); SciPy
     tiles         otherwise: blocks of 32 samples                                 min(all,
                                                                                   blocks) if
                                                                                   batch * macs
@@ -85,7 +97,9 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
                                                                                   min_macs
     ============  ==============================================================  ==========
 
-    After a fork() of a process that ran threads, every path runs on one thread.
+    After a fork() of a process that ran threads, every path runs on one thread; so does
+    every path but a forced ("always") shared_panels while the process backs off after a
+    parallel forward that was slower than one thread (thread_policy.pxi).
     """
     cdef ForwardPlan plan
     cdef Py_ssize_t k, n_blocks
@@ -95,7 +109,7 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     plan.n_threads = 1
     plan.cols = 1
     plan.blas_usable = blas_found and blas_mode_allows(settings[NNX_BLAS])
-    plan.blas_min_weights = settings[NNX_BLAS_MIN_WEIGHTS]
+    plan.blas_min_weights = blas_min_weights(settings)
     plan.blas_min_batch = settings[NNX_BLAS_MIN_BATCH]
     plan.row_split_min_macs = settings[NNX_ROW_SPLIT_MIN_MACS]
     plan.may_share = (keeps_panels and batch < MIN_TILED_BATCH
@@ -103,14 +117,15 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     if batch < MIN_TILED_BATCH:
         plan.path = PATH_ONE_SAMPLE
         if plan.may_share and threads > 1 and sharing != NNX_NEVER and (
-                sharing == NNX_ALWAYS or threads_awake(state)):
+                sharing == NNX_ALWAYS or threads_awake(state) and not backing_off()):
             plan.path = PATH_SHARED_PANELS
             plan.n_threads = threads
         elif parallel_worth_it and threads > 1:
             for k in range(n_layers):
                 if layers[k].n_in * layers[k].n_out >= plan.row_split_min_macs:
-                    plan.path = PATH_ROW_SPLIT
-                    plan.n_threads = threads
+                    if not backing_off():
+                        plan.path = PATH_ROW_SPLIT
+                        plan.n_threads = threads
                     break
         return plan
     plan.cols = blas_block_cols(batch)
@@ -122,6 +137,6 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     if plan.path == PATH_TILES:
         plan.cols = TILE
         n_blocks = (batch + TILE - 1) // TILE
-        if parallel_worth_it:
-            plan.n_threads = <int>max(1, min(threads, n_blocks))
+        if parallel_worth_it and threads > 1 and n_blocks > 1 and not backing_off():
+            plan.n_threads = <int>min(threads, n_blocks)
     return plan
