@@ -8,12 +8,18 @@ The file is an ordinary NumPy ``.npz`` archive (``np.load(path)`` reads it) hold
 - ``weights_0``, ``biases_0``, ``weights_1``, ...: each layer's (n_out, n_in) and (n_out,)
   arrays in the header's dtype.
 
+Version 2 adds layer normalisation: a layer ``{"kind": "layer_norm", "n_in": n, "n_out": n,
+"activation": ..., "alpha": ..., "eps": 1e-05}`` whose ``weights_k`` and ``biases_k`` are its
+weight and bias, both (n,). ``save`` writes version 1 for networks of Dense layers only, so
+their files still load in older versions of nnexposed; ``load`` reads both versions.
+
 ``load`` checks all of it (every array's npy header before reading the array, so a hostile
 file cannot make it allocate more than the header describes) and raises ``ValueError`` naming
 what is wrong; ``save`` writes a temporary file in the target folder and renames it over the
 target, so an interrupted save never leaves a half-written model in place of a good one.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -21,35 +27,62 @@ import tempfile
 import tokenize
 import zipfile
 import zlib
+from typing import IO
 
 import numpy as np
 from numpy.lib import format as npy_format
 
 from nnexposed._validation import FLOAT_DTYPES
 from nnexposed.activations import ACTIVATIONS
-from nnexposed.network import Dense, Network
+from nnexposed.network import Dense, LayerNorm, Network
 
 FORMAT_NAME = "nnexposed-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Versions that load() reads; save() writes version 1 unless the network needs version 2.
+READ_VERSIONS = (1, FORMAT_VERSION)
 HEADER_KEYS = {"format", "version", "dtype", "layers"}
 LAYER_KEYS = {"n_in", "n_out", "activation", "alpha"}
+LAYER_NORM_KEYS = LAYER_KEYS | {"kind", "eps"}
 # The JSON header of any real model is far smaller; a bigger one is refused unread.
 MAX_HEADER_BYTES = 1 << 20
+# load() refuses files whose arrays would need more memory than this, unless told otherwise.
+DEFAULT_MAX_BYTES = 4 << 30
+# Deflate inflates at most about 1032 bytes per compressed byte; a zip member claiming more
+# is lying about its sizes (other compression methods are held to the same bound).
+MAX_COMPRESSION_RATIO = 1032
+# The files of other libraries that load() recognises, and the importer to use instead.
+FOREIGN_FILES = {
+    "torch": ("a PyTorch file", "nnexposed.Network.from_state_dict(path) for a state dict, or "
+                                "torch.load the module and use nnexposed.Network.from_torch"),
+    "onnx": ("an ONNX model", "nnexposed.Network.from_onnx(path)"),
+    "safetensors": ("a safetensors file", "nnexposed.Network.from_state_dict(path)"),
+    "keras": ("a Keras model file", "keras.saving.load_model(path), then "
+                                    "nnexposed.Network.from_keras(model)"),
+    "hdf5": ("an HDF5 file (Keras?)", "keras.saving.load_model(path), then "
+                                      "nnexposed.Network.from_keras(model)"),
+}
 
 
 def archive_arrays(network):
     """The arrays a model file holds, by name: ``header`` (JSON bytes) then each layer's."""
+    specs = []
+    for layer in network.layers:
+        spec = {"n_in": layer.n_in, "n_out": layer.n_out, "activation": layer.activation,
+                "alpha": layer.alpha}
+        if isinstance(layer, LayerNorm):
+            spec.update(kind="layer_norm", eps=layer.eps)
+        specs.append(spec)
     header = {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": 2 if any("kind" in spec for spec in specs) else 1,
         "dtype": str(network.dtype),
-        "layers": [{"n_in": layer.n_in, "n_out": layer.n_out, "activation": layer.activation,
-                    "alpha": layer.alpha} for layer in network.layers],
+        "layers": specs,
     }
     arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
     for k, layer in enumerate(network.layers):
-        arrays[f"weights_{k}"] = layer.weights
-        arrays[f"biases_{k}"] = layer.biases
+        norm = isinstance(layer, LayerNorm)
+        arrays[f"weights_{k}"] = layer.weight if norm else layer.weights
+        arrays[f"biases_{k}"] = layer.bias if norm else layer.biases
     return arrays
 
 
@@ -67,13 +100,25 @@ def save(network, path):
     if hasattr(path, "write"):
         np.savez(path, **arrays)
         return
+    with atomic_file(path) as f:
+        np.savez(f, **arrays)
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """A new binary file (open for writing and reading) that replaces ``path`` when the
+    ``with`` block ends without an exception, and leaves no trace when it raises.
+
+    The file is a temporary file in ``path``'s folder, synced and renamed over ``path``:
+    readers see either the old file or the new one, never a partial one.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
                                      suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+        with os.fdopen(fd, "w+b") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(temporary, _new_file_mode(path))
@@ -87,22 +132,36 @@ def save(network, path):
         raise
 
 
-def load(path):
+def load(path: str | os.PathLike[str] | IO[bytes], *,
+         max_bytes: int | None = DEFAULT_MAX_BYTES) -> Network:
     """The ``Network`` saved in ``path`` (a path or a binary file object).
 
+    ``max_bytes``: the most memory the model's arrays may need (default 4 GiB; None for no
+    limit). A file whose header declares more is refused before anything is allocated, as is
+    any array that the archive claims to inflate from implausibly little compressed data.
+
     Raises ValueError when the file is not a valid model file of this format and version
-    (truncated, corrupted, inconsistent or hostile), OSError when it cannot be read at all.
+    (truncated, corrupted, inconsistent, hostile or too big) — naming the importer to use
+    for a PyTorch, ONNX, safetensors or Keras file — and OSError when it cannot be read.
     """
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(
+            max_bytes, int) or max_bytes < 1):
+        raise ValueError(f"max_bytes must be a positive int or None, got {max_bytes!r}")
     if hasattr(path, "read"):
-        return _load_from(path, getattr(path, "name", "<file>"))
+        return _load_from(path, getattr(path, "name", "<file>"), max_bytes)
     with open(path, "rb") as f:
-        return _load_from(f, os.fspath(path))
+        return _load_from(f, os.fspath(path), max_bytes)
 
 
-def _load_from(f, name):
+def _load_from(f, name, max_bytes):
+    foreign = _foreign_kind(f, str(name))
+    if foreign is not None:
+        what, how = FOREIGN_FILES[foreign]
+        raise ValueError(f"{name} is {what}, not an nnexposed model file: import it with "
+                         f"{how}")
     try:
         with zipfile.ZipFile(f) as archive:
-            return _read_network(archive)
+            return _read_network(archive, max_bytes)
     except _ModelFileError as error:
         raise ValueError(f"{name}: {error}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
@@ -117,12 +176,54 @@ class _ModelFileError(Exception):
     """A model file that reads fine but is not a valid model."""
 
 
-def _read_network(archive):
+def _foreign_kind(f, name):
+    """The key in FOREIGN_FILES of a file of another library, or None."""
+    try:
+        start = f.tell()
+        head = f.read(16)
+        f.seek(start)
+    except (OSError, AttributeError, ValueError):
+        return None
+    if not isinstance(head, bytes):
+        return None
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"
+    if len(head) >= 9 and head[8:9] == b"{" and \
+            int.from_bytes(head[:8], "little") < (100 << 20):
+        return "safetensors"                    # an 8-byte header length, then JSON
+    if head.startswith(b"\x80") and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "torch"                          # a pickle: PyTorch's legacy format
+    if name.lower().endswith(".onnx") and not head.startswith(b"PK"):
+        return "onnx"
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(f) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError):
+            return None
+        finally:
+            f.seek(start)
+        if "header.npy" in names:
+            return None
+        if any(member.endswith("data.pkl") for member in names):
+            return "torch"
+        if "config.json" in names and "metadata.json" in names:
+            return "keras"
+    return None
+
+
+def _read_network(archive, max_bytes=DEFAULT_MAX_BYTES):
     members = set(archive.namelist())
     if "header.npy" not in members:
         raise _ModelFileError("no 'header' array: not an nnexposed model file")
     header = _parse_header(_read_array(archive, "header", np.dtype(np.uint8), None))
     dtype = np.dtype(header["dtype"])
+    n_bytes = sum(spec["n_out"] * (2 if "kind" in spec else spec["n_in"] + 1)
+                  for spec in header["layers"]) * dtype.itemsize
+    if max_bytes is not None and n_bytes > max_bytes:
+        raise _ModelFileError(f"its header declares layers of {n_bytes:,} bytes, more than "
+                              f"max_bytes={max_bytes:,}; pass load(path, max_bytes=...) to "
+                              f"load a model this big")
     expected = {"header.npy"}
     for k in range(len(header["layers"])):
         expected |= {f"weights_{k}.npy", f"biases_{k}.npy"}
@@ -136,9 +237,15 @@ def _read_network(archive):
                               f"{len(header['layers'])} layers: {'; '.join(details)}")
     layers = []
     for k, spec in enumerate(header["layers"]):
-        weights = _read_array(archive, f"weights_{k}", dtype, (spec["n_out"], spec["n_in"]))
+        norm = "kind" in spec
+        weights = _read_array(archive, f"weights_{k}", dtype,
+                              (spec["n_out"],) if norm else (spec["n_out"], spec["n_in"]))
         biases = _read_array(archive, f"biases_{k}", dtype, (spec["n_out"],))
-        layers.append(Dense(weights, biases, spec["activation"], alpha=spec["alpha"]))
+        if norm:
+            layers.append(LayerNorm(weights, biases, spec["eps"], spec["activation"],
+                                    alpha=spec["alpha"]))
+        else:
+            layers.append(Dense(weights, biases, spec["activation"], alpha=spec["alpha"]))
     return Network(layers)
 
 
@@ -150,6 +257,12 @@ def _read_array(archive, key, dtype, shape):
     """The array ``key``, after checking its npy header against the dtype and shape expected
     (shape None: any 1-D array of at most MAX_HEADER_BYTES elements)."""
     member = f"{key}.npy"
+    info = archive.getinfo(member)
+    if info.file_size > MAX_COMPRESSION_RATIO * info.compress_size + 1024 or (
+            info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size):
+        raise _ModelFileError(f"array {key!r}: the archive claims {info.file_size:,} bytes "
+                              f"from {info.compress_size:,} compressed bytes, which is "
+                              f"implausible")
     with archive.open(member) as f:
         version = npy_format.read_magic(f)
         if version == (1, 0):
@@ -191,9 +304,9 @@ def _parse_header(raw):
         raise _ModelFileError(f"expected format {FORMAT_NAME!r} in the header, "
                               f"got {header.get('format')!r}")
     version = header.get("version")
-    if not _is_int(version) or version != FORMAT_VERSION:
+    if not _is_int(version) or version not in READ_VERSIONS:
         raise _ModelFileError(f"unsupported format version {version!r}; this nnexposed reads "
-                              f"version {FORMAT_VERSION}")
+                              f"versions {' and '.join(map(str, READ_VERSIONS))}")
     _check_keys(header, HEADER_KEYS, "the header")
     if header["dtype"] not in [str(dtype) for dtype in FLOAT_DTYPES]:
         raise _ModelFileError(f"expected dtype 'float32' or 'float64' in the header, "
@@ -206,7 +319,8 @@ def _parse_header(raw):
         where = f"layer {k} of the header"
         if not isinstance(spec, dict):
             raise _ModelFileError(f"{where} must be a JSON object, got {spec!r}")
-        _check_keys(spec, LAYER_KEYS, where)
+        norm = version >= 2 and "kind" in spec
+        _check_keys(spec, LAYER_NORM_KEYS if norm else LAYER_KEYS, where)
         for key in ("n_in", "n_out"):
             if not _is_int(spec[key]) or spec[key] < 1:
                 raise _ModelFileError(f"{where}: {key} must be a positive integer, "
@@ -218,6 +332,18 @@ def _parse_header(raw):
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or \
                 not math.isfinite(alpha):
             raise _ModelFileError(f"{where}: alpha must be a finite number, got {alpha!r}")
+        if norm:
+            eps = spec["eps"]
+            if spec["kind"] != "layer_norm":
+                raise _ModelFileError(f"{where}: unknown kind {spec['kind']!r}; expected "
+                                      f"'layer_norm'")
+            if spec["n_in"] != spec["n_out"]:
+                raise _ModelFileError(f"{where}: a layer_norm layer has n_in == n_out, got "
+                                      f"{spec['n_in']} and {spec['n_out']}")
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or \
+                    not (math.isfinite(eps) and eps >= 0):
+                raise _ModelFileError(f"{where}: eps must be a finite number >= 0, "
+                                      f"got {eps!r}")
         if k > 0 and spec["n_in"] != layers[k - 1]["n_out"]:
             raise _ModelFileError(f"{where}: n_in is {spec['n_in']} but layer {k - 1} has "
                                   f"n_out {layers[k - 1]['n_out']}")

@@ -41,14 +41,15 @@ cdef inline long long blas_min_weights(const long long* settings) noexcept nogil
 cdef inline bint layer_uses_blas(const ForwardPlan* plan, const LayerPlan* layer,
                                  Py_ssize_t cols) noexcept nogil:
     """Whether BLAS computes this layer for a block of ``cols`` samples."""
-    return (plan.blas_usable and cols >= plan.blas_min_batch
+    return (layer.kind == KIND_DENSE and plan.blas_usable and cols >= plan.blas_min_batch
             and layer.n_in * layer.n_out >= plan.blas_min_weights
             and layer.n_in <= INT_MAX and layer.n_out <= INT_MAX)
 
 
 cdef inline bint layer_splits_rows(const ForwardPlan* plan, const LayerPlan* layer) noexcept nogil:
     """Whether a one-sample forward splits this layer's output neurons over the threads."""
-    return plan.n_threads > 1 and layer.n_in * layer.n_out >= plan.row_split_min_macs
+    return (layer.kind == KIND_DENSE and plan.n_threads > 1
+            and layer.n_in * layer.n_out >= plan.row_split_min_macs)
 
 
 cdef inline int threads_for_call(int threads, const long long* settings,
