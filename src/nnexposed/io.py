@@ -87,12 +87,38 @@ def archive_arrays(network):
 
 
 def save(network, path):
-    """Write ``network`` to ``path`` (conventionally ``*.npz``) atomically; returns nothing.
+    """Write ``network`` to a model file at ``path``, atomically.
 
     The file is written in full to a temporary file in the same folder, then renamed over
-    ``path``: readers see either the old file or the new one, never a partial one. ``path``
-    may also be a binary file object (``io.BytesIO()`` for the model file's bytes), which is
-    written to as it is.
+    ``path``: readers see either the old file or the new one, never a partial one.
+
+    Parameters
+    ----------
+    network : Network
+        The network to save.
+    path : str, os.PathLike or binary file object
+        Where to write, conventionally ``*.npz``; a file object (``io.BytesIO()`` for the
+        model file's bytes) is written to as it is.
+
+    Raises
+    ------
+    TypeError
+        When ``network`` is not a Network.
+    OSError
+        When the file cannot be written.
+
+    See Also
+    --------
+    load : read a model file.
+
+    Examples
+    --------
+    >>> import io, nnexposed
+    >>> net = nnexposed.Network.from_sizes([3, 5, 2], seed=0)
+    >>> model_file = io.BytesIO()
+    >>> nnexposed.save(net, model_file)
+    >>> nnexposed.load(io.BytesIO(model_file.getvalue())).sizes
+    (3, 5, 2)
     """
     if not isinstance(network, Network):
         raise TypeError(f"save expects a nnexposed.Network, got {type(network).__name__}")
