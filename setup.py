@@ -53,6 +53,11 @@ X86_64_VARIANTS = {
 }
 ISA_NAMES = {"nnexposed._core": "baseline", "nnexposed._core_avx2": "avx2",
              "nnexposed._core_avx512": "avx512"}
+# Built once for every CPU of the platform: its ISA-specific kernels carry per-function
+# target attributes and are chosen at run time. Without contraction into fused multiply-adds
+# (gcc/clang flag; MSVC does not contract by default), so that its int8 kernels round as
+# their NumPy reference does.
+SINGLE_BUILD_EXTENSIONS = {"nnexposed._quantized": ["-ffp-contract=off"]}
 # Spelled out for compilers that do not know -march=x86-64-v2 (gcc < 11, clang < 12).
 X86_64_V2_FALLBACK = ["-msse3", "-mssse3", "-msse4.1", "-msse4.2", "-mpopcnt", "-mcx16"]
 
@@ -176,9 +181,11 @@ class BuildExt(build_ext):
                     extra = [f for f in extra if f != "-march=x86-64-v2"] + X86_64_V2_FALLBACK
                 variant_flags[name] = extra
         self.extensions = [ext for ext in self.extensions
-                           if ext.name == "nnexposed._core" or ext.name in variant_flags]
+                           if ext.name == "nnexposed._core" or ext.name in variant_flags
+                           or ext.name in SINGLE_BUILD_EXTENSIONS]
         for ext in self.extensions:
-            ext.extra_compile_args = (flags + variant_flags.get(ext.name, [])
+            own_flags = [] if msvc else SINGLE_BUILD_EXTENSIONS.get(ext.name, [])
+            ext.extra_compile_args = (flags + variant_flags.get(ext.name, []) + own_flags
                                       + list(ext.extra_compile_args))
             ext.extra_link_args = link_flags + list(ext.extra_link_args)
         super().build_extensions()
@@ -188,7 +195,7 @@ class BuildExt(build_ext):
             openmp=openmp is not None,
             native=native,
             variants={ISA_NAMES[ext.name]: " ".join(variant_flags.get(ext.name, []))
-                      for ext in self.extensions},
+                      for ext in self.extensions if ext.name in ISA_NAMES},
         )
 
     def _write_build_info(self, **info):
@@ -211,7 +218,7 @@ extensions = [
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION")],
     )
-    for name in X86_64_VARIANTS
+    for name in [*X86_64_VARIANTS, *SINGLE_BUILD_EXTENSIONS]
 ]
 
 setup(

@@ -8,6 +8,12 @@ The file is an ordinary NumPy ``.npz`` archive (``np.load(path)`` reads it) hold
 - ``weights_0``, ``biases_0``, ``weights_1``, ...: each layer's (n_out, n_in) and (n_out,)
   arrays in the header's dtype.
 
+Version 2, written for reduced-precision networks only (float networks are still written as
+version 1, which every nnexposed reads), adds ``"precision": "int8" | "bfloat16" |
+"float16"`` to the header; the weights are then int8, uint16 (the bit patterns of bfloat16
+values) or float16, the biases float32, and int8 layers have ``scales_0``, ... (n_out,)
+float32 arrays beside them.
+
 ``load`` checks all of it (every array's npy header before reading the array, so a hostile
 file cannot make it allocate more than the header describes) and raises ``ValueError`` naming
 what is wrong; ``save`` writes a temporary file in the target folder and renames it over the
@@ -28,10 +34,17 @@ from numpy.lib import format as npy_format
 from nnexposed._validation import FLOAT_DTYPES
 from nnexposed.activations import ACTIVATIONS
 from nnexposed.network import Dense, Network
+from nnexposed.precision import bfloat16_dtype
 
 FORMAT_NAME = "nnexposed-model"
-FORMAT_VERSION = 1
-HEADER_KEYS = {"format", "version", "dtype", "layers"}
+FORMAT_VERSION = 2
+# Version 1: float32/float64 networks; version 2 adds "precision" for reduced precisions.
+HEADER_KEYS = {1: {"format", "version", "dtype", "layers"},
+               2: {"format", "version", "dtype", "precision", "layers"}}
+# How reduced-precision weights are stored in the file (bfloat16 as its bit patterns, so
+# that np.load reads every array without ml_dtypes).
+FILE_WEIGHT_DTYPES = {"int8": np.dtype(np.int8), "float16": np.dtype(np.float16),
+                      "bfloat16": np.dtype(np.uint16)}
 LAYER_KEYS = {"n_in", "n_out", "activation", "alpha"}
 # The JSON header of any real model is far smaller; a bigger one is refused unread.
 MAX_HEADER_BYTES = 1 << 20
@@ -46,17 +59,22 @@ def save(network, path):
     if not isinstance(network, Network):
         raise TypeError(f"save expects a nnexposed.Network, got {type(network).__name__}")
     path = os.fspath(path)
+    reduced = network.precision in FILE_WEIGHT_DTYPES
     header = {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": FORMAT_VERSION if reduced else 1,
         "dtype": str(network.dtype),
+        **({"precision": network.precision} if reduced else {}),
         "layers": [{"n_in": layer.n_in, "n_out": layer.n_out, "activation": layer.activation,
                     "alpha": layer.alpha} for layer in network.layers],
     }
     arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
     for k, layer in enumerate(network.layers):
-        arrays[f"weights_{k}"] = layer.weights
+        arrays[f"weights_{k}"] = (layer.weights.view(FILE_WEIGHT_DTYPES[network.precision])
+                                  if reduced else layer.weights)
         arrays[f"biases_{k}"] = layer.biases
+        if layer.scales is not None:
+            arrays[f"scales_{k}"] = layer.scales
     folder = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
                                      suffix=".tmp")
@@ -112,9 +130,13 @@ def _read_network(archive):
         raise _ModelFileError("no 'header' array: not an nnexposed model file")
     header = _parse_header(_read_array(archive, "header", np.dtype(np.uint8), None))
     dtype = np.dtype(header["dtype"])
+    precision = header.get("precision", header["dtype"])
+    weight_dtype = FILE_WEIGHT_DTYPES.get(precision, dtype)
     expected = {"header.npy"}
     for k in range(len(header["layers"])):
         expected |= {f"weights_{k}.npy", f"biases_{k}.npy"}
+        if precision == "int8":
+            expected.add(f"scales_{k}.npy")
     if members != expected:
         details = []
         if expected - members:
@@ -125,9 +147,19 @@ def _read_network(archive):
                               f"{len(header['layers'])} layers: {'; '.join(details)}")
     layers = []
     for k, spec in enumerate(header["layers"]):
-        weights = _read_array(archive, f"weights_{k}", dtype, (spec["n_out"], spec["n_in"]))
+        weights = _read_array(archive, f"weights_{k}", weight_dtype,
+                              (spec["n_out"], spec["n_in"]))
         biases = _read_array(archive, f"biases_{k}", dtype, (spec["n_out"],))
-        layers.append(Dense(weights, biases, spec["activation"], alpha=spec["alpha"]))
+        scales = None
+        if precision == "int8":
+            scales = _read_array(archive, f"scales_{k}", dtype, (spec["n_out"],))
+        elif precision == "bfloat16":
+            weights = weights.view(bfloat16_dtype())
+        try:
+            layers.append(Dense(weights, biases, spec["activation"], alpha=spec["alpha"],
+                                scales=scales, precision=precision))
+        except (ValueError, TypeError) as error:
+            raise _ModelFileError(f"layer {k}: {error}") from None
     return Network(layers)
 
 
@@ -180,13 +212,20 @@ def _parse_header(raw):
         raise _ModelFileError(f"expected format {FORMAT_NAME!r} in the header, "
                               f"got {header.get('format')!r}")
     version = header.get("version")
-    if not _is_int(version) or version != FORMAT_VERSION:
+    if not _is_int(version) or version not in HEADER_KEYS:
         raise _ModelFileError(f"unsupported format version {version!r}; this nnexposed reads "
-                              f"version {FORMAT_VERSION}")
-    _check_keys(header, HEADER_KEYS, "the header")
+                              f"versions 1 to {FORMAT_VERSION}")
+    _check_keys(header, HEADER_KEYS[version], "the header")
     if header["dtype"] not in [str(dtype) for dtype in FLOAT_DTYPES]:
         raise _ModelFileError(f"expected dtype 'float32' or 'float64' in the header, "
                               f"got {header['dtype']!r}")
+    if version >= 2:
+        if header["precision"] not in FILE_WEIGHT_DTYPES:
+            raise _ModelFileError(f"expected precision {', '.join(map(repr, FILE_WEIGHT_DTYPES))}"
+                                  f" in the header, got {header['precision']!r}")
+        if header["dtype"] != "float32":
+            raise _ModelFileError(f"{header['precision']} networks compute in float32, "
+                                  f"the header says {header['dtype']!r}")
     layers = header["layers"]
     if not isinstance(layers, list) or not layers:
         raise _ModelFileError(f"expected a non-empty list of layers in the header, "

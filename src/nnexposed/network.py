@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from nnexposed import precision as _precision
 from nnexposed._dispatch import core as _core
 from nnexposed._validation import (
     as_c_array,
@@ -49,8 +50,43 @@ def _read_only_copy(array):
     return copy
 
 
-def _dense_from_state(weights, biases, activation, alpha):
-    return Dense(weights, biases, activation, alpha=alpha)
+def _dense_from_state(weights, biases, activation, alpha, scales=None):
+    return Dense(weights, biases, activation, alpha=alpha, scales=scales,
+                 precision=_precision.precision_of(weights))
+
+
+def _reduced_layer_arrays(weights, biases, scales, precision):
+    """Validated (weights, biases, scales) of a reduced-precision layer: weights (n_out, n_in)
+    of the precision's storage dtype, biases (n_out,) float32 (None: zeros), scales (n_out,)
+    float32 for int8 (None otherwise)."""
+    w = np.asarray(weights)
+    expected = _precision.storage_dtype(precision)
+    if w.dtype != expected:
+        raise TypeError(f"{precision} layers take weights of dtype {expected}, "
+                        f"got {w.dtype}")
+    if w.ndim != 2 or 0 in w.shape:
+        raise ValueError(f"expected weights of shape (n_out, n_in) with n_out, n_in >= 1, "
+                         f"got shape {w.shape}")
+    _, b = layer_arrays(np.zeros((w.shape[0], 1), np.float32), biases, np.dtype(np.float32))
+    if precision != "int8":
+        if scales is not None:
+            raise ValueError(f"scales are for int8 layers, not {precision} ones")
+        return np.ascontiguousarray(w), b, None
+    if scales is None:
+        raise ValueError("int8 layers need scales: one float32 per output neuron")
+    if w.shape[1] > _precision.INT8_MAX_INPUTS:
+        raise ValueError(f"int8 layers take at most {_precision.INT8_MAX_INPUTS} inputs, "
+                         f"got {w.shape[1]}")
+    if np.any(w == -128):
+        raise ValueError("int8 weights must lie in [-127, 127] (symmetric), got -128")
+    s = as_real_array(scales, "scales")
+    if s.shape != (w.shape[0],):
+        raise ValueError(f"expected scales of shape ({w.shape[0]},) for weights of shape "
+                         f"{w.shape}, got shape {s.shape}")
+    s = as_c_array(s, np.float32)
+    if not (np.isfinite(s).all() and (s >= 0).all()):
+        raise ValueError("int8 scales must be finite and >= 0")
+    return np.ascontiguousarray(w), b, s
 
 
 class Dense:
@@ -60,16 +96,41 @@ class Dense:
     ``nnexposed.ACTIVATIONS``; alpha: the negative slope of ``leaky_relu`` (default 0.01) or
     the alpha of ``elu`` (default 1.0), unused by the other activations. The arrays are
     copied and stored read-only, in float32 (float16/float32 weights) or float64 (otherwise).
+
+    Reduced-precision layers (see ``nnexposed.precision``) keep their weights as given:
+    int8 weights (in [-127, 127]) with ``scales`` (n_out,), one float32 per output neuron;
+    ``ml_dtypes.bfloat16`` weights; float16 weights with ``precision="float16"`` (without
+    it, float16 weights are widened to float32 as before). Their biases are float32.
+    ``precision``: None infers it from the weights' dtype; otherwise it must match it.
     """
 
-    __slots__ = ("weights", "biases", "activation", "alpha")
+    __slots__ = ("weights", "biases", "activation", "alpha", "scales")
 
-    def __init__(self, weights, biases, activation="linear", *, alpha=DEFAULT):
-        w, b = layer_arrays(weights, biases)
+    def __init__(self, weights, biases, activation="linear", *, alpha=DEFAULT, scales=None,
+                 precision=None):
+        given = getattr(weights, "dtype", None)
+        if precision is None:
+            # int8 weights without scales are plain integers, as before reduced precisions.
+            if scales is not None:
+                precision = "int8"
+            elif given is not None and np.dtype(given).name == "bfloat16":
+                precision = "bfloat16"
+        else:
+            precision = _precision.as_precision(precision)
+            if precision in _precision.FLOAT_PRECISIONS:
+                if scales is not None:
+                    raise ValueError(f"scales are for int8 layers, not {precision} ones")
+                precision = None
+        if precision is None:
+            w, b = layer_arrays(weights, biases)
+            s = None
+        else:
+            w, b, s = _reduced_layer_arrays(weights, biases, scales, precision)
         activation_code(activation)
         set_attr = object.__setattr__
         set_attr(self, "weights", _read_only_copy(w))
         set_attr(self, "biases", _read_only_copy(b))
+        set_attr(self, "scales", None if s is None else _read_only_copy(s))
         set_attr(self, "activation", activation)
         set_attr(self, "alpha", resolve_alpha(alpha, activation))
 
@@ -80,7 +141,8 @@ class Dense:
         raise AttributeError("Dense layers are immutable; build a new one instead")
 
     def __reduce__(self):
-        return _dense_from_state, (self.weights, self.biases, self.activation, self.alpha)
+        return _dense_from_state, (self.weights, self.biases, self.activation, self.alpha,
+                                   self.scales)
 
     @property
     def n_in(self):
@@ -96,18 +158,42 @@ class Dense:
 
     @property
     def dtype(self):
-        return self.weights.dtype
+        """The dtype the layer computes in (float32 for reduced precisions)."""
+        return self.biases.dtype
+
+    @property
+    def precision(self):
+        """How the weights are stored: "float32", "float64", "int8", "bfloat16", "float16"."""
+        return _precision.precision_of(self.weights)
+
+    @property
+    def nbytes(self):
+        """Bytes of weights, biases and scales."""
+        return sum(a.nbytes for a in (self.weights, self.biases, self.scales) if a is not None)
 
     def astype(self, dtype):
-        """The same layer with float32 or float64 arrays."""
+        """The same layer with float32 or float64 arrays (reduced precisions: dequantized)."""
         dtype = as_compute_dtype(dtype)
-        return Dense(self.weights.astype(dtype), self.biases.astype(dtype), self.activation,
+        weights = _precision.dequantize_weights(self.weights, self.scales)
+        return Dense(weights.astype(dtype), self.biases.astype(dtype), self.activation,
                      alpha=self.alpha)
+
+    def quantize(self, precision):
+        """The same layer with weights stored in ``precision`` (see ``Network.quantize``)."""
+        precision = _precision.as_precision(precision)
+        if precision in _precision.FLOAT_PRECISIONS:
+            return self.astype(precision)
+        float_layer = self if self.scales is None else self.astype(np.float32)
+        weights, scales = _precision.quantize_weights(float_layer.weights, precision)
+        return Dense(weights, self.biases.astype(np.float32), self.activation,
+                     alpha=self.alpha, scales=scales, precision=precision)
 
     def __repr__(self):
         alpha = f", alpha={self.alpha}" if self.activation in DEFAULT_ALPHAS else ""
+        precision = ("" if self.precision in _precision.FLOAT_PRECISIONS
+                     else f", precision={self.precision!r}")
         return (f"Dense(n_in={self.n_in}, n_out={self.n_out}, "
-                f"activation={self.activation!r}{alpha}, dtype={self.dtype})")
+                f"activation={self.activation!r}{alpha}, dtype={self.dtype}{precision})")
 
 
 class Network:
@@ -134,10 +220,20 @@ class Network:
             if layers[k].n_in != layers[k - 1].n_out:
                 raise ValueError(f"layer {k} expects {layers[k].n_in} inputs but layer {k - 1} "
                                  f"gives {layers[k - 1].n_out} outputs")
+        precisions = {layer.precision for layer in layers}
+        reduced = precisions - set(_precision.FLOAT_PRECISIONS)
+        if reduced and len(precisions) > 1:
+            raise ValueError(f"all layers of a {', '.join(sorted(reduced))} network must share "
+                             f"its precision, got {', '.join(layer.precision for layer in layers)}"
+                             f"; quantize the network as a whole with Network.quantize")
         dtype = np.result_type(*(layer.dtype for layer in layers))
         layers = tuple(layer if layer.dtype == dtype else layer.astype(dtype)
                        for layer in layers)
         self._layers = layers
+        if reduced:
+            from nnexposed import _quantized
+            self._compiled = _quantized.QuantizedNetwork(layers)
+            return
         self._compiled = _core.CompiledNetwork(
             [layer.weights for layer in layers],
             [layer.biases for layer in layers],
@@ -229,9 +325,32 @@ class Network:
     def dtype(self):
         return self._layers[0].dtype
 
+    @property
+    def precision(self):
+        """How the weights are stored: "float32", "float64", "int8", "bfloat16" or "float16"."""
+        return self._layers[0].precision
+
+    @property
+    def nbytes(self):
+        """Bytes of the layers' weights, biases and (int8) scales."""
+        return sum(layer.nbytes for layer in self._layers)
+
     def astype(self, dtype):
-        """The same network in float32 or float64."""
+        """The same network in float32 or float64 (reduced precisions: dequantized)."""
         return Network([layer.astype(dtype) for layer in self._layers])
+
+    def quantize(self, precision):
+        """A new network with its weights stored in ``precision``; inputs and outputs stay
+        float32.
+
+        precision: "int8" (symmetric per output neuron: int8 weights and a float32 scale
+        each; inputs quantized per sample to 8 bits when the network runs, int32 sums),
+        "bfloat16" (needs ``pip install "nnexposed[bfloat16]"``) or "float16" (float32
+        sums); "float32"/"float64" is ``astype``. Biases stay float32. A reduced-precision
+        network is requantized from its dequantized weights. See ``docs/quantization.md``
+        for the error against float32.
+        """
+        return Network([layer.quantize(precision) for layer in self._layers])
 
     def forward(self, x, *, out=None, threads=None):
         """The compiled forward pass; same as ``nnexposed.forward(self, x, ...)``."""
@@ -255,15 +374,17 @@ class Network:
             return "   ".join(cells)
 
         rule = "=" * len(line(header))
-        n_bytes = self.n_params * self.dtype.itemsize
         return "\n".join([
             f"Network {self.sizes}",
             rule, line(header), rule.replace("=", "-"),
             *(line(row) for row in rows),
             rule,
-            f"Total params: {self.n_params:,} ({self.dtype}, {n_bytes:,} bytes)",
+            f"Total params: {self.n_params:,} ({self.precision}, {self.nbytes:,} bytes)",
         ])
 
     def __repr__(self):
         activations = tuple(layer.activation for layer in self._layers)
-        return f"Network(sizes={self.sizes}, activations={activations}, dtype={self.dtype})"
+        precision = ("" if self.precision in _precision.FLOAT_PRECISIONS
+                     else f", precision={self.precision!r}")
+        return (f"Network(sizes={self.sizes}, activations={activations}, "
+                f"dtype={self.dtype}{precision})")

@@ -11,6 +11,7 @@ import numpy as np
 
 from nnexposed._validation import as_network_input
 from nnexposed.network import Network
+from nnexposed.precision import REDUCED_PRECISIONS, dequantize_weights, int8_matmul_reference
 
 # sqrt(1/2) and 2 * sqrt(2/pi), for gelu and its tanh approximation.
 SQRT_HALF = math.sqrt(0.5)
@@ -82,11 +83,20 @@ PYTHON_ACTIVATIONS = {
 
 
 def forward_python(network, x):
-    """``nnexposed.forward`` written as plain Python loops over lists of floats."""
+    """``nnexposed.forward`` written as plain Python loops over lists of floats.
+
+    bfloat16 and float16 networks run on their weights widened to float32; int8 networks
+    are not covered (use ``forward_numpy``).
+    """
     _check_network(network)
+    if network.precision == "int8":
+        raise ValueError("forward_python runs float, bfloat16 and float16 networks; "
+                         "forward_numpy is the reference of int8 ones")
     x = as_network_input(x, network.dtype, network.n_in)
     samples = x.tolist() if x.ndim == 2 else [x.tolist()]
-    layers = [(layer.weights.tolist(), layer.biases.tolist(), layer.activation, layer.alpha)
+    layers = [(dequantize_weights(layer.weights, layer.scales).tolist()
+               if layer.precision in REDUCED_PRECISIONS else layer.weights.tolist(),
+               layer.biases.tolist(), layer.activation, layer.alpha)
               for layer in network.layers]
     results = []
     for values in samples:
@@ -156,11 +166,25 @@ NUMPY_ACTIVATIONS = {
 
 
 def forward_numpy(network, x):
-    """``nnexposed.forward`` written as idiomatic NumPy."""
+    """``nnexposed.forward`` written as idiomatic NumPy.
+
+    int8 layers quantize each sample's inputs and sum in integers exactly as the kernels do
+    (``nnexposed.precision.int8_matmul_reference``); bfloat16 and float16 layers compute in
+    float32 with their weights widened to float32.
+    """
     _check_network(network)
     x = as_network_input(x, network.dtype, network.n_in)
+    one_sample = x.ndim == 1
     for layer in network.layers:
-        x = NUMPY_ACTIVATIONS[layer.activation](x @ layer.weights.T + layer.biases, layer.alpha)
+        if layer.precision == "int8":
+            z = int8_matmul_reference(x.reshape(-1, layer.n_in), layer.weights, layer.scales,
+                                      layer.biases)
+            z = z[0] if one_sample else z
+        elif layer.precision in REDUCED_PRECISIONS:
+            z = x @ dequantize_weights(layer.weights, None).T + layer.biases
+        else:
+            z = x @ layer.weights.T + layer.biases
+        x = NUMPY_ACTIVATIONS[layer.activation](z, layer.alpha)
     return x
 
 
