@@ -154,7 +154,8 @@ def test_the_good_file_loads(tmp_path):
 
 BAD_HEADERS = [
     (with_changes(GOOD_HEADER, format="other"), "expected format 'nnexposed-model'"),
-    (with_changes(GOOD_HEADER, version=2), "unsupported format version 2"),
+    (with_changes(GOOD_HEADER, version=3), "unsupported format version 3"),
+    (with_changes(GOOD_HEADER, version=2), r"missing \['precision'\]"),
     (with_changes(GOOD_HEADER, version="1"), "unsupported format version '1'"),
     (with_changes(GOOD_HEADER, version=True), "unsupported format version True"),
     ({k: v for k, v in GOOD_HEADER.items() if k != "dtype"}, r"missing \['dtype'\]"),

@@ -83,7 +83,8 @@ def quantize_weights(weights, precision, where="weights"):
         scales = np.where(largest > 0, largest / INT8_MAX, 1.0).astype(np.float32)
         q = np.clip(np.rint(w / scales.astype(np.float64)[:, None]), -INT8_MAX, INT8_MAX)
         return q.astype(np.int8), scales
-    stored = w.astype(storage_dtype(precision))
+    with np.errstate(over="ignore"):
+        stored = w.astype(storage_dtype(precision))
     if not np.isfinite(stored.astype(np.float32)).all():
         raise ValueError(f"{where}: weights up to {np.abs(w).max():g} overflow {precision} "
                          f"(largest finite {float(np.finfo(np.float16).max):g})")

@@ -46,27 +46,32 @@ static inline uint8_t nnx_i8_level(float v, float inv, int32_t zero_point) {
     return (uint8_t)(level < 0 ? 0 : (level > 255 ? 255 : level));
 }
 
+/* Four levels, inputs 4g..4g+3 of one sample, as the 32-bit lane the kernels read. */
+static inline uint32_t nnx_i8_pack(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
+    return (uint32_t)a | ((uint32_t)b << 8) | ((uint32_t)c << 16) | ((uint32_t)d << 24);
+}
+
 /* The quantizers, compiled for each target so that the compiler vectorises them for it.
  * quantize_cols: a feature-major float block y (n, cols) -> xq, x_scale, zero_point.
  * quantize_rows: `rows` samples of x (rows, n), sample-major, into a block of `cols`
  * samples; samples rows..cols-1 become zeros (their results are never read).
- * work: 2 * cols floats. */
+ * work: 2 * cols floats. xq: 4-byte aligned. */
 #define NNX_I8_DEFINE_QUANTIZERS(SUFFIX, TARGET)                                              \
 TARGET static void nnx_i8_quantize_cols_##SUFFIX(                                            \
         const float* y, ptrdiff_t n, ptrdiff_t cols, uint8_t* xq, float* x_scale,            \
         int32_t* zero_point, float* work) {                                                  \
     float* low = work;                                                                       \
     float* high = work + cols;                                                               \
-    ptrdiff_t i, t, g, c, n4 = (n + 3) / 4 * 4;                                              \
+    uint32_t* lanes = (uint32_t*)xq;                                                         \
+    ptrdiff_t i, t, g, c;                                                                    \
     for (t = 0; t < cols; t++) { low[t] = 0; high[t] = 0; }                                  \
     for (i = 0; i < n; i++) {                                                                \
         const float* row = y + i * cols;                                                     \
         for (t = 0; t < cols; t++) {                                                         \
             float v = row[t];                                                                \
             low[t] = v < low[t] ? v : low[t];                                                \
-            high[t] = v > high[t] ? v : high[t];                                             \
-            /* a NaN anywhere: the sum below is NaN, marking the sample */                   \
-            if (v != v) high[t] = NAN;                                                       \
+            /* NaN, which no comparison passes, sticks: it marks the sample */               \
+            high[t] = v > high[t] || v != v ? v : high[t];                                   \
         }                                                                                    \
     }                                                                                        \
     for (t = 0; t < cols; t++) {                                                             \
@@ -75,44 +80,59 @@ TARGET static void nnx_i8_quantize_cols_##SUFFIX(                               
                       &zero_point[t]);                                                       \
         low[t] = inv;                                                                        \
     }                                                                                        \
-    for (g = 0; g < n4; g += 4) {                                                            \
-        uint8_t* dst = xq + g * cols;                                                        \
-        for (c = 0; c < 4; c++) {                                                            \
-            const float* row = y + (g + c) * cols;                                           \
-            if (g + c < n) {                                                                 \
-                for (t = 0; t < cols; t++) {                                                 \
-                    float v = low[t] != 0 ? row[t] : 0.0f;                                   \
-                    dst[4 * t + c] = nnx_i8_level(v, low[t], zero_point[t]);                 \
-                }                                                                            \
-            } else {                                                                         \
-                for (t = 0; t < cols; t++) dst[4 * t + c] = 0;                               \
-            }                                                                                \
+    for (g = 0; g + 4 <= n; g += 4) {                                                        \
+        const float* r0 = y + g * cols;                                                      \
+        for (t = 0; t < cols; t++) {                                                         \
+            float inv = low[t];                                                              \
+            int32_t zp = zero_point[t];                                                      \
+            lanes[g / 4 * cols + t] = inv == 0 ? 0 : nnx_i8_pack(                            \
+                nnx_i8_level(r0[t], inv, zp), nnx_i8_level(r0[cols + t], inv, zp),           \
+                nnx_i8_level(r0[2 * cols + t], inv, zp),                                     \
+                nnx_i8_level(r0[3 * cols + t], inv, zp));                                    \
+        }                                                                                    \
+    }                                                                                        \
+    if (g < n) {                                                                             \
+        for (t = 0; t < cols; t++) {                                                         \
+            uint8_t level[4] = {0, 0, 0, 0};                                                 \
+            if (low[t] != 0)                                                                 \
+                for (c = 0; g + c < n; c++)                                                  \
+                    level[c] = nnx_i8_level(y[(g + c) * cols + t], low[t], zero_point[t]);   \
+            for (; c < 4; c++) level[c] = 0;                                                 \
+            lanes[g / 4 * cols + t] = nnx_i8_pack(level[0], level[1], level[2], level[3]);   \
         }                                                                                    \
     }                                                                                        \
 }                                                                                            \
 TARGET static void nnx_i8_quantize_rows_##SUFFIX(                                            \
         const float* x, ptrdiff_t n, ptrdiff_t rows, ptrdiff_t cols, uint8_t* xq,            \
         float* x_scale, int32_t* zero_point) {                                               \
-    ptrdiff_t i, t, n4 = (n + 3) / 4 * 4;                                                    \
+    uint32_t* lanes = (uint32_t*)xq;                                                         \
+    ptrdiff_t i, t, g, c;                                                                    \
     for (t = 0; t < cols; t++) {                                                             \
         const float* row = x + t * n;                                                        \
         float low = 0, high = 0, inv = 0;                                                    \
-        int has_nan = 0;                                                                     \
+        int32_t zp = 0;                                                                      \
+        x_scale[t] = 0;                                                                      \
         if (t < rows) {                                                                      \
             for (i = 0; i < n; i++) {                                                        \
                 float v = row[i];                                                            \
                 low = v < low ? v : low;                                                     \
-                high = v > high ? v : high;                                                  \
-                has_nan |= v != v;                                                           \
+                high = v > high || v != v ? v : high;                                        \
             }                                                                                \
-            nnx_i8_params(low, high, has_nan, &inv, &x_scale[t], &zero_point[t]);            \
-        } else {                                                                             \
-            x_scale[t] = 0;                                                                  \
-            zero_point[t] = 0;                                                               \
+            nnx_i8_params(low, high, high != high, &inv, &x_scale[t], &zp);                  \
         }                                                                                    \
-        for (i = 0; i < n4; i++) {                                                           \
-            float v = (i < n && inv != 0) ? row[i] : 0.0f;                                   \
-            xq[(i / 4 * cols + t) * 4 + i % 4] = nnx_i8_level(v, inv, zero_point[t]);        \
+        zero_point[t] = zp;                                                                  \
+        if (inv == 0) {                                                                      \
+            for (g = 0; g < n; g += 4) lanes[g / 4 * cols + t] = 0;                          \
+            continue;                                                                        \
+        }                                                                                    \
+        for (g = 0; g + 4 <= n; g += 4)                                                      \
+            lanes[g / 4 * cols + t] = nnx_i8_pack(                                           \
+                nnx_i8_level(row[g], inv, zp), nnx_i8_level(row[g + 1], inv, zp),            \
+                nnx_i8_level(row[g + 2], inv, zp), nnx_i8_level(row[g + 3], inv, zp));       \
+        if (g < n) {                                                                         \
+            uint8_t level[4] = {0, 0, 0, 0};                                                 \
+            for (c = 0; g + c < n; c++) level[c] = nnx_i8_level(row[g + c], inv, zp);        \
+            lanes[g / 4 * cols + t] = nnx_i8_pack(level[0], level[1], level[2], level[3]);   \
         }                                                                                    \
     }                                                                                        \
 }
