@@ -191,7 +191,7 @@ class BuildExt(build_ext):
         super().build_extensions()
         self._write_build_info(
             compiler=_compiler_version(compiler),
-            flags=" ".join(flags + link_flags),
+            flags=" ".join(dict.fromkeys(flags + link_flags)),  # -fopenmp compiles and links
             openmp=openmp is not None,
             native=native,
             variants={ISA_NAMES[ext.name]: " ".join(variant_flags.get(ext.name, []))

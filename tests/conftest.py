@@ -1,36 +1,55 @@
-"""Shared helpers: random networks and per-dtype tolerances."""
+"""Options, markers and fixtures of the test suite (helpers shared by tests: tests/helpers.py).
+
+Registered here rather than in pyproject.toml, so that they also hold where the suite runs
+from a copy of tests/ alone (the wheel builds' test runs).
+"""
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
-import nnexposed
-from nnexposed import Dense, Network
-
-TOLERANCES = {
-    np.dtype(np.float32): {"rtol": 2e-4, "atol": 2e-5},
-    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
-}
-DTYPES = [np.float32, np.float64]
+from nnexposed import Network
 
 
-def assert_close(actual, expected, dtype):
-    """Equal within the dtype's tolerance; NaN where the other has NaN; same dtype and shape."""
-    actual = np.asarray(actual)
-    expected = np.asarray(expected)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    assert actual.dtype == np.dtype(dtype), (actual.dtype, dtype)
-    np.testing.assert_allclose(actual, expected, equal_nan=True, **TOLERANCES[np.dtype(dtype)])
+def pytest_addoption(parser):
+    group = parser.getgroup("nnexposed")
+    group.addoption("--slow", action="store_true",
+                    help="also run the tests marked slow (minutes, GBs of memory)")
+    group.addoption("--in-child", action="store_true",
+                    help="run only the tests marked isolated, in this process (their parent "
+                         "tests start a child interpreter with this option)")
+    group.addoption("--fuzz-examples", type=int, default=150, metavar="N",
+                    help="Hypothesis examples per fuzz test (default: 150)")
+    group.addoption("--stress-seconds", type=float, default=3.0, metavar="S",
+                    help="duration of each thread stress (default: 3)")
+    group.addoption("--expect-openmp", action="store_true",
+                    help="fail unless the installed kernels have OpenMP (wheel builds)")
 
 
-def random_network(rng, sizes, activations, dtype, alpha=0.1):
-    """Weights ~ N(0, 1/n_in) so values stay O(1) through deep stacks; random biases."""
-    layers = []
-    for n_in, n_out, activation in zip(sizes, sizes[1:], activations):
-        weights = rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)
-        biases = rng.standard_normal(n_out) * 0.5
-        layers.append(Dense(weights.astype(dtype), biases.astype(dtype), activation,
-                            alpha=alpha))
-    return Network(layers)
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: long or memory-hungry; runs only with --slow")
+    config.addinivalue_line(
+        "markers", "isolated: crash-prone; runs only in the child interpreter that its "
+                   "parent test starts (--in-child)")
+    settings.register_profile("fuzz", max_examples=config.getoption("fuzz_examples"),
+                              deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def pytest_collection_modifyitems(config, items):
+    in_child = config.getoption("in_child")
+    selected, deselected = [], []
+    for item in items:
+        isolated = item.get_closest_marker("isolated") is not None
+        (selected if isolated == in_child else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+    if not config.getoption("slow"):
+        skip = pytest.mark.skip(reason="slow: runs with --slow")
+        for item in items:
+            if item.get_closest_marker("slow") is not None:
+                item.add_marker(skip)
 
 
 @pytest.fixture
@@ -41,6 +60,3 @@ def rng():
 @pytest.fixture
 def article_network():
     return Network.from_sizes([3, 5, 5, 5, 2], seed=7)
-
-
-ALL_ACTIVATIONS = nnexposed.ACTIVATIONS

@@ -5,7 +5,6 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -13,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 import nnexposed
 from nnexposed.activations import DEFAULT_ALPHAS
 from nnexposed.reference import NUMPY_ACTIVATIONS, PYTHON_ACTIVATIONS, _erfc_math, _gelu_numpy
+from tests.helpers import DTYPES, assert_close
 
 FUNCTIONS = {name: getattr(nnexposed, name) for name in nnexposed.ACTIVATIONS}
 ELEMENTWISE = [name for name in nnexposed.ACTIVATIONS if name != "softmax"]

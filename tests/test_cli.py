@@ -1,9 +1,10 @@
-"""The nnexposed command runs: bench (tiny), summary, demo, info."""
+"""The nnexposed command runs: bench (tiny), summary, demo, info; every mistake is one line."""
 
 import json
 import re
 import subprocess
 import sys
+import tracemalloc
 
 import pytest
 
@@ -18,6 +19,25 @@ def run_cli(*args):
     return result
 
 
+def cli_error(args, capsys):
+    """(exit status, stderr) of a command line that must fail with one line, no traceback,
+    and nothing on stdout."""
+    try:
+        status = cli.main(args)
+    except SystemExit as exit_info:
+        status = exit_info.code
+    out, err = capsys.readouterr()
+    assert status != 0
+    assert out == ""
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert "Traceback" not in err
+    return status, err
+
+
+def table_rows(stdout):
+    return [tuple(line.split()[:3]) for line in stdout.splitlines()[2:]]
+
+
 def test_bench_prints_table_and_writes_json(tmp_path):
     target = tmp_path / "bench.json"
     result = run_cli("bench", "--repeat", "1", "--batch", "1,40", "--sizes", "3,5,5,5,2",
@@ -25,7 +45,7 @@ def test_bench_prints_table_and_writes_json(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["network", "batch", "dtype"]
     rows = [line.split() for line in lines[2:]]
-    assert [(r[0], r[1], r[2]) for r in rows] == [
+    assert table_rows(result.stdout) == [
         ("3-5-5-5-2", "1", "float64"), ("3-5-5-5-2", "40", "float64"),
         ("4-3", "1", "float64"), ("4-3", "40", "float64")]
     assert all(r[-1].endswith("x") and float(r[-1][:-1]) > 0 for r in rows)
@@ -36,28 +56,46 @@ def test_bench_prints_table_and_writes_json(tmp_path):
         data["results"][0])
     assert all(row["nnexposed_us"] > 0 and row["numpy_us"] > 0 for row in data["results"])
     assert data["machine"]["numpy"]
+    assert [path.name for path in tmp_path.iterdir()] == ["bench.json"]  # no temporary left
+
+
+def test_bench_takes_sizes_and_models_positionally(tmp_path):
+    path = tmp_path / "model.npz"
+    nnexposed.save(nnexposed.Network.from_sizes([4, 6, 3], dtype="float64", seed=0), path)
+    result = run_cli("bench", "3,5,2", str(path), "--repeat", "1", "--batch", "2",
+                     "--activation", "tanh")
+    assert table_rows(result.stdout) == [("3-5-2", "2", "float32"), ("4-6-3", "2", "float64")]
+
+
+def test_bench_a_saved_model(tmp_path):
+    path = tmp_path / "model.npz"
+    nnexposed.save(nnexposed.Network.from_sizes([4, 6, 3], dtype="float64", seed=0), path)
+    result = run_cli("bench", "--model", str(path), "--repeat", "1", "--batch", "1,8")
+    assert table_rows(result.stdout) == [("4-6-3", "1", "float64"), ("4-6-3", "8", "float64")]
 
 
 def test_summary_command():
     result = run_cli("summary", "3,5,5,5,2")
-    assert "Total params: 92" in result.stdout
+    assert "Total params: 92 (float32, 368 bytes)" in result.stdout
 
 
-def test_info_command():
-    result = run_cli("info")
-    assert "nnexposed" in result.stdout and "openmp" in result.stdout
-    assert any(line.split()[:1] == ["isa"] for line in result.stdout.splitlines())
+def test_summary_of_a_huge_network_allocates_nothing(capsys):
+    tracemalloc.start()
+    try:
+        assert cli.main(["summary", "100000,100000,10", "--activation", "tanh"]) == 0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    out = capsys.readouterr().out
+    assert peak < 1_000_000, peak
+    assert re.search(r"100000 -> 100000 +tanh", out) and re.search(r"100000 -> 10 +linear", out)
+    assert "Total params: 10,001,100,010 (float32, 40,004,400,040 bytes)" in out
 
 
-@pytest.mark.parametrize("args", [
-    ["bench", "--sizes", "3"], ["bench", "--batch", "a"], ["summary", "3,0,2"],
-    ["bench", "--repeat", "0"], [],
-])
-def test_bad_arguments_exit_with_usage(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(args)
-    assert exit_info.value.code == 2
-    assert "usage" in capsys.readouterr().err
+def test_summary_table_equals_the_networks():
+    network = nnexposed.Network.from_sizes([4, 6, 3], "elu", "softmax", dtype="float64")
+    table = nnexposed.network.summary_table([4, 6, 3], ["elu", "softmax"], "float64")
+    assert table == network.summary()
 
 
 def test_summary_of_a_saved_model(tmp_path):
@@ -71,30 +109,81 @@ def test_summary_of_a_saved_model(tmp_path):
     assert "Total params: 51 (float32" in result.stdout
 
 
-def test_bench_a_saved_model(tmp_path):
-    path = tmp_path / "model.npz"
-    nnexposed.save(nnexposed.Network.from_sizes([4, 6, 3], dtype="float64", seed=0), path)
-    result = run_cli("bench", "--model", str(path), "--repeat", "1", "--batch", "1,8")
-    rows = [line.split() for line in result.stdout.splitlines()[2:]]
-    assert [(r[0], r[1], r[2]) for r in rows] == [("4-6-3", "1", "float64"),
-                                                  ("4-6-3", "8", "float64")]
+def test_info_command():
+    result = run_cli("info")
+    lines = result.stdout.splitlines()
+    assert {"System:", "Python dependencies:", "Kernels:"} <= set(lines)
+    fields = dict(line.strip().split(": ", 1) for line in lines if ": " in line)
+    assert fields["nnexposed"] == nnexposed.__version__
+    assert fields["openmp"] in ("True", "False") and fields["isa"]
+    flags = fields["flags"].split()
+    assert len(flags) == len(set(flags)), flags  # each flag once
 
 
-def test_summary_of_a_missing_file(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["summary", str(tmp_path / "absent.npz")])
-    assert exit_info.value.code == 2
-    assert "is neither an existing model file nor layer sizes" in capsys.readouterr().err
+def test_show_versions(capsys):
+    nnexposed.show_versions()
+    out = capsys.readouterr().out
+    assert re.search(r"^ *numpy: \d", out, re.MULTILINE)
+    assert re.search(r"^ *isa: (baseline|avx2|avx512)$", out, re.MULTILINE)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["bench", "--sizes", "3"], "argument --sizes: expected at least two positive layer sizes"),
+    (["bench", "--batch", "a"], "argument --batch: expected comma-separated positive integers"),
+    (["bench", "--batch", "0"], "argument --batch: expected comma-separated positive integers"),
+    (["bench", "--batch", "1,-5"], "argument --batch: expected comma-separated positive"),
+    (["bench", "--repeat", "0"], "argument --repeat: expected a positive integer, got '0'"),
+    (["bench", "--repeat", "abc"], "argument --repeat: expected a positive integer, got 'abc'"),
+    (["demo", "--repeat", "abc"], "argument --repeat: expected a positive integer, got 'abc'"),
+    (["summary", "3,0,2"], "expected at least two positive layer sizes like 3,5,5,5,2"),
+    (["summary"], "the following arguments are required: SIZES|MODEL"),
+    (["summary", "3,5", "--dtype", "int8"], "argument --dtype: invalid choice: 'int8'"),
+    ([], "the following arguments are required: COMMAND"),
+])
+def test_bad_arguments_are_one_line(args, message, capsys):
+    status, err = cli_error(args, capsys)
+    assert status == 2
+    assert message in err and "--help" in err
+
+
+def test_json_path_is_checked_before_the_benchmark(tmp_path, capsys):
+    missing = tmp_path / "absent" / "out.json"
+    status, err = cli_error(["bench", "--json", str(missing)], capsys)
+    assert status == 2 and "argument --json: cannot write" in err and "no folder" in err
+    status, err = cli_error(["bench", "--json", str(tmp_path)], capsys)
+    assert status == 2 and "it is a folder" in err
+
+
+@pytest.mark.parametrize("args", [["summary", "{}"], ["bench", "{}"], ["bench", "--model", "{}"]])
+@pytest.mark.parametrize("kind", ["folder", "missing"])
+def test_not_a_model_file_is_worded_alike(args, kind, tmp_path, capsys):
+    path = tmp_path / "absent.npz"
+    if kind == "folder":
+        path = tmp_path / "adir"
+        path.mkdir()
+    status, err = cli_error([arg.format(path) for arg in args], capsys)
+    assert status == 2
+    reason = "a folder" if kind == "folder" else "which does not exist"
+    assert f"saved model file, got {str(path)!r}, {reason}" in err
 
 
 @pytest.mark.parametrize("command", ["summary", "bench"])
 def test_bad_model_file_is_a_clear_error(tmp_path, command, capsys):
     path = tmp_path / "broken.npz"
     path.write_bytes(b"PK\x03\x04 not really")
-    args = [command, str(path)] if command == "summary" else [command, "--model", str(path)]
-    assert cli.main(args) == 1
-    error = capsys.readouterr().err
-    assert "cannot load model" in error and "broken.npz" in error
+    status, err = cli_error([command, str(path)], capsys)
+    assert status == 1
+    assert f"nnexposed {command}: error: cannot load model" in err and "broken.npz" in err
+
+
+@pytest.mark.parametrize("option", ["--activation", "--output-activation"])
+@pytest.mark.parametrize("command", ["summary", "bench"])
+def test_activation_options_are_refused_for_models(tmp_path, command, option, capsys):
+    path = tmp_path / "model.npz"
+    nnexposed.save(nnexposed.Network.from_sizes([4, 3], seed=0), path)
+    status, err = cli_error([command, str(path), option, "tanh"], capsys)
+    assert status == 1
+    assert f"{option} applies to networks given by layer sizes" in err
 
 
 def test_demo_prints_accuracy_and_latency():

@@ -157,8 +157,8 @@ def test_info_reports_isa_and_openmp():
     assert _dispatch.core.ACTIVATION_NAMES == nnexposed.ACTIVATIONS
 
 
-def test_openmp_when_expected():
-    # Set by the wheel builds (cibuildwheel's test-environment): every wheel has OpenMP.
-    if os.environ.get("NNEXPOSED_EXPECT_OPENMP", "") not in ("1", "true"):
-        pytest.skip("NNEXPOSED_EXPECT_OPENMP is not set")
+def test_openmp_when_expected(pytestconfig):
+    # --expect-openmp is given by the wheel builds' test runs: every wheel has OpenMP.
+    if not pytestconfig.getoption("expect_openmp"):
+        pytest.skip("--expect-openmp is not given")
     assert _dispatch.core.openmp_enabled()

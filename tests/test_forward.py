@@ -9,7 +9,6 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import ALL_ACTIVATIONS, DTYPES, assert_close, random_network
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +16,7 @@ import nnexposed
 from nnexposed import Network, forward
 from nnexposed._dispatch import core as _core
 from nnexposed.reference import forward_numpy, forward_python
+from tests.helpers import ALL_ACTIVATIONS, DTYPES, assert_close, random_network
 
 # Batch sizes around the kernel's tile edges (tile of 32, tiled path from 4 samples).
 EDGE_BATCHES = [0, 1, 2, 3, 4, 5, 31, 32, 33, 63, 64, 65, 97]

@@ -9,10 +9,10 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_close
 
 import nnexposed
 from nnexposed import Network
+from tests.helpers import DTYPES, assert_close
 
 # PyTorch and ONNX Runtime sum in other orders than the kernels: float32 results agree to a
 # few ulps of the largest intermediate values, float64 ones far tighter.

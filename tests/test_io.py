@@ -7,10 +7,10 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import ALL_ACTIVATIONS, DTYPES, random_network
 
 import nnexposed
 from nnexposed import Network
+from tests.helpers import ALL_ACTIVATIONS, DTYPES, random_network
 
 # --------------------------------------------------------------------------------------------
 # Round trips
@@ -50,6 +50,12 @@ def test_round_trip_str_path_file_object_and_default_alphas(tmp_path):
     assert_same_network(loaded, network)
     assert [layer.alpha for layer in loaded.layers] == [1.0, 0.01]
     assert_same_network(nnexposed.load(io.BytesIO(open(path, "rb").read())), network)
+
+
+def test_save_to_a_file_object(article_network):
+    buffer = io.BytesIO()
+    assert nnexposed.save(article_network, buffer) is None
+    assert_same_network(nnexposed.load(io.BytesIO(buffer.getvalue())), article_network)
 
 
 def test_file_is_a_plain_npz(tmp_path, article_network):

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from conftest import ALL_ACTIVATIONS, DTYPES, assert_close, random_network
 
 import nnexposed
 from nnexposed import Dense, Network
 from nnexposed.reference import NUMPY_ACTIVATIONS, forward_numpy, layer_output_python
+from tests.helpers import ALL_ACTIVATIONS, DTYPES, assert_close, random_network
 
 # The article's style of example: 3 inputs, 3 neurons, weights[neuron][input].
 INPUTS = [1.0, 2.0, 3.0]

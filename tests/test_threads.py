@@ -13,8 +13,7 @@ import pytest
 import nnexposed
 from nnexposed import _dispatch
 from nnexposed.reference import forward_numpy
-
-from conftest import assert_close, random_network
+from tests.helpers import assert_close, random_network
 
 
 def test_import_keeps_the_gil_off_on_free_threaded_python():

@@ -38,7 +38,7 @@ run_tests() {  # $1: venv, $2: label; the suite from a folder holding a copy of 
     local venv=$1 label=$2 run location info
     run=$(mktemp -d "$WORK/run.XXXXXX")
     cp -r "$ROOT/tests" "$run/"
-    rm -rf "$run/tests/__pycache__"
+    find "$run/tests" -name __pycache__ -prune -exec rm -rf {} +
     location=$(cd "$run" && "$venv/bin/python" -c \
         "import nnexposed, os; print(os.path.dirname(nnexposed.__file__))") \
         || fail "$label: import nnexposed"
@@ -49,8 +49,8 @@ run_tests() {  # $1: venv, $2: label; the suite from a folder holding a copy of 
     info=$(cd "$run" && "$venv/bin/nnexposed" info) || fail "$label: nnexposed info"
     echo "$info" | sed 's/^/    /'
     echo "$info" | grep -Eq '^openmp +True$' || fail "$label: no OpenMP"
-    if ! (cd "$run" && NNEXPOSED_EXPECT_OPENMP=1 "$venv/bin/python" -m pytest -q \
-            -p no:cacheprovider tests > "$run/pytest.log" 2>&1); then
+    if ! (cd "$run" && "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+            --expect-openmp tests > "$run/pytest.log" 2>&1); then
         tail -40 "$run/pytest.log"
         fail "$label: tests"
     fi

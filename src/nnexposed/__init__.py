@@ -18,6 +18,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("KMP_BLOCKTIME", "1")  # LLVM libomp: milliseconds
 
 from nnexposed import examples  # noqa: E402
+from nnexposed._show_versions import show_versions  # noqa: E402
 from nnexposed._version import __version__  # noqa: E402
 from nnexposed.activations import (  # noqa: E402
     ACTIVATIONS,
@@ -62,6 +63,7 @@ __all__ = [
     "relu",
     "save",
     "set_num_threads",
+    "show_versions",
     "sigmoid",
     "silu",
     "softmax",

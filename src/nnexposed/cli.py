@@ -1,73 +1,184 @@
-"""The ``nnexposed`` command: bench (the main job), summary, demo and info."""
+"""The ``nnexposed`` command: bench (the main job), summary, demo and info.
+
+Each subcommand is an ``add_NAME(commands)`` function that declares its arguments (with the
+shared helpers below) and a ``run_NAME(args)`` function that does the work and returns the exit
+status; ``COMMANDS`` lists them for the parser. Mistakes end in one line on stderr, without a
+traceback: argument errors with status 2, errors found while running (a model that does not
+load, a file that cannot be written) with status 1.
+"""
+
+from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
+import tempfile
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from nnexposed import benchmark
+from nnexposed._show_versions import show_versions
 from nnexposed._version import __version__
 from nnexposed.activations import ACTIVATIONS
 from nnexposed.inference import forward
 from nnexposed.io import load
-from nnexposed.network import Network
+from nnexposed.network import Network, summary_table
 from nnexposed.reference import forward_numpy
 
 DEFAULT_SIZES = [(3, 5, 5, 5, 2), (784, 256, 256, 10)]
 DEFAULT_BATCHES = [1, 1000]
+DTYPES = ["float32", "float64"]
 
 
-def _int_list(text):
+class CommandError(Exception):
+    """A mistake found while running a command: printed as one line, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Argument types: each raises ArgumentTypeError with what was expected and what was given
+# --------------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
-    return values
-
-
-def _sizes(text):
-    sizes = _int_list(text)
-    if len(sizes) < 2 or 0 in sizes:
-        raise argparse.ArgumentTypeError(
-            f"expected at least two positive layer sizes like 3,5,5,5,2, got {text!r}")
-    return tuple(sizes)
-
-
-def _sizes_or_model(text):
-    """Layer sizes like 3,5,5,5,2, or the path of a saved model (a file that exists)."""
-    if os.path.isfile(text):
-        return text
-    if not set(text) <= set("0123456789, "):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither an existing model file nor layer sizes like 3,5,5,5,2")
-    try:
-        return _sizes(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected layer sizes like 3,5,5,5,2 or a saved model file, got {text!r}") from None
-
-
-def _load_model(path):
-    """The saved network at ``path``, or a one-line error on stderr and None."""
-    try:
-        return load(path)
-    except (OSError, ValueError) as error:
-        print(f"nnexposed: cannot load model {path!r}: {error}", file=sys.stderr)
-        return None
-
-
-def _positive_int(text):
-    value = int(text)
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
 
 
-def _progress(done, total, label):
+def _positive_ints(text: str) -> list[int]:
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        values = [int(part) for part in parts if part]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers like 1,1000, got {text!r}")
+    return values
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = _positive_ints(text)
+    except argparse.ArgumentTypeError:
+        sizes = []
+    if len(sizes) < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected at least two positive layer sizes like 3,5,5,5,2, got {text!r}")
+    return tuple(sizes)
+
+
+def _model_file(text: str) -> str:
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected a saved model file, got {text!r}, a folder")
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(
+            f"expected a saved model file, got {text!r}, which does not exist")
+    return text
+
+
+def _network(text: str) -> tuple[int, ...] | str:
+    """Layer sizes like 3,5,5,5,2, or the path of a saved model file."""
+    if os.path.isfile(text) or not set(text) <= set("0123456789, "):
+        try:
+            return _model_file(text)
+        except argparse.ArgumentTypeError as error:
+            raise argparse.ArgumentTypeError(
+                str(error).replace("a saved model file", "layer sizes like 3,5,5,5,2 or a "
+                                                         "saved model file")) from None
+    return _sizes(text)
+
+
+def _output_file(text: str) -> str:
+    """A file that can be written: its folder exists and is writable (checked before any work)."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: it is a folder")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: no folder {folder!r}")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: folder {folder!r} is "
+                                         f"not writable")
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Shared arguments and their use
+# --------------------------------------------------------------------------------------------
+
+
+def add_network_arguments(parser: argparse.ArgumentParser, nargs: str | None) -> None:
+    """NETWORK (layer sizes or a saved model; ``nargs`` as argparse's), --activation,
+    --output-activation and --dtype."""
+    parser.add_argument("networks" if nargs else "network", type=_network, nargs=nargs,
+                        metavar="SIZES|MODEL",
+                        help="layer sizes like 3,5,5,5,2 (a random network) or a model file "
+                             "written by nnexposed.save")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default=None,
+                        help="hidden activation of networks given by sizes (default: relu)")
+    parser.add_argument("--output-activation", choices=ACTIVATIONS, default=None,
+                        help="output activation of networks given by sizes (default: linear)")
+    parser.add_argument("--dtype", choices=DTYPES, default=None,
+                        help="dtype (default: float32 for sizes, a model's own dtype)")
+
+
+def add_repeat_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeat", type=_positive_int, default=7,
+                        help="timed runs per measurement; the median is reported (default: 7)")
+
+
+def _check_activation_options(args: argparse.Namespace, specs: Sequence[object]) -> None:
+    """--activation and --output-activation describe networks given by sizes: refuse them
+    when every network is a model file (they would be silently ignored)."""
+    for option in ("activation", "output_activation"):
+        if getattr(args, option) is not None and all(isinstance(s, str) for s in specs):
+            raise CommandError(f"--{option.replace('_', '-')} applies to networks given by "
+                               f"layer sizes, not to a saved model")
+
+
+def _load_model(path: str) -> Network:
+    try:
+        return load(path)
+    except (OSError, ValueError) as error:
+        raise CommandError(f"cannot load model {path!r}: {error}") from None
+
+
+def _build_network(args: argparse.Namespace, spec: tuple[int, ...] | str) -> Network:
+    """The network of one SIZES|MODEL argument, in ``args.dtype`` if given."""
+    if isinstance(spec, str):
+        network = _load_model(spec)
+        return network if args.dtype is None else network.astype(args.dtype)
+    return Network.from_sizes(spec, args.activation or "relu", args.output_activation or "linear",
+                              dtype=args.dtype or "float32", seed=0)
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it: never a partial file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".nnexposed-", dir=folder)
+    try:
+        with os.fdopen(handle, "w") as f:
+            f.write(text)
+        os.replace(temporary, path)
+    except OSError as error:
+        os.unlink(temporary)
+        raise CommandError(f"cannot write {path!r}: {error}") from None
+
+
+def _progress(done: int, total: int, label: str) -> None:
     message = f"[{done}/{total}] {label}"
     if sys.stderr.isatty():  # one line, rewritten in place
         end = "\n" if done == total else ""
@@ -76,45 +187,75 @@ def _progress(done, total, label):
         print(message, file=sys.stderr, flush=True)
 
 
-def cmd_bench(args):
-    models = []
-    for path in args.model or []:
-        models.append(_load_model(path))
-        if models[-1] is None:
-            return 1
-    sizes_list = (args.sizes or []) + models or DEFAULT_SIZES
-    rows = benchmark.run(sizes_list, args.batch, args.dtype, repeat=args.repeat,
+# --------------------------------------------------------------------------------------------
+# Subcommands
+# --------------------------------------------------------------------------------------------
+
+
+def add_bench(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("bench", help="time forward against forward_numpy")
+    add_network_arguments(parser, "*")
+    parser.add_argument("--sizes", type=_sizes, action="append", default=[],
+                        help="layer sizes, as a positional SIZES (repeatable)")
+    parser.add_argument("--model", type=_model_file, action="append", default=[],
+                        metavar="PATH", help="a saved model, as a positional MODEL (repeatable)")
+    parser.add_argument("--batch", type=_positive_ints, default=DEFAULT_BATCHES,
+                        help="comma-separated batch sizes (default: 1,1000)")
+    add_repeat_argument(parser)
+    parser.add_argument("--json", metavar="FILE", type=_output_file,
+                        help="also write the results as JSON")
+    parser.epilog = ("Without networks: " + " and ".join(",".join(map(str, sizes))
+                                                        for sizes in DEFAULT_SIZES) + ".")
+    parser.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    specs = [*args.networks, *args.sizes, *args.model]
+    _check_activation_options(args, specs)
+    networks = [_build_network(args, spec) for spec in specs or DEFAULT_SIZES]
+    rows = benchmark.run(networks, args.batch, None, repeat=args.repeat,
                          progress=_progress)
     print(benchmark.format_table(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": benchmark.machine_info(), "results": rows}, f, indent=2)
+        report = {"machine": benchmark.machine_info(), "results": rows}
+        _write_atomically(args.json, json.dumps(report, indent=2))
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
 
-def cmd_summary(args):
+def add_summary(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("summary", help="print a network's layer table")
+    add_network_arguments(parser, None)
+    parser.set_defaults(run=run_summary)
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    _check_activation_options(args, [args.network])
     if isinstance(args.network, str):
-        network = _load_model(args.network)
-        if network is None:
-            return 1
-        if args.dtype is not None:
-            network = network.astype(args.dtype)
-    else:
-        network = Network.from_sizes(args.network, args.activation, args.output_activation,
-                                     dtype=args.dtype or "float32", seed=0)
-    print(network.summary())
+        print(_build_network(args, args.network).summary())
+    else:  # from the sizes alone: a network of any size allocates nothing here
+        sizes = args.network
+        activations = [args.activation or "relu"] * (len(sizes) - 2)
+        print(summary_table(sizes, [*activations, args.output_activation or "linear"],
+                            args.dtype or "float32"))
     return 0
 
 
-def _ascii_image(image, width=8):
+def _ascii_image(image: np.ndarray, width: int = 8) -> list[str]:
     """An 8x8 image in [0, 1] as text, darker characters for more ink."""
     shades = " .:-=+*#%@"
     levels = np.clip((image * (len(shades) - 1)).round().astype(int), 0, len(shades) - 1)
     return ["".join(shades[v] * 2 for v in row) for row in levels.reshape(-1, width)]
 
 
-def cmd_demo(args):
+def add_demo(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "demo", help="run the shipped digits network: accuracy and latency per image")
+    add_repeat_argument(parser)
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
     from nnexposed.examples import digits
 
     network, images, labels = digits()
@@ -145,61 +286,46 @@ def cmd_demo(args):
     return 0
 
 
-def cmd_info(args):
-    info = benchmark.machine_info()
-    width = max(map(len, info))
-    for key, value in info.items():
-        print(f"{key:<{width}}  {value}")
+def add_info(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "info", help="versions, build and machine (as nnexposed.show_versions())")
+    parser.set_defaults(run=run_info)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    show_versions()
     return 0
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="nnexposed", description="Multi-layer perceptron forward pass in typed Cython.")
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_bench, add_summary, add_demo, add_info]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nnexposed",
+                     description="Multi-layer perceptron forward pass in typed Cython.")
     parser.add_argument("--version", action="version", version=f"nnexposed {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    bench = commands.add_parser("bench", help="time forward against forward_numpy")
-    bench.add_argument("--sizes", type=_sizes, action="append",
-                       help="layer sizes, e.g. 3,5,5,5,2 (repeatable; default without "
-                            "--model: 3,5,5,5,2 and 784,256,256,10)")
-    bench.add_argument("--batch", type=_int_list, default=DEFAULT_BATCHES,
-                       help="comma-separated batch sizes (default: 1,1000)")
-    bench.add_argument("--model", metavar="PATH", action="append",
-                       help="also time a saved model (repeatable)")
-    bench.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                       help="dtype of the networks (default: float32, a model's own dtype)")
-    bench.add_argument("--repeat", type=_positive_int, default=7,
-                       help="timed runs per measurement; the median is reported (default: 7)")
-    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    bench.set_defaults(run=cmd_bench)
-
-    summary = commands.add_parser("summary", help="print a network's layer table")
-    summary.add_argument("network", type=_sizes_or_model, metavar="SIZES|PATH",
-                         help="layer sizes, e.g. 3,5,5,5,2, or a model saved with "
-                              "nnexposed.save")
-    summary.add_argument("--activation", choices=ACTIVATIONS, default="relu",
-                         help="hidden activation for SIZES (default: relu)")
-    summary.add_argument("--output-activation", choices=ACTIVATIONS, default="linear",
-                         help="output activation for SIZES (default: linear)")
-    summary.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                         help="dtype (default: float32, a model's own dtype)")
-    summary.set_defaults(run=cmd_summary)
-
-    demo = commands.add_parser(
-        "demo", help="run the shipped digits network: accuracy and latency per image")
-    demo.add_argument("--repeat", type=_positive_int, default=7,
-                      help="timed runs per measurement; the median is reported (default: 7)")
-    demo.set_defaults(run=cmd_demo)
-
-    info = commands.add_parser("info", help="version, build and machine information")
-    info.set_defaults(run=cmd_info)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(commands)
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (CommandError, MemoryError) as error:
+        reason = "out of memory: " if isinstance(error, MemoryError) else ""
+        print(f"nnexposed {args.command}: error: {reason}{error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"nnexposed {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (as `nnexposed info | head -3`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -50,15 +50,8 @@ LAYER_KEYS = {"n_in", "n_out", "activation", "alpha"}
 MAX_HEADER_BYTES = 1 << 20
 
 
-def save(network, path):
-    """Write ``network`` to ``path`` (conventionally ``*.npz``) atomically; returns nothing.
-
-    The file is written in full to a temporary file in the same folder, then renamed over
-    ``path``: readers see either the old file or the new one, never a partial one.
-    """
-    if not isinstance(network, Network):
-        raise TypeError(f"save expects a nnexposed.Network, got {type(network).__name__}")
-    path = os.fspath(path)
+def archive_arrays(network):
+    """The arrays a model file holds, by name: ``header`` (JSON bytes) then each layer's."""
     reduced = network.precision in FILE_WEIGHT_DTYPES
     header = {
         "format": FORMAT_NAME,
@@ -75,6 +68,24 @@ def save(network, path):
         arrays[f"biases_{k}"] = layer.biases
         if layer.scales is not None:
             arrays[f"scales_{k}"] = layer.scales
+    return arrays
+
+
+def save(network, path):
+    """Write ``network`` to ``path`` (conventionally ``*.npz``) atomically; returns nothing.
+
+    The file is written in full to a temporary file in the same folder, then renamed over
+    ``path``: readers see either the old file or the new one, never a partial one. ``path``
+    may also be a binary file object (``io.BytesIO()`` for the model file's bytes), which is
+    written to as it is.
+    """
+    if not isinstance(network, Network):
+        raise TypeError(f"save expects a nnexposed.Network, got {type(network).__name__}")
+    arrays = archive_arrays(network)
+    if hasattr(path, "write"):
+        np.savez(path, **arrays)
+        return
+    path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
                                      suffix=".tmp")

@@ -364,23 +364,8 @@ class Network:
 
     def summary(self):
         """A text table: one row per layer (shape, activation, parameters), then the total."""
-        header = ("Layer", "Shape (in -> out)", "Activation", "Params")
-        rows = [(f"dense_{k}", f"{layer.n_in} -> {layer.n_out}", layer.activation,
-                 f"{layer.n_params:,}") for k, layer in enumerate(self._layers)]
-        widths = [max(len(row[c]) for row in [header, *rows]) for c in range(4)]
-
-        def line(row):
-            cells = [row[c].ljust(widths[c]) for c in range(3)] + [row[3].rjust(widths[3])]
-            return "   ".join(cells)
-
-        rule = "=" * len(line(header))
-        return "\n".join([
-            f"Network {self.sizes}",
-            rule, line(header), rule.replace("=", "-"),
-            *(line(row) for row in rows),
-            rule,
-            f"Total params: {self.n_params:,} ({self.precision}, {self.nbytes:,} bytes)",
-        ])
+        return summary_table(self.sizes, [layer.activation for layer in self._layers],
+                             self.dtype, precision=self.precision, nbytes=self.nbytes)
 
     def __repr__(self):
         activations = tuple(layer.activation for layer in self._layers)
@@ -388,3 +373,49 @@ class Network:
                      else f", precision={self.precision!r}")
         return (f"Network(sizes={self.sizes}, activations={activations}, "
                 f"dtype={self.dtype}{precision})")
+
+
+def summary_table(sizes, activations, dtype, *, precision=None, nbytes=None):
+    """The table of ``Network.summary()`` from the layer sizes alone, allocating nothing.
+
+    Parameters
+    ----------
+    sizes : sequence of int, length n_layers + 1
+        Inputs, then each layer's outputs.
+    activations : sequence of str, length n_layers
+        Each layer's activation name.
+    dtype : str or numpy.dtype
+        The network's dtype (for the size in bytes).
+    precision : str, optional
+        How the weights are stored, when not in ``dtype`` ("int8", ...).
+    nbytes : int, optional
+        The bytes of weights, biases and scales, when not ``dtype``'s size of each parameter.
+
+    Returns
+    -------
+    str
+        One row per layer (shape, activation, parameters), then the total.
+    """
+    sizes = tuple(int(size) for size in sizes)
+    dtype = np.dtype(dtype)
+    params = [(n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:])]
+    header = ("Layer", "Shape (in -> out)", "Activation", "Params")
+    rows = [(f"dense_{k}", f"{n_in} -> {n_out}", activation, f"{n:,}")
+            for k, (n_in, n_out, activation, n) in enumerate(
+                zip(sizes, sizes[1:], activations, params))]
+    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(4)]
+
+    def line(row):
+        cells = [row[c].ljust(widths[c]) for c in range(3)] + [row[3].rjust(widths[3])]
+        return "   ".join(cells)
+
+    rule = "=" * len(line(header))
+    total = sum(params)
+    return "\n".join([
+        f"Network {sizes}",
+        rule, line(header), rule.replace("=", "-"),
+        *(line(row) for row in rows),
+        rule,
+        f"Total params: {total:,} ({precision or dtype}, "
+        f"{total * dtype.itemsize if nbytes is None else nbytes:,} bytes)",
+    ])

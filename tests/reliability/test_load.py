@@ -1,9 +1,8 @@
 """Model files: every input to ``nnexposed.load`` ends in a loaded model or a ValueError.
 
-Runs only when the package has ``load`` (model files are another piece of work); until then
-every test here skips. Hypothesis mutates saved models and random bytes (in a child
-interpreter, so a crash fails the test); tests/load_corpus/ holds seeds and any input that
-once crashed. tools/fuzz_load.py is the coverage-guided (atheris) fuzzer over the same target.
+Hypothesis mutates saved models and random bytes (in a child interpreter, so a crash fails the
+test); tests/reliability/load_corpus/ holds seeds and any input that once crashed.
+tools/fuzz_load.py is the coverage-guided (atheris) fuzzer over the same target.
 """
 
 import glob
@@ -11,14 +10,13 @@ import os
 
 import numpy as np
 import pytest
-from reliability_support import run_tests_isolated
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nnexposed
+from tests.helpers import run_tests_isolated
 
-pytestmark = pytest.mark.skipif(not hasattr(nnexposed, "load"),
-                                reason="nnexposed.load does not exist (yet)")
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "load_corpus")
-IN_CHILD = os.environ.get("NNEXPOSED_FUZZ_CHILD") == "1"
 
 
 def load_bytes(data, tmp_path):
@@ -38,29 +36,26 @@ def load_bytes(data, tmp_path):
 def saved_model_bytes(tmp_path):
     network = nnexposed.Network.from_sizes([3, 5, 2], seed=0)
     path = tmp_path / "seed.bin"
-    nnexposed.save(network, str(path)) if hasattr(nnexposed, "save") else network.save(path)
+    nnexposed.save(network, str(path))
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CORPUS, "*"))))
+@pytest.mark.parametrize("path", [path for path in sorted(glob.glob(os.path.join(CORPUS, "*")))
+                                  if not path.endswith(".md")])
 def test_corpus_inputs(path, tmp_path):
-    if path.endswith("README.md"):
-        pytest.skip("not an input")
     with open(path, "rb") as f:
         model = load_bytes(f.read(), tmp_path)
     if os.path.basename(path).startswith("seed_"):
         assert model is not None, "a saved model must load"
 
 
-@pytest.mark.skipif(not IN_CHILD, reason="fuzzed in a child interpreter")
+@pytest.mark.isolated
 def test_fuzz_load_mutations(tmp_path_factory):
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
-
     seed = saved_model_bytes(tmp_path_factory.mktemp("seed"))
+    fuzz_settings = settings.get_profile("fuzz")
 
-    @settings(max_examples=int(os.environ.get("NNEXPOSED_FUZZ_EXAMPLES", "300")),
-              deadline=None, suppress_health_check=list(HealthCheck))
+    # A file is cheap to mutate and load: twice the examples of the other fuzz tests.
+    @settings(fuzz_settings, max_examples=2 * fuzz_settings.max_examples)
     @given(st.one_of(
         st.binary(max_size=512),
         st.tuples(st.integers(0, max(len(seed) - 1, 0)), st.binary(min_size=1, max_size=8))
@@ -72,8 +67,6 @@ def test_fuzz_load_mutations(tmp_path_factory):
     fuzz()
 
 
-@pytest.mark.skipif(IN_CHILD, reason="already the child")
-def test_fuzz_load_in_child_interpreter():
-    output = run_tests_isolated(__file__, "mutations", env={"NNEXPOSED_FUZZ_CHILD": "1"},
-                                timeout=900)
+def test_fuzz_load_in_child_interpreter(pytestconfig):
+    output = run_tests_isolated(__file__, pytestconfig, timeout=900)
     assert " passed" in output and "failed" not in output, output[-3000:]

@@ -10,12 +10,14 @@ without a row in ULP_BOUNDS (added after this table) are held to a generic bound
 import math
 import warnings
 
+import mpmath
 import numpy as np
 import pytest
 
 import nnexposed
 from nnexposed.reference import NUMPY_ACTIVATIONS
-from reliability_support import takes_alpha
+from tests.helpers import takes_alpha
+
 try:   # the kernels in use, where the package picks one of several compiled variants
     from nnexposed._dispatch import core as _core
 except ImportError:
@@ -196,3 +198,76 @@ def test_dense_normalised_error(dtype, n_in, batch, blas):
     bound = np.abs(x) @ np.abs(w.astype(np.float64)).T + np.abs(b.astype(np.float64))
     normalised = np.abs(y - exact) / (float(np.finfo(dtype).eps) * bound)
     assert normalised.max() <= DENSE_NORMALISED, float(normalised.max())
+
+
+# --------------------------------------------------------------------------------------------
+# Tails against mpmath: where the float64 formulas in NumPy cancel or NumPy has no wider type
+# --------------------------------------------------------------------------------------------
+
+
+def exact_values(function, x):
+    """``function`` (mpmath, 40 digits) of each value of x, as mpmath numbers."""
+    with mpmath.workdps(40):
+        return [function(mpmath.mpf(v)) for v in x.tolist()]
+
+
+def ulps_against_mpmath(x, computed, exact_function, dtype):
+    """Error in ulps of ``dtype`` of each computed value against ``exact_function`` of its
+    input; NaN where the exact value is below the normal range."""
+    tiny = float(np.finfo(dtype).tiny)
+    errors = []
+    for exact, y in zip(exact_values(exact_function, x), computed.tolist()):
+        if abs(exact) < tiny:
+            errors.append(math.nan)
+            continue
+        spacing = float(np.spacing(np.abs(np.asarray(float(exact), dtype))))
+        errors.append(float(abs(mpmath.mpf(y) - exact)) / spacing)
+    return np.array(errors)
+
+
+def exact_gelu(x):
+    return x / 2 * mpmath.erfc(-x / mpmath.sqrt(2))
+
+
+def exact_softplus(x):
+    return mpmath.log1p(mpmath.exp(x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gelu_negative_tail_against_mpmath(dtype):
+    # gelu(x) = x erfc(-x / sqrt 2) / 2 from -8 down to where it underflows (float64 ~-38,
+    # float32 ~-14). erfc(z) ~ exp(-z^2) has relative condition number ~2 z^2 = x^2, so one
+    # rounding of the argument -x / sqrt 2 costs up to ~2 x^2 ulp of the result: that is the
+    # bound (measured at most 1.55 x^2). 1 + erf(x / sqrt 2) would lose every digit here.
+    lowest = -38.6 if np.dtype(dtype) == np.float64 else -14.4
+    x = np.concatenate([np.linspace(lowest, -8, 1500), -8 - np.geomspace(1e-9, 1, 50)])
+    x = x.astype(dtype)
+    y = nnexposed.gelu(x)
+    assert np.all(y <= 0)
+    errors = ulps_against_mpmath(x, y, exact_gelu, dtype)
+    normal = ~np.isnan(errors)
+    assert normal.sum() > 1000
+    bound = 2 * x[normal].astype(np.float64) ** 2 + 4
+    worst = np.argmax(errors[normal] / bound)
+    assert np.all(errors[normal] <= bound), (
+        f"{errors[normal][worst]:.0f} ulp at x = {x[normal][worst]!r}")
+    below = ~normal
+    exact_below = np.array([float(v) for v in exact_values(exact_gelu, x[below])])
+    assert np.all(np.abs(y[below].astype(np.float64) - exact_below)
+                  <= SUBNORMAL_ABS * float(np.finfo(dtype).smallest_subnormal))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softplus_tails_against_mpmath(dtype):
+    # softplus(x) = log1p(exp(x)): ~exp(x) far below 0, where log(1 + exp(x)) rounds 1 + exp(x)
+    # and loses the digits of exp(x); ~x + exp(-x) far above 0.
+    info = np.finfo(dtype)
+    lowest = float(np.log(info.tiny)) + 1
+    x = np.concatenate([np.linspace(lowest, -1, 1500), -np.geomspace(1e-30, 1, 100),
+                        np.geomspace(1e-30, 1, 100), np.linspace(1, 60, 300)]).astype(dtype)
+    y = nnexposed.softplus(x)
+    errors = ulps_against_mpmath(x, y, exact_softplus, dtype)
+    assert not np.isnan(errors).any()
+    worst = np.argmax(errors)
+    assert errors.max() <= ULP_BOUNDS["softplus"][0 if np.dtype(dtype) == np.float32 else 1], (
+        f"{errors[worst]:.1f} ulp at x = {x[worst]!r}")

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from reliability_support import run_isolated
 
 import nnexposed
+from tests.helpers import run_isolated
+
 try:   # the kernels in use, where the package picks one of several compiled variants
     from nnexposed._dispatch import core as _core
 except ImportError:

@@ -4,7 +4,7 @@ The always-on cases are cheap: their inputs come from np.zeros (pages the kernel
 to the shared zero page, so reading 8-17 GB of zeros costs no resident memory), with a few
 non-zero values placed beyond element 2**31 where a 32-bit index would wrap around. The
 expensive case (3 * 10**8 samples through a 1 -> 8 layer: 2.16 * 10**9 output elements,
-8.6 GB) is tools/big_batch.py, run by NNEXPOSED_SLOW=1 here.
+8.6 GB) is tools/big_batch.py, run by ``pytest --slow`` here.
 """
 
 import os
@@ -12,20 +12,9 @@ import sys
 
 import numpy as np
 import pytest
-from reliability_support import run_isolated, run_tests_isolated
 
 import nnexposed
-
-SLOW = os.environ.get("NNEXPOSED_SLOW") == "1"
-UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
-# A wrapped-around index would crash: the cases run in a child interpreter
-# (test_sizes_in_child_interpreter); NNEXPOSED_SIZES_CHILD=1 runs them in this process.
-IN_CHILD = os.environ.get("NNEXPOSED_SIZES_CHILD") == "1"
-
-
-def in_child(test):
-    """Cases that exist only in the child interpreter (not collected elsewhere)."""
-    return test if IN_CHILD else None
+from tests.helpers import TESTS_FOLDER, UNDER_ASAN, run_isolated, run_tests_isolated
 
 pytestmark = [
     pytest.mark.skipif(sys.maxsize < 2**40, reason="needs a 64-bit address space"),
@@ -33,10 +22,9 @@ pytestmark = [
 ]
 
 
-@pytest.mark.skipif(IN_CHILD, reason="already the child")
-def test_sizes_in_child_interpreter():
-    output = run_tests_isolated(__file__, "more_than_2_31 and not output_elements",
-                                env={"NNEXPOSED_SIZES_CHILD": "1"}, timeout=600)
+# A wrapped-around index would crash: the cases marked isolated run in a child interpreter.
+def test_sizes_in_child_interpreter(pytestconfig):
+    output = run_tests_isolated(__file__, pytestconfig, timeout=600)
     assert "failed" not in output and "3 passed" in output, output[-3000:]
 
 
@@ -48,7 +36,7 @@ def lazy_zeros(shape, dtype):
                     f"GiB of address space here")
 
 
-@in_child
+@pytest.mark.isolated
 @pytest.mark.parametrize("threads", [1, 2])
 def test_batch_with_more_than_2_31_input_elements(threads):
     # 2**21 + 40 samples of 1024 inputs: sample offsets t * n_in pass 2**31 (tiled kernel).
@@ -72,7 +60,7 @@ def test_batch_with_more_than_2_31_input_elements(threads):
     assert np.all(rest == rest[0]) and abs(rest[0] - np.tanh(0.5)) < 1e-6
 
 
-@in_child
+@pytest.mark.isolated
 def test_one_sample_with_more_than_2_31_weights_per_row():
     # n_in = 2**31 + 24: in-row indices and the row offset j * n_in pass 2**31 (one-sample
     # kernel). dense() does not copy C-contiguous float32 arrays, so nothing is touched.
@@ -87,9 +75,9 @@ def test_one_sample_with_more_than_2_31_weights_per_row():
     np.testing.assert_array_equal(y, np.array([6.25, 36.5], np.float32))
 
 
-@pytest.mark.skipif(not SLOW, reason="8.6 GB of output: NNEXPOSED_SLOW=1 or tools/big_batch.py")
+@pytest.mark.slow  # 8.6 GB of output (also: python tools/big_batch.py)
 def test_batch_with_more_than_2_31_output_elements():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(TESTS_FOLDER)
     output = run_isolated(f"""
         import runpy, sys
         sys.argv = ["big_batch.py", "--batch", "270000000"]
