@@ -19,8 +19,7 @@ from nnexposed.precision import (
     quantize_weights,
 )
 from nnexposed.reference import forward_numpy, forward_python
-
-from conftest import ALL_ACTIVATIONS, random_network
+from tests.helpers import ALL_ACTIVATIONS, random_network
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 

@@ -50,18 +50,17 @@ cdef extern from "_kernels/int8.h" nogil:
         NNX_Q_AVX512
         NNX_Q_AVX512_VNNI
         NNX_I8_TILE
-    ctypedef void (*nnx_i8_tile_fn)(const uint8_t*, const int8_t*, const int32_t*,
-                                   const float*, const float*, Py_ssize_t, Py_ssize_t,
-                                   Py_ssize_t, const float*, const int32_t*, float*,
-                                   int) noexcept nogil
-    ctypedef void (*nnx_i8_row_fn)(const uint8_t*, const int8_t*, const int32_t*,
-                                  const float*, const float*, Py_ssize_t, Py_ssize_t,
-                                  Py_ssize_t, float, int32_t, float*, int) noexcept nogil
-    ctypedef void (*nnx_i8_quantize_cols_fn)(const float*, Py_ssize_t, Py_ssize_t, uint8_t*,
-                                            float*, int32_t*, float*) noexcept nogil
-    ctypedef void (*nnx_i8_quantize_rows_fn)(const float*, Py_ssize_t, Py_ssize_t,
-                                            Py_ssize_t, uint8_t*, float*,
-                                            int32_t*) noexcept nogil
+    ctypedef void (*nnx_i8_tile_fn)(
+        const uint8_t*, const int8_t*, const int32_t*, const float*, const float*, Py_ssize_t,
+        Py_ssize_t, Py_ssize_t, const float*, const int32_t*, float*, int) noexcept nogil
+    ctypedef void (*nnx_i8_row_fn)(
+        const uint8_t*, const int8_t*, const int32_t*, const float*, const float*, Py_ssize_t,
+        Py_ssize_t, Py_ssize_t, float, int32_t, float*, int) noexcept nogil
+    ctypedef void (*nnx_i8_quantize_cols_fn)(
+        const float*, Py_ssize_t, Py_ssize_t, uint8_t*, float*, int32_t*, float*) noexcept nogil
+    ctypedef void (*nnx_i8_quantize_rows_fn)(
+        const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, uint8_t*, float*,
+        int32_t*) noexcept nogil
     ctypedef struct nnx_i8_kernels:
         nnx_i8_tile_fn tile
         nnx_i8_row_fn row
@@ -76,12 +75,12 @@ cdef extern from "_kernels/half.h" nogil:
         NNX_FLOAT16
         NNX_HALF_TILE
         NNX_HALF_ROWS
-    ctypedef void (*nnx_half_tile_fn)(const float*, const uint16_t*, int, const float*,
-                                     Py_ssize_t, Py_ssize_t, Py_ssize_t, float*, int,
-                                     float*) noexcept nogil
-    ctypedef void (*nnx_half_row_fn)(const float*, const uint16_t*, int, const float*,
-                                    Py_ssize_t, Py_ssize_t, Py_ssize_t, float*,
-                                    int) noexcept nogil
+    ctypedef void (*nnx_half_tile_fn)(
+        const float*, const uint16_t*, int, const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+        float*, int, float*) noexcept nogil
+    ctypedef void (*nnx_half_row_fn)(
+        const float*, const uint16_t*, int, const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+        float*, int) noexcept nogil
     ctypedef struct nnx_half_kernels:
         nnx_half_tile_fn tile
         nnx_half_row_fn row
@@ -312,7 +311,7 @@ cdef int network_forward(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t m
     """Forward ``batch`` samples (rows of x). Returns -1 if out of memory."""
     cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
-    cdef Py_ssize_t s, k, block, n_blocks, first, rows, cols, work_bytes
+    cdef Py_ssize_t s, k, block, n_blocks, first, cols, work_bytes
     cdef float* row_work
     cdef char* work
     cdef const float* src
@@ -488,4 +487,3 @@ cdef class QuantizedNetwork:
         if status != 0:
             raise MemoryError("no memory for the forward pass workspace")
         return oa
-

@@ -50,11 +50,12 @@ def bench_case(network, batch, *, repeat=7, seed=0, python=True):
         "network": "-".join(map(str, network.sizes)),
         "batch": batch,
         "dtype": str(network.dtype),
+        "precision": network.precision,
         "nnexposed_us": 1e6 * time_per_call(forward, network, x, repeat=repeat),
         "numpy_us": 1e6 * time_per_call(forward_numpy, network, x, repeat=repeat),
         "python_us": None,
     }
-    if python and macs <= PYTHON_MAX_MACS:
+    if python and macs <= PYTHON_MAX_MACS and network.precision != "int8":
         row["python_us"] = 1e6 * time_per_call(forward_python, network, x,
                                                repeat=max(1, min(repeat, 3)))
     row["speedup_vs_numpy"] = row["numpy_us"] / row["nnexposed_us"]
@@ -84,14 +85,15 @@ def run(sizes_list, batches, dtype="float32", *, repeat=7, progress=None):
 
 def format_table(rows):
     """The rows as an aligned text table."""
-    header = ("network", "batch", "dtype", "nnexposed µs", "numpy µs", "python µs",
-              "vs numpy")
+    header = ("network", "batch", "dtype", "precision", "nnexposed µs", "numpy µs",
+              "python µs", "vs numpy")
 
     def fmt(us):
         return "-" if us is None else f"{us:,.2f}" if us < 100 else f"{us:,.0f}"
 
     cells = [header] + [
-        (r["network"], f"{r['batch']:,}", r["dtype"], fmt(r["nnexposed_us"]),
+        (r["network"], f"{r['batch']:,}", r["dtype"], r.get("precision", r["dtype"]),
+         fmt(r["nnexposed_us"]),
          fmt(r["numpy_us"]), fmt(r["python_us"]), f"{r['speedup_vs_numpy']:.1f}x")
         for r in rows
     ]
