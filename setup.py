@@ -1,10 +1,11 @@
 """Build the compiled kernels of nnexposed.
 
 Portable optimisation flags only: a wheel must run on any CPU of its platform tag.
-The kernels are compiled once per instruction set: ``nnexposed._core`` for the baseline
-(x86-64-v2 on x86-64, the compiler's default elsewhere) and, on x86-64 only,
-``nnexposed._core_avx2`` (AVX2, FMA, F16C) and ``nnexposed._core_avx512`` (AVX-512 F, CD, BW,
-DQ, VL); ``nnexposed._dispatch`` imports the best one the CPU runs.
+The kernels (``src/nnexposed/_kernels/``) are compiled once per instruction set:
+``nnexposed._core_baseline`` (x86-64-v2 on x86-64, the compiler's default elsewhere) and, on
+x86-64 only, ``nnexposed._core_avx2`` (AVX2, FMA, F16C) and ``nnexposed._core_avx512`` (AVX-512
+F, CD, BW, DQ, VL); ``nnexposed._dispatch`` imports the best one the CPU runs, as told by
+``nnexposed._cpu`` (compiled once, with the baseline flags).
 
 Environment variables:
 
@@ -16,6 +17,7 @@ Environment variables:
   Apple clang; Homebrew's libomp is found without it.
 """
 
+import glob
 import os
 import shutil
 import subprocess
@@ -43,7 +45,7 @@ int main(void) { return 0; }
 # 512-bit vectors: with gcc's generic tuning AVX-512 code stays at 256 bits, measured 10-20%
 # slower on small batched networks on an AMD EPYC (a 32-sample tile is two zmm registers).
 X86_64_VARIANTS = {
-    "nnexposed._core": (["-march=x86-64-v2"], []),
+    "nnexposed._core_baseline": (["-march=x86-64-v2"], []),
     "nnexposed._core_avx2": (
         ["-march=x86-64-v2", "-mavx2", "-mfma", "-mf16c"], ["/arch:AVX2"]),
     "nnexposed._core_avx512": (
@@ -51,13 +53,14 @@ X86_64_VARIANTS = {
          "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mprefer-vector-width=512"],
         ["/arch:AVX512"]),
 }
-ISA_NAMES = {"nnexposed._core": "baseline", "nnexposed._core_avx2": "avx2",
+ISA_NAMES = {"nnexposed._core_baseline": "baseline", "nnexposed._core_avx2": "avx2",
              "nnexposed._core_avx512": "avx512"}
-# Built once for every CPU of the platform: its ISA-specific kernels carry per-function
-# target attributes and are chosen at run time. Without contraction into fused multiply-adds
-# (gcc/clang flag; MSVC does not contract by default), so that its int8 kernels round as
-# their NumPy reference does.
-SINGLE_BUILD_EXTENSIONS = {"nnexposed._quantized": ["-ffp-contract=off"]}
+# Compiled once, with the flags of the baseline kernels. nnexposed._quantized's ISA-specific
+# kernels carry per-function target attributes and are chosen at run time.
+BASELINE_MODULES = ("nnexposed._core_baseline", "nnexposed._cpu", "nnexposed._quantized")
+# Without contraction into fused multiply-adds (gcc/clang flag; MSVC does not contract by
+# default), so that the int8 kernels round as their NumPy reference does.
+GNU_MODULE_FLAGS = {"nnexposed._quantized": ["-ffp-contract=off"]}
 # Spelled out for compilers that do not know -march=x86-64-v2 (gcc < 11, clang < 12).
 X86_64_V2_FALLBACK = ["-msse3", "-mssse3", "-msse4.1", "-msse4.2", "-mpopcnt", "-mcx16"]
 
@@ -181,12 +184,12 @@ class BuildExt(build_ext):
                     extra = [f for f in extra if f != "-march=x86-64-v2"] + X86_64_V2_FALLBACK
                 variant_flags[name] = extra
         self.extensions = [ext for ext in self.extensions
-                           if ext.name == "nnexposed._core" or ext.name in variant_flags
-                           or ext.name in SINGLE_BUILD_EXTENSIONS]
+                           if ext.name in BASELINE_MODULES or ext.name in variant_flags]
+        baseline_flags = variant_flags.get("nnexposed._core_baseline", [])
         for ext in self.extensions:
-            own_flags = [] if msvc else SINGLE_BUILD_EXTENSIONS.get(ext.name, [])
-            ext.extra_compile_args = (flags + variant_flags.get(ext.name, []) + own_flags
-                                      + list(ext.extra_compile_args))
+            isa_flags = variant_flags.get(ext.name, baseline_flags)
+            own_flags = [] if msvc else GNU_MODULE_FLAGS.get(ext.name, [])
+            ext.extra_compile_args = flags + isa_flags + own_flags + list(ext.extra_compile_args)
             ext.extra_link_args = link_flags + list(ext.extra_link_args)
         super().build_extensions()
         self._write_build_info(
@@ -215,10 +218,11 @@ extensions = [
     Extension(
         name,
         [f"src/nnexposed/{name.split('.')[1]}.pyx"],
-        include_dirs=[np.get_include()],
+        include_dirs=[np.get_include(), "src/nnexposed"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION")],
+        depends=glob.glob("src/nnexposed/_kernels/*"),
     )
-    for name in [*X86_64_VARIANTS, *SINGLE_BUILD_EXTENSIONS]
+    for name in ("nnexposed._cpu", "nnexposed._quantized", *X86_64_VARIANTS)
 ]
 
 setup(

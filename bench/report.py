@@ -67,12 +67,12 @@ def thread_pools():
 def thread_settings(rows):
     """Threads each implementation ran with, as recorded when it was built."""
     import nnexposed
-    from nnexposed import _core
+    from nnexposed import kernels
 
     get_threads = getattr(nnexposed, "get_num_threads", None)
     threads = {"nnexposed": get_threads() if get_threads is not None else
-               f"no nnexposed.get_num_threads; _core.default_threads() = "
-               f"{_core.default_threads()}, openmp {_core.openmp_enabled()}"}
+               f"no nnexposed.get_num_threads; kernels.default_threads() = "
+               f"{kernels.default_threads()}, openmp {kernels.openmp_enabled()}"}
     for impl in peers.IMPLEMENTATIONS[1:]:
         for row in rows:
             info = row["impls"].get(impl, {}).get("info")

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import nnexposed
-from nnexposed import _core, _dispatch, benchmark
+from nnexposed import _cpu, _dispatch, benchmark, kernels
 
 ISAS = ("baseline", "avx2", "avx512")
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
@@ -17,7 +17,7 @@ X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 # A forward pass on every ISA's kernels against the NumPy reference, in a fresh interpreter
 # because the choice is made once, at import.
 CHECK = """
-import json, warnings
+import json, sys, warnings
 import numpy as np
 warnings.simplefilter("always")
 with warnings.catch_warnings(record=True) as caught:
@@ -30,8 +30,10 @@ for dtype, tol in (("float32", 2e-4), ("float64", 1e-10)):
             net = Network.from_sizes(sizes, act, "softmax", dtype=dtype, seed=1)
             x = rng.standard_normal((batch, sizes[0])).astype(dtype)
             np.testing.assert_allclose(net(x), forward_numpy(net, x), rtol=tol, atol=tol / 10)
-print(json.dumps({"isa": _dispatch.ISA, "module": _dispatch.core.__name__,
+print(json.dumps({"isa": _dispatch.ISA, "module": _dispatch.build.__name__,
                   "info_isa": benchmark.machine_info()["isa"],
+                  "builds_loaded": sorted(m for m in sys.modules
+                                          if m.startswith("nnexposed._core")),
                   "warnings": [str(w.message) for w in caught]}))
 """
 
@@ -59,11 +61,12 @@ def built_variants():
 def test_forward_on_each_isa(isa):
     if isa not in _dispatch.installed():
         pytest.skip(f"the {isa} kernels are not installed")
-    if not _core.cpu_supports(isa):
+    if not _cpu.cpu_supports(isa):
         pytest.skip(f"this CPU cannot run the {isa} kernels")
     out = run_check(isa)
+    # Choosing the kernels loads no other build than the one chosen.
     assert out == {"isa": isa, "module": _dispatch.MODULES[isa], "info_isa": isa,
-                   "warnings": []}
+                   "builds_loaded": [_dispatch.MODULES[isa]], "warnings": []}
 
 
 def test_default_is_best_usable():
@@ -115,15 +118,15 @@ def test_select(requested, supported, installed, expected, warns):
 
 
 def test_cpu_supports():
-    assert _core.cpu_supports("baseline") is True
+    assert _cpu.cpu_supports("baseline") is True
     for isa in ("avx2", "avx512"):
-        assert isinstance(_core.cpu_supports(isa), bool)
-    if _core.cpu_supports("avx512"):
-        assert _core.cpu_supports("avx2")
+        assert isinstance(_cpu.cpu_supports(isa), bool)
+    if _cpu.cpu_supports("avx512"):
+        assert _cpu.cpu_supports("avx2")
     if not X86_64:
-        assert not _core.cpu_supports("avx2") and not _core.cpu_supports("avx512")
+        assert not _cpu.cpu_supports("avx2") and not _cpu.cpu_supports("avx512")
     with pytest.raises(ValueError, match="unknown ISA"):
-        _core.cpu_supports("avx9000")
+        _cpu.cpu_supports("avx9000")
 
 
 def test_cpu_supports_agrees_with_linux_cpuinfo():
@@ -135,8 +138,8 @@ def test_cpu_supports_agrees_with_linux_cpuinfo():
     has_avx2 = {"avx2", "fma", "f16c"} <= set(flags)
     has_avx512 = has_avx2 and {"avx512f", "avx512cd", "avx512bw", "avx512dq",
                                "avx512vl"} <= set(flags)
-    assert _core.cpu_supports("avx2") == has_avx2
-    assert _core.cpu_supports("avx512") == has_avx512
+    assert _cpu.cpu_supports("avx2") == has_avx2
+    assert _cpu.cpu_supports("avx512") == has_avx512
 
 
 def test_variants_built_are_installed():
@@ -153,12 +156,12 @@ def test_variants_built_are_installed():
 def test_info_reports_isa_and_openmp():
     info = benchmark.machine_info()
     assert info["isa"] == _dispatch.ISA
-    assert info["openmp"] == _core.openmp_enabled() == _dispatch.core.openmp_enabled()
-    assert _dispatch.core.ACTIVATION_NAMES == nnexposed.ACTIVATIONS
+    assert info["openmp"] == kernels.openmp_enabled() == _dispatch.build.openmp_enabled()
+    assert kernels.ACTIVATION_NAMES == nnexposed.ACTIVATIONS
 
 
 def test_openmp_when_expected(pytestconfig):
     # --expect-openmp is given by the wheel builds' test runs: every wheel has OpenMP.
     if not pytestconfig.getoption("expect_openmp"):
         pytest.skip("--expect-openmp is not given")
-    assert _dispatch.core.openmp_enabled()
+    assert kernels.openmp_enabled()

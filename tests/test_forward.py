@@ -13,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnexposed
-from nnexposed import Network, forward
-from nnexposed._dispatch import core as _core
+from nnexposed import Network, forward, kernels
 from nnexposed.reference import forward_numpy, forward_python
 from tests.helpers import ALL_ACTIVATIONS, DTYPES, assert_close, random_network
 
@@ -70,11 +69,11 @@ def test_tile_edges_and_threads(rng, dtype, batch, threads):
 @pytest.fixture(params=[True, False], ids=["blas", "own-kernels"])
 def blas(request):
     """Run the test with SciPy's BLAS allowed for wide layers, then with the own kernels only."""
-    if request.param and not _core.blas_available():
+    if request.param and not kernels.blas_available():
         pytest.skip("SciPy's BLAS is not available")
-    previous = _core.allow_blas(request.param)
+    previous = kernels.allow_blas(request.param)
     yield request.param
-    _core.allow_blas(previous)
+    kernels.allow_blas(previous)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -113,9 +112,9 @@ def test_one_sample_rows_split_over_threads(rng, dtype, threads):
 @pytest.fixture(params=[True, False], ids=["split", "whole"])
 def row_split(request):
     """Run the test with one-sample layers shared among threads, then with no sharing."""
-    previous = _core.allow_row_split(request.param)
+    previous = kernels.allow_row_split(request.param)
     yield request.param
-    _core.allow_row_split(previous)
+    kernels.allow_row_split(previous)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -139,21 +138,21 @@ def test_one_sample_layers_shared_among_threads(rng, dtype, threads, sizes, acti
                  forward_numpy(network, np.stack([x, -x, x])), dtype)
     # Each neuron is computed by the same code whichever thread owns it, so sharing the
     # layers among threads changes no bit of the result.
-    previous = _core.allow_row_split(not row_split)
+    previous = kernels.allow_row_split(not row_split)
     try:
         np.testing.assert_array_equal(forward(network, x, threads=threads), result)
     finally:
-        _core.allow_row_split(previous)
+        kernels.allow_row_split(previous)
 
 
 def test_allow_row_split_returns_the_previous_setting():
-    previous = _core.allow_row_split(True)
+    previous = kernels.allow_row_split(True)
     try:
-        assert _core.allow_row_split(False) is True
-        assert _core.allow_row_split(None) is False
-        assert _core.allow_row_split(None) is None
+        assert kernels.allow_row_split(False) is True
+        assert kernels.allow_row_split(None) is False
+        assert kernels.allow_row_split(None) is None
     finally:
-        _core.allow_row_split(previous)
+        kernels.allow_row_split(previous)
 
 
 def test_thread_settings(rng):
@@ -415,7 +414,7 @@ def test_batched_forward_allocates_output_and_bounded_workspace(rng, blas_allowe
     output_bytes = 100_000 * 4 * 4
     # Per thread: two blocks of up to 256 samples x the widest layer, float32.
     workspace_bound = max(2, nnexposed.get_num_threads()) * 2 * 300 * 256 * 4
-    previous = _core.allow_blas(blas_allowed)
+    previous = kernels.allow_blas(blas_allowed)
     try:
         forward(network, x[:1000])  # the first batch may import SciPy's BLAS
         tracemalloc.start()
@@ -423,7 +422,7 @@ def test_batched_forward_allocates_output_and_bounded_workspace(rng, blas_allowe
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     finally:
-        _core.allow_blas(previous)
+        kernels.allow_blas(previous)
     assert peak <= output_bytes + workspace_bound + 64 * 1024
     # The NumPy reference makes full-batch temporaries per layer: the bound above is tight.
     tracemalloc.start()

@@ -23,7 +23,7 @@ def test_import_keeps_the_gil_off_on_free_threaded_python():
         pytest.skip("not a free-threaded CPython")
     modules = ", ".join(_dispatch.MODULES[isa] for isa in _dispatch.installed())
     code = ("import sys, numpy; assert not sys._is_gil_enabled(); "
-            f"import nnexposed, {modules}; assert not sys._is_gil_enabled()")
+            f"import nnexposed, nnexposed._cpu, {modules}; assert not sys._is_gil_enabled()")
     env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
     result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],
                             capture_output=True, text=True, env=env, timeout=120)

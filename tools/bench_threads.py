@@ -16,11 +16,7 @@ import time
 import numpy as np
 
 import nnexposed
-try:   # the kernels in use, where the package picks one of several compiled variants
-    from nnexposed._dispatch import core as _core
-except ImportError:
-    from nnexposed import _core
-
+from nnexposed import kernels
 
 CPU_PER_WALL = []   # process CPU time / wall time of each threaded run: > 1 means parallel
 
@@ -79,7 +75,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     network = nnexposed.Network.from_sizes([64, 256, 256, 10], seed=0)
     rng = np.random.default_rng(0)
-    previous = _core.allow_blas(False)
+    previous = kernels.allow_blas(False)
     try:
         for n_threads, omp in [(args.threads, 1), (16, 2)]:
             inputs = [rng.standard_normal((args.batch, 64)).astype(np.float32)
@@ -100,12 +96,12 @@ def main(argv=None):
               f"in another thread: {progress_during_call(network, x):,} "
               f"(about 0 if the call held the GIL)")
     finally:
-        _core.allow_blas(previous)
+        kernels.allow_blas(previous)
     try:
         load = open("/proc/loadavg").read().split()[0]
     except OSError:
         load = "?"
-    print(f"({_core.default_threads()} cores for OpenMP, load average {load}: "
+    print(f"({kernels.default_threads()} cores for OpenMP, load average {load}: "
           f"on a busy machine the CPU/wall ratio shows the parallelism the wall time hides)")
 
 

@@ -106,6 +106,7 @@ for v in $VERSIONS; do
     echo "$libs" | grep -q 'libgomp' || fail "$v: libgomp is not vendored in $(basename "$repaired")"
     modules=$(unzip -Z1 "$repaired" | grep -E '^nnexposed/_core[a-z0-9_]*\..*\.so$' | sort)
     [ "$(echo "$modules" | wc -l)" -eq 3 ] || fail "$v: expected 3 kernel modules, got: $modules"
+    unzip -Z1 "$repaired" | grep -Eq '^nnexposed/_cpu\..*\.so$' || fail "$v: no nnexposed/_cpu module"
     unzip -Z1 "$repaired" | grep -Eq '\.(c|pyx)$' && fail "$v: C or Cython sources in the wheel"
     cp "$repaired" "$WHEELHOUSE/"
     echo "    vendored: $libs"

@@ -23,11 +23,8 @@ import mpmath
 import numpy as np
 
 import nnexposed
+from nnexposed import kernels
 from nnexposed.reference import NUMPY_ACTIVATIONS
-try:   # the kernels in use, where the package picks one of several compiled variants
-    from nnexposed._dispatch import core as _core
-except ImportError:
-    from nnexposed import _core
 
 mpmath.mp.dps = 50
 ALPHA = 0.01
@@ -171,11 +168,11 @@ def measure_dense(dtype, n_in, batch, blas):
     w = rng.standard_normal((n_out, n_in)).astype(dtype)
     b = rng.standard_normal(n_out).astype(dtype)
     x = rng.standard_normal((batch, n_in)).astype(dtype)
-    previous = _core.allow_blas(blas)
+    previous = kernels.allow_blas(blas)
     try:
         y = nnexposed.dense(x, w, b)
     finally:
-        _core.allow_blas(previous)
+        kernels.allow_blas(previous)
     rows = min(batch, 8)
     worst = 0.0
     eps = float(np.finfo(dtype).eps)
@@ -229,7 +226,7 @@ def main(argv=None):
                                           (3, 100, False, "tiles"),
                                           (1024, 100, False, "tiles"),
                                           (1024, 512, True, "BLAS")]:
-            if blas and not _core.blas_available():
+            if blas and not kernels.blas_available():
                 continue
             error = measure_dense(dtype, n_in, batch, blas)
             dense_rows.append({"dtype": np.dtype(dtype).name, "n_in": n_in, "kernel": kernel,

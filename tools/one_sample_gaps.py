@@ -7,7 +7,7 @@ and 90th percentile of single calls on one thread and on all threads: OpenMP's i
 threads spin for a few hundred microseconds after a parallel region, then sleep, and
 waking them costs more than sharing the layers saves. This is how nnexposed's rule "share a
 one-sample forward's layers among threads only when the previous one ended less than
-100 µs ago" was chosen (_core.SPLIT_AWAKE_NS). Prints figures; asserts nothing.
+100 µs ago" was chosen (kernels.SPLIT_AWAKE_NS). Prints figures; asserts nothing.
 """
 
 import argparse
@@ -17,11 +17,8 @@ import time
 import numpy as np
 
 import nnexposed
+from nnexposed import kernels
 from nnexposed.benchmark import time_per_call
-try:   # the kernels in use, where the package picks one of several compiled variants
-    from nnexposed._dispatch import core as _core
-except ImportError:
-    from nnexposed import _core
 
 GAPS_US = [10, 50, 100, 200, 300, 1_000, 10_000]
 
@@ -52,7 +49,7 @@ def main():
     print(f"network {args.sizes}, float32, one sample; {all_threads} threads available")
     for label, threads, share in [("1 thread", 1, False),
                                   (f"{all_threads} threads, always shared", all_threads, True)]:
-        previous = _core.allow_row_split(share)
+        previous = kernels.allow_row_split(share)
         try:
             loop = time_per_call(forward, x, None, threads, repeat=7) * 1e6
             print(f"\n{label}: {loop:.2f} µs per call back to back")
@@ -63,7 +60,7 @@ def main():
                 print(f"{gap:>8,} {statistics.median(times):>10.2f} "
                       f"{times[int(len(times) * 0.9)]:>8.2f}")
         finally:
-            _core.allow_row_split(previous)
+            kernels.allow_row_split(previous)
 
 
 if __name__ == "__main__":

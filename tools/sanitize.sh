@@ -55,7 +55,8 @@ sanitize="-fsanitize=address,undefined -fno-omit-frame-pointer"
 mapfile -t modules < <("$py" -c '
 import glob, importlib.util, os
 folder = importlib.util.find_spec("nnexposed").submodule_search_locations[0]
-print("\n".join(glob.glob(os.path.join(folder, "_core*.so"))))')
+print("\n".join(glob.glob(os.path.join(folder, "_core_*.so"))
+                + glob.glob(os.path.join(folder, "_cpu*.so"))))')
 [[ ${#modules[@]} -gt 0 ]] || { echo "sanitize.sh: no compiled module installed" >&2; exit 2; }
 for module in "${modules[@]}"; do
     if ! ldd "$module" | grep -q libasan; then

@@ -1,9 +1,10 @@
 """Choose the compiled kernels for this CPU, once, at import.
 
-The same kernels are compiled once per instruction set (see setup.py): ``nnexposed._core``
-for the baseline (x86-64-v2 on x86-64, the platform default elsewhere) and, on x86-64,
-``nnexposed._core_avx2`` (AVX2, FMA, F16C) and ``nnexposed._core_avx512`` (AVX-512 F, CD, BW,
-DQ, VL). ``core`` is the best installed one that this CPU and OS can run, ``ISA`` its name.
+The same kernels (``_kernels/core.pxi``) are compiled once per instruction set (see setup.py):
+``nnexposed._core_baseline`` (x86-64-v2 on x86-64, the platform default elsewhere) and, on
+x86-64, ``nnexposed._core_avx2`` (AVX2, FMA, F16C) and ``nnexposed._core_avx512`` (AVX-512 F,
+CD, BW, DQ, VL). ``build`` is the best installed one that this CPU and OS can run, ``ISA`` its
+name; ``nnexposed.kernels`` gives its functions to the rest of the package.
 
 ``NNEXPOSED_ISA=baseline|avx2|avx512`` asks for a given one, to test or debug: a lower one is
 used as asked; one that this CPU cannot run, that is not installed, or an unknown name gives a
@@ -16,13 +17,13 @@ import importlib.util
 import os
 import warnings
 
-from nnexposed import _core as _baseline
+from nnexposed._cpu import cpu_supports
 
 ENV_VAR = "NNEXPOSED_ISA"
 # Best first.
 ISAS = ("avx512", "avx2", "baseline")
 MODULES = {
-    "baseline": "nnexposed._core",
+    "baseline": "nnexposed._core_baseline",
     "avx2": "nnexposed._core_avx2",
     "avx512": "nnexposed._core_avx512",
 }
@@ -36,7 +37,7 @@ def installed():
 
 def supported():
     """The ISAs that this CPU and OS can run, best first (whether installed or not)."""
-    return tuple(isa for isa in ISAS if _baseline.cpu_supports(isa))
+    return tuple(isa for isa in ISAS if cpu_supports(isa))
 
 
 def select(requested, supported, installed):
@@ -77,4 +78,4 @@ def _load():
             isa = fallback
 
 
-ISA, core = _load()
+ISA, build = _load()

@@ -10,7 +10,7 @@ the CPU's extensions; ``use_kernel_set`` switches it (for tests).
 
 Inputs and outputs are float32. Batches run in blocks of up to BLOCK samples, all layers on
 a block while it is in cache, blocks spread over OpenMP threads; one sample (and batches
-below MIN_TILED_BATCH) layer by layer, wide layers' neurons shared among threads.
+below MIN_TILED_BATCH, as the float kernels) layer by layer, wide layers' neurons shared among threads.
 """
 
 from cython.parallel cimport prange, threadid
@@ -25,19 +25,6 @@ import os
 
 import numpy as np
 
-from nnexposed._core cimport (
-    ACT_ELU,
-    ACT_GELU,
-    ACT_GELU_TANH,
-    ACT_LEAKY_RELU,
-    ACT_LINEAR,
-    ACT_RELU,
-    ACT_SIGMOID,
-    ACT_SILU,
-    ACT_SOFTMAX,
-    ACT_SOFTPLUS,
-    ACT_TANH,
-)
 from nnexposed._validation import as_network_input, check_out
 from nnexposed.activations import activation_code
 
@@ -86,20 +73,19 @@ cdef extern from "_kernels/half.h" nogil:
         nnx_half_row_fn row
     nnx_half_kernels nnx_half_kernels_for(int kernel_set)
 
-include "_activations.pxi"
+include "_kernels/declarations.pxi"
+include "_kernels/activations.pxi"
 
 cdef enum:
     PRECISION_INT8 = 0
     PRECISION_BFLOAT16 = 1
     PRECISION_FLOAT16 = 2
-    # Batches smaller than this run one sample at a time.
-    MIN_TILED_BATCH = 4
     # Samples per block of the batched path (a multiple of both kernels' tiles).
     BLOCK = 128
     # One-sample layers of at least this many weights share their neurons among threads,
-    # ROW_CHUNK at a time.
+    # SHARED_ROW_CHUNK at a time.
     ROW_PARALLEL_MIN_WEIGHTS = 1 << 20
-    ROW_CHUNK = 64
+    SHARED_ROW_CHUNK = 64
     THREAD_LIMIT = 256
 
 # Below this many multiply-adds per call, waking threads costs more than it saves.
@@ -119,7 +105,7 @@ cdef nnx_half_kernels half_kernels = nnx_half_kernels_for(NNX_Q_PORTABLE)
 cdef str current_set = "baseline"
 
 # GNU OpenMP hangs in a fork()ed child of a process that ran a parallel region, so such a
-# child runs single-threaded (as nnexposed._core does for the float kernels).
+# child runs single-threaded (as the float kernels do).
 cdef bint openmp_started = False
 cdef bint openmp_unusable = False
 
@@ -135,11 +121,11 @@ if hasattr(os, "register_at_fork"):
 
 def supported_kernel_sets():
     """The kernel sets this CPU and OS run, best first."""
-    from nnexposed import _core as baseline_core
+    from nnexposed._cpu import cpu_supports
     usable = ["baseline"]
-    if baseline_core.cpu_supports("avx2"):
+    if cpu_supports("avx2"):
         usable.insert(0, "avx2")
-    if baseline_core.cpu_supports("avx512"):
+    if cpu_supports("avx512"):
         usable.insert(0, "avx512")
         if nnx_cpu_avx512_vnni():
             usable.insert(0, "avx512_vnni")
@@ -214,7 +200,7 @@ cdef void layer_row(const QLayer* layer, const float* x, float* y, uint8_t* xq,
     cdef float x_scale
     cdef int32_t zero_point
     cdef Py_ssize_t chunk, first, last
-    cdef Py_ssize_t n_chunks = (layer.n_out + ROW_CHUNK - 1) // ROW_CHUNK
+    cdef Py_ssize_t n_chunks = (layer.n_out + SHARED_ROW_CHUNK - 1) // SHARED_ROW_CHUNK
     cdef int relu = layer.activation == ACT_RELU
     cdef int kind = NNX_BFLOAT16 if layer.precision == PRECISION_BFLOAT16 else NNX_FLOAT16
     if layer.n_in * layer.n_out < ROW_PARALLEL_MIN_WEIGHTS:
@@ -223,8 +209,8 @@ cdef void layer_row(const QLayer* layer, const float* x, float* y, uint8_t* xq,
         int8_kernels.quantize_rows(x, layer.n_in, 1, 1, xq, &x_scale, &zero_point)
         if n_threads > 1:
             for chunk in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
-                first = chunk * ROW_CHUNK
-                last = min(first + ROW_CHUNK, layer.n_out)
+                first = chunk * SHARED_ROW_CHUNK
+                last = min(first + SHARED_ROW_CHUNK, layer.n_out)
                 int8_kernels.row(xq, layer.q, layer.row_sums, layer.scales, layer.biases,
                                  layer.n_in4, first, last, x_scale, zero_point, y, relu)
         else:
@@ -232,8 +218,8 @@ cdef void layer_row(const QLayer* layer, const float* x, float* y, uint8_t* xq,
                              layer.n_in4, 0, layer.n_out, x_scale, zero_point, y, relu)
     elif n_threads > 1:
         for chunk in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
-            first = chunk * ROW_CHUNK
-            last = min(first + ROW_CHUNK, layer.n_out)
+            first = chunk * SHARED_ROW_CHUNK
+            last = min(first + SHARED_ROW_CHUNK, layer.n_out)
             half_kernels.row(x, layer.half, kind, layer.biases, layer.n_in, first, last, y,
                              relu)
     else:
@@ -475,8 +461,8 @@ cdef class QuantizedNetwork:
             threads = 1
         else:
             if threads <= 0:
-                from nnexposed._dispatch import core
-                threads = core.get_num_threads()
+                from nnexposed import kernels
+                threads = kernels.get_num_threads()
             threads = min(threads, THREAD_LIMIT)
             if threads > 1:
                 openmp_started = True

@@ -8,10 +8,10 @@ function's limits (``silu(-inf) == 0``, ``elu(-inf) == -alpha``).
 
 import numpy as np
 
-from nnexposed._dispatch import core as _core
+from nnexposed import kernels
 from nnexposed._validation import as_real_array, as_real_scalar, check_out, float_dtype_for
 
-ACTIVATIONS = _core.ACTIVATION_NAMES
+ACTIVATIONS = kernels.ACTIVATION_NAMES
 
 # The parameter of the activations that take one: leaky_relu's negative slope, elu's alpha.
 DEFAULT_ALPHAS = {"leaky_relu": 0.01, "elu": 1.0}
@@ -57,7 +57,7 @@ def _result_buffer(x, out):
 
 
 def _elementwise(x, name, out, alpha=DEFAULT):
-    return _core.activate_inplace(_result_buffer(x, out), activation_code(name),
+    return kernels.activate_inplace(_result_buffer(x, out), activation_code(name),
                                   resolve_alpha(alpha, name))
 
 
@@ -122,7 +122,7 @@ def softmax(x, axis=-1, *, out=None):
         raise np.exceptions.AxisError(int(axis), array.ndim)
     dtype = float_dtype_for(array.dtype)
     work = np.array(np.moveaxis(array, axis, -1), dtype=dtype, order="C", copy=True)
-    _core.activate_inplace(work, activation_code("softmax"))
+    kernels.activate_inplace(work, activation_code("softmax"))
     result = np.moveaxis(work, -1, axis)
     if out is None:
         return np.ascontiguousarray(result)

@@ -9,8 +9,7 @@ import timeit
 
 import numpy as np
 
-from nnexposed import _dispatch
-from nnexposed._dispatch import core as _core
+from nnexposed import _dispatch, kernels
 from nnexposed._version import __version__
 from nnexposed.inference import forward
 from nnexposed.network import Network
@@ -124,8 +123,8 @@ def machine_info():
         "isa": _dispatch.ISA,
         "isa_supported": ",".join(_dispatch.supported()),
         "isa_installed": ",".join(_dispatch.installed()),
-        "openmp": _core.openmp_enabled(),
-        "threads": _core.get_num_threads(),
-        "blas": _core.blas_available(),
+        "openmp": kernels.openmp_enabled(),
+        "threads": kernels.get_num_threads(),
+        "blas": kernels.blas_available(),
         **build,
     }

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from nnexposed._dispatch import core as _core
+from nnexposed import kernels
 from nnexposed._validation import as_positive_int, as_real_array, float_dtype_for
 from nnexposed.activations import DEFAULT, activation_code, resolve_alpha
 from nnexposed.network import Network, layer_arrays
@@ -26,12 +26,13 @@ def get_num_threads():
     """Threads a forward pass may use: as set by ``set_num_threads``, else OMP_NUM_THREADS,
     else the number of cores. Wide layers of large batches run in BLAS, which keeps its own
     thread settings (see threadpoolctl)."""
-    return _core.get_num_threads()
+    return kernels.get_num_threads()
 
 
 def set_num_threads(n):
     """Let forward passes use up to ``n`` threads; ``None`` restores the default."""
-    _core.set_num_threads(0 if n is None else min(as_positive_int(n, "n"), _core.MAX_THREADS))
+    kernels.set_num_threads(0 if n is None
+                            else min(as_positive_int(n, "n"), kernels.MAX_THREADS))
 
 
 def dense(x, weights, biases, activation="linear", *, alpha=DEFAULT, out=None):
@@ -49,7 +50,7 @@ def dense(x, weights, biases, activation="linear", *, alpha=DEFAULT, out=None):
     w, b = layer_arrays(w, b, dtype)
     if out is not None and (np.may_share_memory(out, w) or np.may_share_memory(out, b)):
         w, b = w.copy(), b.copy()    # the kernels read the weights while writing out
-    layer = _core.CompiledNetwork([w], [b], [activation_code(activation)],
+    layer = kernels.CompiledNetwork([w], [b], [activation_code(activation)],
                                   [resolve_alpha(alpha, activation)], keep_panels=False)
     return layer.forward(x, out)
 

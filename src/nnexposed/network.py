@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 
+from nnexposed import kernels
 from nnexposed import precision as _precision
-from nnexposed._dispatch import core as _core
 from nnexposed._validation import (
     as_c_array,
     as_compute_dtype,
@@ -234,7 +234,7 @@ class Network:
             from nnexposed import _quantized
             self._compiled = _quantized.QuantizedNetwork(layers)
             return
-        self._compiled = _core.CompiledNetwork(
+        self._compiled = kernels.CompiledNetwork(
             [layer.weights for layer in layers],
             [layer.biases for layer in layers],
             [activation_code(layer.activation) for layer in layers],
@@ -357,7 +357,7 @@ class Network:
         if threads is None:
             return self._compiled.forward(x, out)
         # More than MAX_THREADS means "as many as allowed" (and must not overflow a C int).
-        threads = min(as_positive_int(threads, "threads"), _core.MAX_THREADS)
+        threads = min(as_positive_int(threads, "threads"), kernels.MAX_THREADS)
         return self._compiled.forward(x, out, threads)
 
     __call__ = forward

@@ -21,7 +21,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import nnexposed
-from nnexposed._dispatch import core as _core
+from nnexposed import kernels
 from nnexposed.reference import NUMPY_ACTIVATIONS, forward_numpy
 from tests.helpers import API_ERRORS, run_tests_isolated, takes_alpha
 
@@ -426,15 +426,15 @@ def forward_on_path(network, x, path):
     """forward of x (2-D) with the knobs set for ``path``; one sample at a time on the
     one-sample paths."""
     _, _, threads, row_split, blas = KERNEL_PATHS[path]
-    previous_split = _core.allow_row_split(row_split)
-    previous_blas = _core.allow_blas(blas)
+    previous_split = kernels.allow_row_split(row_split)
+    previous_blas = kernels.allow_blas(blas)
     try:
         if x.shape[0] < 4:
             return np.stack([network(sample, threads=threads) for sample in x])
         return network(x, threads=threads)
     finally:
-        _core.allow_row_split(previous_split)
-        _core.allow_blas(previous_blas)
+        kernels.allow_row_split(previous_split)
+        kernels.allow_blas(previous_blas)
 
 
 @FUZZ
@@ -445,7 +445,7 @@ def test_fuzz_forward_threads_and_kernels(case):
     # that computes the same sums on one thread.
     path, network, x = case
     event(f"path: {path}")
-    if path == "blas" and not _core.blas_available():
+    if path == "blas" and not kernels.blas_available():
         return
     result = forward_on_path(network, x, path)
     check_against_reference(result, layer_tuples(network), x, network.dtype)

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import nnexposed
-from nnexposed._dispatch import core as _core
+from nnexposed import kernels
 from tests.helpers import UNDER_ASAN
 
 RSS_BOUND = 4 * 1024 * 1024
@@ -130,15 +130,15 @@ def test_batches_on_threads_do_not_leak():
 
 
 def test_batches_through_blas_do_not_leak():
-    if not _core.blas_available():
+    if not kernels.blas_available():
         pytest.skip("SciPy's BLAS is not available")
     wide = nnexposed.Network.from_sizes([300, 300, 8], seed=0)       # BLAS-sized layer
     x = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)
-    previous = _core.allow_blas(True)
+    previous = kernels.allow_blas(True)
     try:
         check_flat(lambda: wide(x), 200 // SCALE + 10, traced_calls=150)
     finally:
-        _core.allow_blas(previous)
+        kernels.allow_blas(previous)
 
 
 def test_network_constructions_do_not_leak():

@@ -15,13 +15,9 @@ import numpy as np
 import pytest
 
 import nnexposed
+from nnexposed import kernels
 from nnexposed.reference import NUMPY_ACTIVATIONS
 from tests.helpers import takes_alpha
-
-try:   # the kernels in use, where the package picks one of several compiled variants
-    from nnexposed._dispatch import core as _core
-except ImportError:
-    from nnexposed import _core
 
 ALPHA = 0.01
 # Max error in ulps of the result against the exact value, (float32, float64), where the
@@ -181,17 +177,17 @@ def test_softmax_absolute_error(dtype):
                                                (3, 100, False), (1024, 100, False),
                                                (1024, 512, True)])
 def test_dense_normalised_error(dtype, n_in, batch, blas):
-    if blas and not _core.blas_available():
+    if blas and not kernels.blas_available():
         pytest.skip("SciPy's BLAS is not available")
     rng = np.random.default_rng(2)
     w = rng.standard_normal((64, n_in)).astype(dtype)
     b = rng.standard_normal(64).astype(dtype)
     x = rng.standard_normal((batch, n_in)).astype(dtype)
-    previous = _core.allow_blas(blas)
+    previous = kernels.allow_blas(blas)
     try:
         y = nnexposed.dense(x, w, b)
     finally:
-        _core.allow_blas(previous)
+        kernels.allow_blas(previous)
     rows = min(batch, 8)
     exact = np.array([[exact_dot(w[j], x[t], b[j]) for j in range(64)] for t in range(rows)])
     x, y = x[:rows].astype(np.float64), y[:rows].astype(np.float64)

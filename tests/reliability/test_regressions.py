@@ -4,12 +4,8 @@ import numpy as np
 import pytest
 
 import nnexposed
+from nnexposed import kernels
 from tests.helpers import run_isolated
-
-try:   # the kernels in use, where the package picks one of several compiled variants
-    from nnexposed._dispatch import core as _core
-except ImportError:
-    from nnexposed import _core
 
 
 def test_huge_thread_counts_are_capped_not_fatal():
@@ -35,7 +31,7 @@ def test_huge_omp_num_threads_is_capped():
     out = run_isolated("""
         import numpy as np, nnexposed
         net = nnexposed.Network.from_sizes([2048, 2048], seed=0)
-        core = nnexposed.inference._core   # the kernels in use
+        core = nnexposed.kernels   # the kernels in use
         cap = core.MAX_THREADS if core.openmp_enabled() else 1
         assert nnexposed.get_num_threads() == cap
         print(nnexposed.forward(net, np.ones(2048)).shape)
@@ -47,7 +43,7 @@ def test_set_num_threads_huge_value_is_capped():
     # Was OverflowError (a C int conversion), outside the ValueError/TypeError contract.
     try:
         nnexposed.set_num_threads(2**40)
-        assert nnexposed.get_num_threads() == _core.MAX_THREADS
+        assert nnexposed.get_num_threads() == kernels.MAX_THREADS
     finally:
         nnexposed.set_num_threads(None)
     network = nnexposed.Network.from_sizes([4, 4], seed=0)

@@ -1,4 +1,4 @@
-# Activation kernels, included by _core.pyx: in place over float32/float64, NaN and inf
+# Activation kernels, included by core.pxi: in place over float32/float64, NaN and inf
 # propagated as NumPy propagates them, no overflow for any input. Infinite inputs give the
 # function's limits (gelu(-inf) = silu(-inf) = softplus(-inf) = 0, elu(-inf) = -alpha).
 

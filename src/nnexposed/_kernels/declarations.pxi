@@ -1,8 +1,6 @@
-# Declarations shared by the compiled kernels of nnexposed.
+# Constants and the layer struct shared by the kernels. Included by core.pxi.
 
-from cython cimport floating
-
-# Activation codes; the order matches ACTIVATION_NAMES in _core.pyx.
+# Activation codes; the order matches ACTIVATION_NAMES in core.pxi.
 cdef enum:
     ACT_LINEAR = 0
     ACT_RELU = 1

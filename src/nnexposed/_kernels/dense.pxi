@@ -1,36 +1,8 @@
-# Dense-layer kernels, included by _core.pyx. Written so the compiler vectorises them without
+# Dense-layer kernels, included by core.pxi. Written so the compiler vectorises them without
 # reassociating sums it was not told to: independent partial sums live in small arrays of
 # fixed length, whose loops become vector instructions of whatever ISA the module targets.
 
-cdef extern from *:
-    """
-    /* Output neurons computed together by the tiled kernel: as many as the vector registers
-       hold accumulators for (ROW_BLOCK x TILE values). */
-    #if defined(__AVX512F__)
-    #define NNX_ROW_BLOCK 4
-    #elif defined(__AVX__) || defined(__aarch64__) || defined(_M_ARM64)
-    #define NNX_ROW_BLOCK 2
-    #else
-    #define NNX_ROW_BLOCK 1
-    #endif
-    /* With 256- or 512-bit FMA the tiled kernel outruns SciPy's BLAS on this project's
-       layer sizes (bench/); with 128-bit vectors BLAS is faster for wide layers. */
-    #if defined(__AVX2__) || defined(__AVX512F__)
-    #define NNX_OWN_KERNELS_BEAT_BLAS 1
-    #else
-    #define NNX_OWN_KERNELS_BEAT_BLAS 0
-    #endif
-    /* Ask for a cache line ahead of its use (into L2); a no-op where the compiler has no
-       such hint. */
-    #if defined(__GNUC__) || defined(__clang__)
-    #define nnx_prefetch(p) __builtin_prefetch((p), 0, 2)
-    #elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
-    #include <xmmintrin.h>
-    #define nnx_prefetch(p) _mm_prefetch((const char*)(p), _MM_HINT_T1)
-    #else
-    #define nnx_prefetch(p) ((void)(p))
-    #endif
-    """
+cdef extern from "_kernels/isa_tuning.h":
     enum: NNX_ROW_BLOCK
     enum: NNX_OWN_KERNELS_BEAT_BLAS
     void nnx_prefetch(const void* address) noexcept nogil

@@ -1,0 +1,3 @@
+"""Type stub for the CPU feature checks (src/nnexposed/_cpu.pyx)."""
+
+def cpu_supports(isa: str) -> bool: ...

@@ -1,0 +1,214 @@
+# The Python-facing entry points: CompiledNetwork and activate_inplace check their arguments
+# once, then release the GIL for the kernels. Included by core.pxi.
+
+cdef inline bint is_behaved(object arr, int typenum):
+    """A C-contiguous, aligned, native-order ndarray of the given type."""
+    return (cnp.PyArray_Check(arr)
+            and cnp.PyArray_TYPE(<cnp.ndarray>arr) == typenum
+            and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>arr)
+            and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>arr))
+
+
+cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b):
+    cdef char* a0 = cnp.PyArray_BYTES(a)
+    cdef char* b0 = cnp.PyArray_BYTES(b)
+    cdef Py_ssize_t a_len = cnp.PyArray_NBYTES(a)
+    cdef Py_ssize_t b_len = cnp.PyArray_NBYTES(b)
+    return a_len > 0 and b_len > 0 and a0 < b0 + b_len and b0 < a0 + a_len
+
+
+cdef cnp.ndarray panels_of(cnp.ndarray weights):
+    """weights: (n_out, n_in) -> (n_out // OUT_BLOCK, n_in, OUT_BLOCK), panel p holding
+    weights[p * OUT_BLOCK:(p + 1) * OUT_BLOCK].T; 64-byte aligned, for whole-line loads."""
+    cdef Py_ssize_t n_panels = weights.shape[0] // OUT_BLOCK
+    cdef Py_ssize_t n_in = weights.shape[1]
+    cdef Py_ssize_t size = n_panels * n_in * OUT_BLOCK
+    cdef Py_ssize_t itemsize = weights.itemsize
+    buffer = np.empty(size + 64 // itemsize, weights.dtype)
+    start = (-buffer.ctypes.data) % 64 // itemsize
+    panels = buffer[start:start + size].reshape(n_panels, n_in, OUT_BLOCK)
+    blocks = weights[:n_panels * OUT_BLOCK].reshape(n_panels, OUT_BLOCK, n_in)
+    panels[...] = blocks.transpose(0, 2, 1)
+    return panels
+
+
+cdef class CompiledNetwork:
+    """The layers of a network as the kernels see them.
+
+    Built by ``nnexposed.Network`` from validated arrays of one dtype; the arrays are kept
+    alive here and never written to.
+    """
+    cdef LayerPlan* layers
+    cdef Py_ssize_t n_layers
+    cdef Py_ssize_t max_width
+    cdef Py_ssize_t macs_per_sample
+    # One-sample forwards may share each layer's neurons among threads: all layers are
+    # small, together big enough.
+    cdef bint split_rows
+    cdef int typenum
+    cdef readonly Py_ssize_t n_in
+    cdef readonly Py_ssize_t n_out
+    cdef readonly object dtype
+    cdef tuple arrays
+
+    def __cinit__(self, weights, biases, activations, alphas, bint keep_panels=True):
+        """weights[k]: (n_out, n_in) and biases[k]: (n_out,), C-contiguous float32 or float64
+        (all the same dtype); activations[k]: index into ACTIVATION_NAMES; alphas[k]: float.
+        keep_panels: also keep small layers' weights as panels (LayerPlan.panels) for faster
+        one-sample forwards (worth it for a network used many times, not for a single call)."""
+        cdef Py_ssize_t k, n_layers = len(weights)
+        cdef cnp.ndarray w, b, layer_panels
+        panels = []
+        if n_layers == 0:
+            raise ValueError("a network needs at least one layer")
+        if not (len(biases) == len(activations) == len(alphas) == n_layers):
+            raise ValueError("weights, biases, activations and alphas differ in length")
+        self.dtype = np.dtype(np.asarray(weights[0]).dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"expected float32 or float64 weights, got {self.dtype}")
+        self.typenum = self.dtype.num
+        self.arrays = tuple(weights) + tuple(biases)
+        self.layers = <LayerPlan*>PyMem_RawMalloc(n_layers * sizeof(LayerPlan))
+        if self.layers == NULL:
+            raise MemoryError()
+        self.n_layers = n_layers
+        self.max_width = 0
+        self.macs_per_sample = 0
+        self.split_rows = keep_panels
+        for k in range(n_layers):
+            # The kernels trust these invariants, so they are checked here, not assumed.
+            w = weights[k]
+            b = biases[k]
+            if not (is_behaved(w, self.typenum) and is_behaved(b, self.typenum)
+                    and w.ndim == 2 and b.ndim == 1 and b.shape[0] == w.shape[0]
+                    and w.shape[0] > 0 and w.shape[1] > 0):
+                raise ValueError(f"layer {k}: weights {np.shape(w)} / biases {np.shape(b)} are not "
+                                 f"C-contiguous {self.dtype} arrays of shapes (n_out, n_in) "
+                                 f"and (n_out,)")
+            if k > 0 and w.shape[1] != self.layers[k - 1].n_out:
+                raise ValueError(f"layer {k} expects {int(w.shape[1])} inputs but layer {k - 1} "
+                                 f"gives {self.layers[k - 1].n_out}")
+            if not 0 <= activations[k] < N_ACTIVATIONS:
+                raise ValueError(f"layer {k}: unknown activation code {activations[k]}")
+            self.layers[k].n_in = w.shape[1]
+            self.layers[k].n_out = w.shape[0]
+            self.layers[k].activation = activations[k]
+            self.layers[k].alpha = alphas[k]
+            self.layers[k].weights = cnp.PyArray_DATA(w)
+            self.layers[k].biases = cnp.PyArray_DATA(b)
+            self.layers[k].panels = NULL
+            if w.shape[0] * w.shape[1] > PANEL_MAX_WEIGHTS:
+                self.split_rows = False
+            elif keep_panels and w.shape[0] >= OUT_BLOCK:
+                layer_panels = panels_of(w)
+                panels.append(layer_panels)
+                self.layers[k].panels = cnp.PyArray_DATA(layer_panels)
+            self.max_width = max(self.max_width, w.shape[0], w.shape[1])
+            self.macs_per_sample += w.shape[0] * w.shape[1]
+        self.arrays += tuple(panels)
+        self.split_rows = self.split_rows and self.macs_per_sample >= SPLIT_PANELS_MIN_MACS
+        self.n_in = self.layers[0].n_in
+        self.n_out = self.layers[n_layers - 1].n_out
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.layers)
+
+    def forward(self, x, out=None, int threads=0):
+        """Run all layers on x: (n_in,) -> (n_out,) or (batch, n_in) -> (batch, n_out).
+
+        ``threads`` <= 0 uses get_num_threads(); small jobs always run on one thread.
+        """
+        global openmp_started, last_split_forward_end
+        cdef cnp.ndarray xa, oa
+        cdef bint may_split, split
+        cdef cnp.npy_intp dims[2]
+        cdef int ndim, status
+        cdef Py_ssize_t batch
+        if is_behaved(x, self.typenum):
+            xa = <cnp.ndarray>x
+        else:
+            xa = as_network_input(x, self.dtype, self.n_in)
+        ndim = cnp.PyArray_NDIM(xa)
+        if not (1 <= ndim <= 2 and cnp.PyArray_DIM(xa, ndim - 1) == self.n_in):
+            xa = as_network_input(xa, self.dtype, self.n_in)  # raises with the details
+        batch = 1 if ndim == 1 else cnp.PyArray_DIM(xa, 0)
+        dims[0] = batch
+        dims[ndim - 1] = self.n_out
+        if out is None:
+            oa = <cnp.ndarray>cnp.PyArray_EMPTY(ndim, dims, self.typenum, 0)
+        else:
+            if not (is_behaved(out, self.typenum) and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)
+                    and cnp.PyArray_NDIM(<cnp.ndarray>out) == ndim
+                    and cnp.PyArray_DIM(<cnp.ndarray>out, 0) == dims[0]
+                    and cnp.PyArray_DIM(<cnp.ndarray>out, ndim - 1) == dims[ndim - 1]):
+                check_out(out, tuple([dims[i] for i in range(ndim)]), self.dtype)
+                raise ValueError("out is not a writeable, C-contiguous array of the result's "
+                                 "shape and dtype")
+            oa = <cnp.ndarray>out
+            if overlaps(xa, oa):
+                xa = xa.copy()
+        if batch == 0:
+            return oa
+        if threads <= 0:
+            threads = thread_setting if thread_setting > 0 else nnx_max_threads()
+        threads = min(threads, THREAD_LIMIT)
+        may_split = self.split_rows and batch < MIN_TILED_BATCH
+        split = may_split and threads > 1 and threads_awake()
+        if openmp_unusable or not split and batch * self.macs_per_sample < PARALLEL_MIN_MACS:
+            threads = 1
+            split = False
+        elif threads > 1:
+            openmp_started = True
+        if batch >= BLAS_MIN_COLS and not blas_looked_up:
+            look_up_blas()
+        with nogil:
+            if self.typenum == cnp.NPY_FLOAT32:
+                status = network_forward(self.layers, self.n_layers, self.max_width,
+                                         <const float*>cnp.PyArray_DATA(xa),
+                                         <float*>cnp.PyArray_DATA(oa), batch, threads,
+                                         split)
+            else:
+                status = network_forward(self.layers, self.n_layers, self.max_width,
+                                         <const double*>cnp.PyArray_DATA(xa),
+                                         <double*>cnp.PyArray_DATA(oa), batch, threads,
+                                         split)
+        if status != 0:
+            raise MemoryError("no memory for the forward pass workspace")
+        if may_split:
+            last_split_forward_end = perf_counter_ns()
+        return oa
+
+
+def activate_inplace(cnp.ndarray values, int activation, double alpha=0.01):
+    """Apply an activation in place; softmax runs over the last axis.
+
+    values: a writeable, C-contiguous float32 or float64 array of any shape.
+    """
+    cdef Py_ssize_t n, width, row
+    cdef int typenum = cnp.PyArray_TYPE(values)
+    if not (typenum in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64) and is_behaved(values, typenum)
+            and cnp.PyArray_ISWRITEABLE(values)):
+        raise ValueError(f"expected a writeable, C-contiguous float32 or float64 array, "
+                         f"got {values.dtype} with flags {values.flags!r}")
+    if not 0 <= activation < N_ACTIVATIONS:
+        raise ValueError(f"unknown activation code {activation}")
+    n = cnp.PyArray_SIZE(values)
+    if activation == ACT_SOFTMAX:
+        if cnp.PyArray_NDIM(values) == 0:
+            raise ValueError("softmax needs at least one axis, got a 0-d array")
+        width = cnp.PyArray_DIM(values, cnp.PyArray_NDIM(values) - 1)
+        if n == 0:
+            return values
+        with nogil:
+            for row in range(n // width):
+                if typenum == cnp.NPY_FLOAT32:
+                    softmax_strided(<float*>cnp.PyArray_DATA(values) + row * width, width, 1)
+                else:
+                    softmax_strided(<double*>cnp.PyArray_DATA(values) + row * width, width, 1)
+        return values
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            activate(<float*>cnp.PyArray_DATA(values), n, activation, <float>alpha)
+        else:
+            activate(<double*>cnp.PyArray_DATA(values), n, activation, alpha)
+    return values
