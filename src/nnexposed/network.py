@@ -77,8 +77,6 @@ def _reduced_layer_arrays(weights, biases, scales, precision):
     if w.shape[1] > _precision.INT8_MAX_INPUTS:
         raise ValueError(f"int8 layers take at most {_precision.INT8_MAX_INPUTS} inputs, "
                          f"got {w.shape[1]}")
-    if np.any(w == -128):
-        raise ValueError("int8 weights must lie in [-127, 127] (symmetric), got -128")
     s = as_real_array(scales, "scales")
     if s.shape != (w.shape[0],):
         raise ValueError(f"expected scales of shape ({w.shape[0]},) for weights of shape "
@@ -98,7 +96,7 @@ class Dense:
     copied and stored read-only, in float32 (float16/float32 weights) or float64 (otherwise).
 
     Reduced-precision layers (see ``nnexposed.precision``) keep their weights as given:
-    int8 weights (in [-127, 127]) with ``scales`` (n_out,), one float32 per output neuron;
+    int8 weights with ``scales`` (n_out,), one float32 per output neuron;
     ``ml_dtypes.bfloat16`` weights; float16 weights with ``precision="float16"`` (without
     it, float16 weights are widened to float32 as before). Their biases are float32.
     ``precision``: None infers it from the weights' dtype; otherwise it must match it.
@@ -174,7 +172,9 @@ class Dense:
     def astype(self, dtype):
         """The same layer with float32 or float64 arrays (reduced precisions: dequantized)."""
         dtype = as_compute_dtype(dtype)
-        weights = _precision.dequantize_weights(self.weights, self.scales)
+        weights = self.weights
+        if self.precision in _precision.REDUCED_PRECISIONS:
+            weights = _precision.dequantize_weights(weights, self.scales)
         return Dense(weights.astype(dtype), self.biases.astype(dtype), self.activation,
                      alpha=self.alpha)
 
@@ -285,8 +285,10 @@ class Network:
 
         Needs ``pip install "nnexposed[torch]"``; unsupported modules raise ValueError.
         """
+        from nnexposed._quantized_import import torch_without_dynamic_linears, with_int8_layers
         from nnexposed.importers import from_torch
-        return from_torch(module)
+        module, int8_layers = torch_without_dynamic_linears(module)
+        return with_int8_layers(from_torch(module), int8_layers)
 
     @classmethod
     def from_onnx(cls, model, *, output=None):
@@ -295,8 +297,10 @@ class Network:
         ``output`` names the graph output to compute when there are several. Needs
         ``pip install "nnexposed[onnx]"``; unsupported operators raise ValueError.
         """
+        from nnexposed._quantized_import import onnx_without_integer_matmuls, with_int8_layers
         from nnexposed.importers import from_onnx
-        return from_onnx(model, output=output)
+        model, int8_layers = onnx_without_integer_matmuls(model)
+        return with_int8_layers(from_onnx(model, output=output), int8_layers)
 
     def __reduce__(self):
         return Network, (self._layers,)

@@ -17,12 +17,13 @@ FLOAT_PRECISIONS = ("float32", "float64")
 REDUCED_PRECISIONS = ("int8", "bfloat16", "float16")
 PRECISIONS = FLOAT_PRECISIONS + REDUCED_PRECISIONS
 
-# Largest int8 weight magnitude: symmetric, so -128 is never used.
+# Largest int8 weight magnitude that quantize gives: symmetric, so -128 is not used (layers
+# imported from other libraries may hold it).
 INT8_MAX = 127
 # Unsigned 8-bit levels of a quantized input: 0..255.
 UINT8_LEVELS = 255
 # u8 x s8 products of this many inputs sum to less than 2**31 in the int32 accumulators.
-INT8_MAX_INPUTS = (2**31 - 1) // (UINT8_LEVELS * INT8_MAX)
+INT8_MAX_INPUTS = (2**31 - 1) // (UINT8_LEVELS * 128)
 
 
 def bfloat16_dtype():

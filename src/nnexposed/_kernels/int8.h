@@ -46,6 +46,9 @@ static inline uint8_t nnx_i8_level(float v, float inv, int32_t zero_point) {
     return (uint8_t)(level < 0 ? 0 : (level > 255 ? 255 : level));
 }
 
+/* Inputs quantized at a time by quantize_rows (a multiple of 4). */
+#define NNX_I8_CHUNK 256
+
 /* Four levels, inputs 4g..4g+3 of one sample, as the 32-bit lane the kernels read. */
 static inline uint32_t nnx_i8_pack(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
     return (uint32_t)a | ((uint32_t)b << 8) | ((uint32_t)c << 16) | ((uint32_t)d << 24);
@@ -106,7 +109,7 @@ TARGET static void nnx_i8_quantize_rows_##SUFFIX(                               
         const float* x, ptrdiff_t n, ptrdiff_t rows, ptrdiff_t cols, uint8_t* xq,            \
         float* x_scale, int32_t* zero_point) {                                               \
     uint32_t* lanes = (uint32_t*)xq;                                                         \
-    ptrdiff_t i, t, g, c;                                                                    \
+    ptrdiff_t i, t, g;                                                                       \
     for (t = 0; t < cols; t++) {                                                             \
         const float* row = x + t * n;                                                        \
         float low = 0, high = 0, inv = 0;                                                    \
@@ -121,18 +124,23 @@ TARGET static void nnx_i8_quantize_rows_##SUFFIX(                               
             nnx_i8_params(low, high, high != high, &inv, &x_scale[t], &zp);                  \
         }                                                                                    \
         zero_point[t] = zp;                                                                  \
-        if (inv == 0) {                                                                      \
-            for (g = 0; g < n; g += 4) lanes[g / 4 * cols + t] = 0;                          \
-            continue;                                                                        \
-        }                                                                                    \
-        for (g = 0; g + 4 <= n; g += 4)                                                      \
-            lanes[g / 4 * cols + t] = nnx_i8_pack(                                           \
-                nnx_i8_level(row[g], inv, zp), nnx_i8_level(row[g + 1], inv, zp),            \
-                nnx_i8_level(row[g + 2], inv, zp), nnx_i8_level(row[g + 3], inv, zp));       \
-        if (g < n) {                                                                         \
-            uint8_t level[4] = {0, 0, 0, 0};                                                 \
-            for (c = 0; g + c < n; c++) level[c] = nnx_i8_level(row[g + c], inv, zp);        \
-            lanes[g / 4 * cols + t] = nnx_i8_pack(level[0], level[1], level[2], level[3]);   \
+        /* levels into a chunk (vectorised), then as 32-bit lanes into the block */          \
+        for (g = 0; g < n; g += NNX_I8_CHUNK) {                                              \
+            ptrdiff_t end = n - g < NNX_I8_CHUNK ? n - g : NNX_I8_CHUNK;                     \
+            ptrdiff_t end4 = (end + 3) / 4 * 4;                                              \
+            uint32_t chunk32[NNX_I8_CHUNK / 4];                                              \
+            uint8_t* chunk = (uint8_t*)chunk32;                                              \
+            if (inv == 0) {                                                                  \
+                for (i = 0; i < end4; i++) chunk[i] = 0;                                     \
+            } else {                                                                         \
+                for (i = 0; i < end; i++) chunk[i] = nnx_i8_level(row[g + i], inv, zp);      \
+                for (; i < end4; i++) chunk[i] = 0;                                          \
+            }                                                                                \
+            if (cols == 1) {                                                                 \
+                memcpy(xq + g, chunk, (size_t)end4);                                         \
+            } else {                                                                         \
+                for (i = 0; i < end4 / 4; i++) lanes[(g / 4 + i) * cols + t] = chunk32[i];   \
+            }                                                                                \
         }                                                                                    \
     }                                                                                        \
 }
