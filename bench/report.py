@@ -174,6 +174,47 @@ def times_table(results):
     return "\n".join(_table(header, body))
 
 
+def round_ratios(row):
+    """NumPy time / nnexposed time of each round (the rounds are interleaved), or []."""
+    ours = row["impls"].get("nnexposed", {}).get("samples_us") or []
+    theirs = row["impls"].get("numpy", {}).get("samples_us") or []
+    return [numpy_us / us for us, numpy_us in zip(ours, theirs) if us > 0]
+
+
+def isa_markdown(tables, command):
+    """ISA.md: for each kernel build of ``tables`` [(isa, OpenBLAS core type or None, results
+    of its run or None)], each case's nnexposed and NumPy times and their ratio."""
+    lines = [
+        "# nnexposed per kernel build", "",
+        "Each kernel build ran in its own process (`NNEXPOSED_ISA`), NumPy's OpenBLAS held to "
+        "the same class of CPU (`OPENBLAS_CORETYPE`). Median µs per call; `vs NumPy` = NumPy "
+        "time / nnexposed time (above 1, nnexposed is faster), with the range of that ratio "
+        "over the interleaved rounds; `others' CPU`: the share of the machine other processes "
+        "used meanwhile. Written by", "", f"    {command}", ""]
+    for isa, coretype, results in tables:
+        lines += [f"## {isa}: NumPy's OpenBLAS as {coretype or 'it chooses for this CPU'}", ""]
+        if results is None:
+            lines += ["Not measured: this CPU cannot run these kernels, they are not installed, "
+                      "or the run failed.", ""]
+            continue
+        body = []
+        for row in results["results"]:
+            ratios = round_ratios(row)
+            busy = row.get("others_busy")
+            body.append([row["case"], fmt_us(row["nnexposed_us"]), fmt_us(row["numpy_us"]),
+                         fmt_ratio(row["speedup_vs_numpy"]),
+                         f"{fmt_ratio(min(ratios))}–{fmt_ratio(max(ratios))}" if ratios
+                         else "-", "-" if busy is None else f"{busy:.0%}"])
+        lines += _table(["case", "nnexposed", "NumPy", "vs NumPy", "rounds", "others' CPU"],
+                        body)
+        s = results["settings"]
+        machine = results["machine"]
+        lines += ["", f"{results['date']}, {machine.get('cpu_model')}, {machine.get('threads')} "
+                      f"threads, {s['dtype']}, load average before/after "
+                      f"{s['load_average_before']} / {s['load_average_after']}.", ""]
+    return "\n".join(lines)
+
+
 def ratios_table(results):
     columns = [c for c in _columns(results) if c != "nnexposed"]
     body = []
@@ -243,6 +284,10 @@ def _notes(results):
 
 def _environment_sentence(results):
     env = results["machine"]["environment"]
+    if results["settings"].get("expect_isa"):
+        return (f"(The {results['settings']['isa']} kernels, NumPy's OpenBLAS as "
+                f"{env.get('OPENBLAS_CORETYPE') or 'it chooses for this CPU'}: "
+                f"`bench/run.py --isa`.) ")
     set_ = [f"{name}={env[name]}" for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
             if env.get(name) is not None]
     if set_:
@@ -326,40 +371,21 @@ def plot(results, path):
 
     Returns None, or a note saying why there is no plot.
     """
-    try:
-        import matplotlib
+    from nnexposed.plot import speedup_chart
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed: no speedup.png (pip install '.[bench]')"
     rows = results["results"]
     columns = [c for c in _columns(results)
                if any(row["impls"].get(c, {}).get("speedup_vs_numpy") for row in rows)]
     if not columns:
         return "nothing to plot"
-    width = 0.8 / len(columns)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.8), dpi=100)
-    for k, impl in enumerate(columns):
-        xs, heights = [], []
-        for i, row in enumerate(rows):
-            value = row["impls"].get(impl, {}).get("speedup_vs_numpy")
-            if value:
-                xs.append(i + (k - (len(columns) - 1) / 2) * width)
-                heights.append(value)
-        ax.bar(xs, heights, width, label=peers.LABELS[impl])
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([row["case"].replace(" batch ", "\nbatch ") for row in rows], fontsize=8)
-    ax.set_ylabel("speed-up vs NumPy (NumPy time / time)")
-    ax.set_title(f"MLP forward pass, {results['settings']['dtype']}, "
-                 f"{results['machine']['cpu_model']}, "
-                 f"{results['machine']['cores_available']} cores (higher is faster)", fontsize=10)
-    ax.grid(axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=len(columns), loc="upper center", bbox_to_anchor=(0.5, -0.15),
-              frameon=False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    speedups = {peers.LABELS[impl]: [row["impls"].get(impl, {}).get("speedup_vs_numpy")
+                                     for row in rows] for impl in columns}
+    title = (f"MLP forward pass, {results['settings']['dtype']}, "
+             f"{results['machine']['cpu_model']}, "
+             f"{results['machine']['cores_available']} cores (higher is faster)")
+    try:
+        figure = speedup_chart([row["case"] for row in rows], speedups, title=title)
+    except ImportError:
+        return "matplotlib is not installed: no speedup.png (pip install '.[bench]')"
+    figure.savefig(path)
     return None

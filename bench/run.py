@@ -2,6 +2,7 @@
 
     python bench/run.py [--quick] [--cases N1:1,N3:64] [--repeat 7] [--dtype float32] [--out DIR]
                         [--precision float32,int8,bfloat16,float16]
+    python bench/run.py --isa avx2,baseline [other options]     # one child process per ISA
 
 Every case of issue 3's table (networks N1..N4, float32, ReLU hidden, linear output, the same
 weights for every implementation) is run in one process. Each implementation's output is
@@ -9,6 +10,11 @@ checked against ``forward_numpy`` before it is timed (a wrong one is reported, n
 measurements of a case are interleaved round by round, and each figure is the median of the
 rounds. The peers (``pip install '.[bench]'``) are optional: a missing one is skipped with a
 note. Writes DIR/RESULTS.md, DIR/results.json and DIR/speedup.png (default DIR: bench/results).
+
+``--isa`` runs the cases once per kernel build, each in a child process with NNEXPOSED_ISA set
+to it and NumPy's OpenBLAS held to the same class of CPU (OPENBLAS_CORETYPE, see
+OPENBLAS_CORETYPES), and writes DIR/isa-<name>/ per build and DIR/ISA.md, their tables side by
+side.
 
 For fair NumPy figures on machines that set them, unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
 for this command only: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/run.py``.
@@ -18,9 +24,12 @@ import argparse
 import functools
 import gc
 import inspect
+import json
 import os
 import pathlib
+import platform
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -37,7 +46,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import peers  # noqa: E402
 import report  # noqa: E402
 
-from nnexposed import Network  # noqa: E402
+from nnexposed import Network, _dispatch  # noqa: E402
 from nnexposed.benchmark import time_per_call  # noqa: E402
 from nnexposed.reference import forward_numpy  # noqa: E402
 
@@ -52,6 +61,11 @@ CASES = [("N1", 1), ("N2", 1), ("N3", 1), ("N4", 1), ("N1", 1_000), ("N1", 1_000
          ("N2", 4_096), ("N3", 64), ("N3", 65_536), ("N4", 1_024)]
 QUICK_CASES = [("N1", 1), ("N2", 1), ("N3", 1), ("N1", 1_000), ("N3", 64)]
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+# OpenBLAS kernels of the same class of x86-64 CPU as each nnexposed build: x86-64-v2, AVX2+FMA,
+# AVX-512. Elsewhere (ARM) the baseline build is the platform's own and OpenBLAS keeps the
+# kernels it picks for the CPU.
+OPENBLAS_CORETYPES = {"baseline": "Nehalem", "avx2": "Haswell", "avx512": "SkylakeX"}
+X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 # Outputs must match forward_numpy to this relative tolerance, with atol = rtol * max|output|
 # (summation orders differ between implementations). Reduced precisions are checked against
@@ -110,6 +124,66 @@ def parse_precisions(text):
             f"unknown precision(s) {unknown}; expected some of "
             f"{', '.join(peers.PRECISION_IMPLEMENTATIONS)}")
     return names
+
+
+def parse_isas(text):
+    """'avx2,baseline' -> ["avx2", "baseline"]; 'all' -> every ISA, best first."""
+    names = [p.strip().lower() for p in text.split(",") if p.strip()]
+    if names == ["all"]:
+        return list(_dispatch.ISAS)
+    unknown = [n for n in names if n not in _dispatch.ISAS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown ISA(s) {unknown or text!r}; expected 'all' or some of "
+            f"{', '.join(_dispatch.ISAS)}")
+    return list(dict.fromkeys(names))
+
+
+def without_options(argv, *names):
+    """argv without the given options and their values (``--name value`` or ``--name=value``)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif not arg.startswith(tuple(f"{name}=" for name in names)):
+            kept.append(arg)
+    return kept
+
+
+def run_per_isa(args, argv, log):
+    """Run the cases once per ISA of --isa, each in a child process; write DIR/ISA.md.
+    Returns the exit status (non-zero if a child failed)."""
+    supported = set(_dispatch.supported()) & set(_dispatch.installed())
+    child_argv = without_options(argv, "--isa", "--out")
+    tables, status = [], 0
+    for isa in args.isa:
+        if isa not in supported:
+            log(f"{isa}: skipped, this CPU cannot run it or its kernels are not installed")
+            tables.append((isa, None, None))
+            continue
+        env = dict(os.environ, NNEXPOSED_ISA=isa)
+        env.pop("OPENBLAS_CORETYPE", None)
+        coretype = OPENBLAS_CORETYPES[isa] if X86_64 else None
+        if coretype:
+            env["OPENBLAS_CORETYPE"] = coretype
+        out = args.out / f"isa-{isa}"
+        log(f"== {isa} kernels, NumPy's OpenBLAS as {coretype or 'it chooses'}: {out}")
+        child = subprocess.run([sys.executable, __file__, *child_argv, "--out", str(out),
+                                "--expect-isa", isa], env=env, check=False)
+        if child.returncode != 0:
+            status = child.returncode
+            tables.append((isa, coretype, None))
+            continue
+        results = json.loads((out / "results.json").read_text())
+        tables.append((isa, coretype, results))
+    text = report.isa_markdown(tables, "python bench/run.py " + " ".join(argv))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ISA.md").write_text(text)
+    print(text)
+    log(f"wrote ISA.md to {args.out}")
+    return status
 
 
 def case_label(name, batch):
@@ -317,6 +391,11 @@ def main(argv=None):
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS,
                         help="directory for RESULTS.md, results.json, speedup.png")
     parser.add_argument("--no-plot", action="store_true", help="skip speedup.png")
+    parser.add_argument("--isa", type=parse_isas, default=None,
+                        help="comma-separated kernel builds (baseline, avx2, avx512) or 'all': "
+                             "each runs in its own process, NumPy's OpenBLAS held to the same "
+                             "class of CPU; results in DIR/isa-<name>/ and DIR/ISA.md")
+    parser.add_argument("--expect-isa", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -335,6 +414,12 @@ def main(argv=None):
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
+    if args.isa is not None:
+        return run_per_isa(args, sys.argv[1:] if argv is None else list(argv), log)
+    if args.expect_isa is not None and args.expect_isa != _dispatch.ISA:
+        log(f"asked for the {args.expect_isa} kernels, got {_dispatch.ISA}: not measured")
+        return 2
+
     started = time.time()
     def load():
         return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
@@ -351,6 +436,8 @@ def main(argv=None):
         "min_time_s": args.min_time, "settle_s": args.settle,
         "wait_quiet_s": args.wait_quiet, "dtype": args.dtype, "precisions": precisions,
         "quick": args.quick,
+        "isa": _dispatch.ISA,
+        "expect_isa": args.expect_isa,
         "rtol": {p: RTOL[p] for p in precisions},
         "seconds": round(time.time() - started, 1),
         "load_average_before": load_before,

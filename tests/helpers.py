@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 
 import nnexposed
-from nnexposed import Dense, Network
+from nnexposed import Dense, Network, cli
 
 TOLERANCES = {
     np.dtype(np.float32): {"rtol": 2e-4, "atol": 2e-5},
@@ -90,3 +90,18 @@ def public_activation(name):
 def takes_alpha(name):
     """Whether the public function of an activation has an ``alpha`` parameter."""
     return "alpha" in inspect.signature(public_activation(name)).parameters
+
+
+def cli_error(args, capsys):
+    """(exit status, stderr) of a command line that must fail with one line, no traceback,
+    and nothing on stdout."""
+    try:
+        status = cli.main(args)
+    except SystemExit as exit_info:
+        status = exit_info.code
+    out, err = capsys.readouterr()
+    assert status != 0
+    assert out == ""
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert "Traceback" not in err
+    return status, err

@@ -26,7 +26,7 @@ def run_bench(out, *extra, env=None):
     return result
 
 
-def check_results(out):
+def check_results(out, peers=PEERS):
     results = json.loads((out / "results.json").read_text())
     rows = results["results"]
     assert [row["id"] for row in rows] == CASES
@@ -35,7 +35,7 @@ def check_results(out):
             entry = row["impls"][impl]
             assert entry["status"] == "ok", entry
             assert entry["us"] > 0 and entry["repeats"] == 1
-        for impl in PEERS:
+        for impl in peers:
             assert row["impls"][impl]["status"] in ("ok", "skipped"), row["impls"][impl]
         assert row["speedup_vs_numpy"] > 0
     batched = rows[1]
@@ -96,3 +96,43 @@ def test_parse_cases():
     for bad in ("N9:1", "N1:0", "N1:x", ","):
         with pytest.raises(argparse.ArgumentTypeError):
             run.parse_cases(bad)
+
+
+def test_bench_per_isa(tmp_path):
+    """--isa runs each build in its own process, NumPy's OpenBLAS held to the same class of
+    CPU, and writes a table per build."""
+    result = run_bench(tmp_path, "--isa", "baseline", "--impls", "numpy", "--no-plot")
+    results = check_results(tmp_path / "isa-baseline", peers=[])
+    assert results["settings"]["isa"] == "baseline"
+    assert results["settings"]["expect_isa"] == "baseline"
+    run = load_run_module()
+    expected_coretype = run.OPENBLAS_CORETYPES["baseline"] if run.X86_64 else None
+    assert results["machine"]["environment"]["OPENBLAS_CORETYPE"] == expected_coretype
+    table = (tmp_path / "ISA.md").read_text()
+    assert table in result.stdout
+    assert "## baseline: NumPy's OpenBLAS as" in table
+    for label in ("N1 batch 1", "N1 batch 7"):
+        assert sum(line.startswith(f"| {label} |") for line in table.splitlines()) == 1
+
+
+def test_bench_refuses_another_isa(tmp_path):
+    """A child that does not get the kernels it was started for measures nothing."""
+    env = dict(os.environ, NNEXPOSED_ISA="baseline")
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--repeat", "1", "--cases", "N1:1",
+         "--out", str(tmp_path), "--expect-isa", "avx512"],
+        check=False, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 2
+    assert "asked for the avx512 kernels, got baseline" in result.stderr
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_parse_isas():
+    run = load_run_module()
+    assert run.parse_isas("AVX2, baseline") == ["avx2", "baseline"]
+    assert run.parse_isas("all") == ["avx512", "avx2", "baseline"]
+    for bad in ("sse9", ",", "avx2,neon"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            run.parse_isas(bad)
+    assert run.without_options(["--isa", "all", "--quick", "--out=x", "--repeat", "3"],
+                               "--isa", "--out") == ["--quick", "--repeat", "3"]

@@ -6,10 +6,12 @@ import subprocess
 import sys
 import tracemalloc
 
+import numpy as np
 import pytest
 
 import nnexposed
 from nnexposed import cli
+from tests.helpers import cli_error
 
 
 def run_cli(*args):
@@ -17,21 +19,6 @@ def run_cli(*args):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return result
-
-
-def cli_error(args, capsys):
-    """(exit status, stderr) of a command line that must fail with one line, no traceback,
-    and nothing on stdout."""
-    try:
-        status = cli.main(args)
-    except SystemExit as exit_info:
-        status = exit_info.code
-    out, err = capsys.readouterr()
-    assert status != 0
-    assert out == ""
-    assert err.count("\n") == 1 and err.endswith("\n"), err
-    assert "Traceback" not in err
-    return status, err
 
 
 def table_rows(stdout):
@@ -194,3 +181,13 @@ def test_demo_prints_accuracy_and_latency():
     assert "64-64-32-10" in out
     latency = re.search(r"one image per call\s+([\d.]+)µs\s+([\d.]+)µs\s+([\d.]+)x", out)
     assert latency and float(latency.group(1)) > 0 and float(latency.group(2)) > 0
+
+
+def test_summary_with_input_shows_layer_values(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((20, 3)))
+    result = run_cli("summary", "3,5,5,5,2", "--input", str(tmp_path / "x.npy"))
+    assert "Dead units" in result.stdout and result.stdout.count("/5") == 3
+    status, err = cli_error(["summary", "3,5,5,5,2", "--input", "1,2"], capsys)
+    assert status == 1 and "expected 3 values per sample" in err
+    status, err = cli_error(["summary", "3,5,5,5,2", "--input", "1,x"], capsys)
+    assert status == 2 and "comma-separated numbers" in err

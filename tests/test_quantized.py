@@ -432,3 +432,19 @@ def test_bad_version_2_files(tmp_path):
     for bad_header, arrays, message in cases:
         with pytest.raises(ValueError, match=message):
             nnexposed.load(write(bad_header, arrays))
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_trace_of_reduced_precision_networks(rng, precision):
+    from nnexposed.reference import trace_numpy
+
+    network = random_network(rng, (7, 9, 4), ["relu", "softmax"], np.float32).quantize(precision)
+    x = rng.standard_normal((6, 7)).astype(np.float32)
+    values = network.trace(x)
+    expected = trace_numpy(network, x)
+    assert len(values) == 2
+    for got, want in zip(values, expected):
+        np.testing.assert_allclose(got.pre_activation, want.pre_activation, rtol=1e-5,
+                                   atol=1e-6)
+        np.testing.assert_allclose(got.output, want.output, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(values[-1].output, network(x), rtol=1e-6, atol=1e-7)

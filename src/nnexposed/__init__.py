@@ -40,6 +40,7 @@ from nnexposed.inference import (  # noqa: E402
     get_num_threads,
     layer_output,
     set_num_threads,
+    trace,
 )
 from nnexposed.io import load, save  # noqa: E402
 from nnexposed.network import Dense, Network  # noqa: E402
@@ -69,4 +70,5 @@ __all__ = [
     "softmax",
     "softplus",
     "tanh",
+    "trace",
 ]

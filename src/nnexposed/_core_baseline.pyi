@@ -2,6 +2,7 @@
 _core_avx512."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +18,7 @@ def set_num_threads(n: int) -> None: ...
 def blas_available() -> bool: ...
 def allow_blas(allowed: bool | None) -> bool | None: ...
 def allow_row_split(allowed: bool | None) -> bool | None: ...
+def tile_shape() -> dict[str, Any]: ...
 
 class CompiledNetwork:
     n_in: int
@@ -33,6 +35,9 @@ class CompiledNetwork:
     def forward(
         self, x: npt.ArrayLike, out: npt.NDArray[np.floating] | None = None, threads: int = 0
     ) -> npt.NDArray[np.floating]: ...
+    def trace(
+        self, x: npt.ArrayLike, threads: int = 0
+    ) -> list[tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]]: ...
 
 def activate_inplace(
     values: npt.NDArray[np.floating], activation: int, alpha: float = 0.01

@@ -1,4 +1,4 @@
-"""The ``nnexposed`` command: bench (the main job), summary, demo and info.
+"""The ``nnexposed`` command: bench (the main job), summary, draw, demo and info.
 
 Each subcommand is an ``add_NAME(commands)`` function that declares its arguments (with the
 shared helpers below) and a ``run_NAME(args)`` function that does the work and returns the exit
@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from nnexposed.reference import forward_numpy
 DEFAULT_SIZES = [(3, 5, 5, 5, 2), (784, 256, 256, 10)]
 DEFAULT_BATCHES = [1, 1000]
 DTYPES = ["float32", "float64"]
+PICTURE_FORMATS = ("png", "svg", "pdf")
 
 
 class CommandError(Exception):
@@ -125,6 +127,30 @@ def _output_file(text: str) -> str:
     return text
 
 
+def _picture_file(text: str) -> str:
+    """A picture to write: .png, .svg or .pdf, in a folder that can be written."""
+    extension = os.path.splitext(text)[1].lower().lstrip(".")
+    if extension not in PICTURE_FORMATS:
+        raise argparse.ArgumentTypeError(
+            f"expected a picture file ending in .{', .'.join(PICTURE_FORMATS)}, got {text!r}")
+    return _output_file(text)
+
+
+def _input_values(text: str) -> np.ndarray:
+    """Input samples: comma-separated numbers (one sample) or a .npy file of samples."""
+    if text.endswith(".npy"):
+        try:
+            return np.load(text, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise argparse.ArgumentTypeError(f"cannot read {text!r}: {error}") from None
+    try:
+        return np.array([float(part) for part in text.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers like 0.5,-1,2 or a .npy file, got {text!r}"
+        ) from None
+
+
 # --------------------------------------------------------------------------------------------
 # Shared arguments and their use
 # --------------------------------------------------------------------------------------------
@@ -175,17 +201,46 @@ def _build_network(args: argparse.Namespace, spec: tuple[int, ...] | str) -> Net
                               dtype=args.dtype or "float32", seed=0)
 
 
-def _write_atomically(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it: never a partial file."""
+def _write_atomically(path: str, write: Callable[[str], None]) -> None:
+    """``write(temporary)`` a file beside ``path``, then rename it to ``path``: an error or an
+    interruption never leaves a partial file."""
     folder = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(prefix=".nnexposed-", dir=folder)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w") as f:
-            f.write(text)
+        write(temporary)
         os.replace(temporary, path)
     except OSError as error:
-        os.unlink(temporary)
         raise CommandError(f"cannot write {path!r}: {error}") from None
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _write_text(path: str, text: str) -> None:
+    def write(temporary: str) -> None:
+        with open(temporary, "w") as f:
+            f.write(text)
+
+    _write_atomically(path, write)
+
+
+def _save_figure(path: str, figure: Any) -> None:
+    """A matplotlib figure into ``path`` (.png, .svg or .pdf), written atomically."""
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    _write_atomically(path, lambda temporary: figure.savefig(temporary, format=extension))
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _plot_module() -> Any:
+    """nnexposed.plot, checked before any work that would end in drawing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CommandError('drawing needs matplotlib: pip install "nnexposed[plot]"') from None
+    from nnexposed import plot
+
+    return plot
 
 
 def _progress(done: int, total: int, label: str) -> None:
@@ -217,6 +272,8 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
     add_repeat_argument(parser)
     parser.add_argument("--json", metavar="FILE", type=_output_file,
                         help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE", type=_picture_file,
+                        help="also draw the speed-ups as a chart (.png, .svg or .pdf)")
     parser.epilog = ("Without networks: " + " and ".join(",".join(map(str, sizes))
                                                         for sizes in DEFAULT_SIZES) + ".")
     parser.set_defaults(run=run_bench)
@@ -225,6 +282,7 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     specs = [*args.networks, *args.sizes, *args.model]
     _check_activation_options(args, specs)
+    plot = _plot_module() if args.plot else None
     networks = [_build_network(args, spec) for spec in specs or DEFAULT_SIZES]
     if args.precision:
         if args.dtype == "float64" and set(args.precision) - {"float32", "float64"}:
@@ -237,26 +295,81 @@ def run_bench(args: argparse.Namespace) -> int:
     print(benchmark.format_table(rows))
     if args.json:
         report = {"machine": benchmark.machine_info(), "results": rows}
-        _write_atomically(args.json, json.dumps(report, indent=2))
+        _write_text(args.json, json.dumps(report, indent=2))
         print(f"wrote {args.json}", file=sys.stderr)
+    if plot is not None:
+        _save_figure(args.plot, _speedup_chart(plot, rows))
     return 0
+
+
+def _speedup_chart(plot: Any, rows: list[dict[str, Any]]) -> Any:
+    """The speed-ups of a benchmark run against NumPy, as ``nnexposed.plot.speedup_chart``."""
+    cases = [f"{row['network']} batch {row['batch']:,}" for row in rows]
+    speedups = {"nnexposed": [row["speedup_vs_numpy"] for row in rows]}
+    if any(row["python_us"] for row in rows):
+        speedups["pure Python"] = [row["numpy_us"] / row["python_us"] if row["python_us"]
+                                   else None for row in rows]
+    title = (f"nnexposed bench, {benchmark.machine_info()['isa']} kernels "
+             f"(NumPy = 1, higher is faster)")
+    return plot.speedup_chart(cases, speedups, title=title)
 
 
 def add_summary(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("summary", help="print a network's layer table")
     add_network_arguments(parser, None)
+    parser.add_argument("--input", type=_input_values, metavar="VALUES|FILE.npy",
+                        help="run these inputs (comma-separated numbers for one sample, or a "
+                             ".npy file of samples) and show each layer's output range and "
+                             "zero (dead) ReLU units")
     parser.set_defaults(run=run_summary)
 
 
 def run_summary(args: argparse.Namespace) -> int:
     _check_activation_options(args, [args.network])
-    if isinstance(args.network, str):
+    if args.input is not None:
+        network = _build_network(args, args.network)
+        print(network.summary(_checked_input(network, args.input)))
+    elif isinstance(args.network, str):
         print(_build_network(args, args.network).summary())
     else:  # from the sizes alone: a network of any size allocates nothing here
         sizes = args.network
         activations = [args.activation or "relu"] * (len(sizes) - 2)
         print(summary_table(sizes, [*activations, args.output_activation or "linear"],
                             args.dtype or "float32"))
+    return 0
+
+
+def _checked_input(network: Network, values: np.ndarray) -> np.ndarray:
+    """--input, refused in one line unless it is (n_in,) or (batch, n_in) real numbers."""
+    if values.ndim not in (1, 2) or values.shape[-1] != network.n_in:
+        raise CommandError(f"--input: expected {network.n_in} values per sample, as shape "
+                           f"({network.n_in},) or (batch, {network.n_in}), got shape "
+                           f"{values.shape}")
+    if not (np.issubdtype(values.dtype, np.number) and not np.iscomplexobj(values)):
+        raise CommandError(f"--input: expected real numbers, got dtype {values.dtype}")
+    return values
+
+
+def add_draw(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("draw", help="draw a network as a picture")
+    add_network_arguments(parser, None)
+    parser.add_argument("-o", "--output", required=True, type=_picture_file, metavar="FILE",
+                        help="the picture to write: .png, .svg or .pdf")
+    parser.add_argument("--input", type=_input_values, metavar="VALUES|FILE.npy",
+                        help="one sample, e.g. 0.5,-1,2: colours the nodes by their values")
+    parser.set_defaults(run=run_draw)
+
+
+def run_draw(args: argparse.Namespace) -> int:
+    _check_activation_options(args, [args.network])
+    plot = _plot_module()
+    network = _build_network(args, args.network)
+    values = None if args.input is None else _checked_input(network, args.input)
+    if values is not None and values.ndim != 1:
+        raise CommandError(f"--input: draw colours the nodes by one sample, got shape "
+                           f"{values.shape}")
+    figure = plot.plot_network(network, values)
+    _save_figure(args.output, figure)
     return 0
 
 
@@ -317,7 +430,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_bench, add_summary, add_demo, add_info]
+    add_bench, add_summary, add_draw, add_demo, add_info]
 
 
 def build_parser() -> argparse.ArgumentParser:

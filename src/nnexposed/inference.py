@@ -22,6 +22,16 @@ def forward(network, x, *, out=None, threads=None):
     return network.forward(x, out=out, threads=threads)
 
 
+def trace(network, x, *, threads=None):
+    """Every layer's (pre-activation, output) from one compiled forward pass.
+
+    Same as ``network.trace(x, threads=threads)``; see ``Network.trace``.
+    """
+    if not isinstance(network, Network):
+        raise TypeError(f"trace expects a nnexposed.Network, got {type(network).__name__}")
+    return network.trace(x, threads=threads)
+
+
 def get_num_threads():
     """Threads a forward pass may use: as set by ``set_num_threads``, else OMP_NUM_THREADS,
     else the number of cores. Wide layers of large batches run in BLAS, which keeps its own

@@ -5,10 +5,12 @@ PyTorch's ``nn.Linear``; biases have shape (n_out,).
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from nnexposed import kernels
+from nnexposed import activations as _activations
 from nnexposed import precision as _precision
 from nnexposed._validation import (
     as_c_array,
@@ -196,6 +198,29 @@ class Dense:
                 f"activation={self.activation!r}{alpha}, dtype={self.dtype}{precision})")
 
 
+def _value_columns(layer, output):
+    """Output range, fraction of zeros and dead units of one layer's output (samples, n_out)."""
+    output = output.reshape(-1, layer.n_out)
+    if output.shape[0] == 0:
+        return ["-", "-", "-"]
+    value_range = f"{output.min():.3g} .. {output.max():.3g}"
+    if layer.activation != "relu":
+        return [value_range, "-", "-"]
+    zero = output == 0
+    dead = int(zero.all(axis=0).sum())
+    return [value_range, f"{zero.mean():.1%}", f"{dead}/{layer.n_out}"]
+
+
+class LayerValues(NamedTuple):
+    """One layer's values from ``Network.trace``: both (batch, n_out), or (n_out,) for one
+    sample."""
+
+    pre_activation: np.ndarray
+    """``x @ weights.T + biases``, before the activation."""
+    output: np.ndarray
+    """``activation(pre_activation)``, the next layer's input."""
+
+
 class Network:
     """Dense layers applied in order; each layer's n_in must equal the previous n_out.
 
@@ -305,6 +330,30 @@ class Network:
     def __reduce__(self):
         return Network, (self._layers,)
 
+    def __len__(self):
+        return len(self._layers)
+
+    def __iter__(self):
+        return iter(self._layers)
+
+    def __getitem__(self, index):
+        """``net[i]``: layer i (negative counts from the end); ``net[a:b]``: a Network of those
+        layers (which must still chain), as ``nn.Sequential`` slices. ``net[:-1](x)`` is the
+        penultimate layer's output, at full compiled speed."""
+        if isinstance(index, slice):
+            layers = self._layers[index]
+            if not layers:
+                raise IndexError(f"slice {index} of a {len(self)}-layer network has no layers")
+            return Network(layers)
+        try:
+            return self._layers[index]
+        except IndexError:
+            raise IndexError(f"layer index {index} out of range for a network of "
+                             f"{len(self)} layers") from None
+        except TypeError:
+            raise TypeError(f"network indices must be integers or slices, got "
+                            f"{type(index).__name__}") from None
+
     @property
     def layers(self):
         return self._layers
@@ -366,10 +415,72 @@ class Network:
 
     __call__ = forward
 
-    def summary(self):
-        """A text table: one row per layer (shape, activation, parameters), then the total."""
+    def trace(self, x, *, threads=None):
+        """Every layer's values, from one forward pass in compiled code.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_in,) or (batch, n_in)
+            Input samples, cast to ``self.dtype``.
+        threads : int, optional
+            At most this many threads (default ``get_num_threads()``); small jobs use one.
+
+        Returns
+        -------
+        tuple of LayerValues
+            One ``(pre_activation, output)`` pair per layer, each of shape (batch, n_out) of
+            that layer, or (n_out,) for x of shape (n_in,); the last output equals
+            ``self(x)``. Memory: 2 * sum of the layers' n_out values per sample (both arrays
+            of every layer), plus the forward pass's own workspace.
+        """
+        if self.precision in _precision.REDUCED_PRECISIONS:
+            return self._reduced_trace(x, threads)
+        if threads is None:
+            pairs = self._compiled.trace(x)
+        else:
+            pairs = self._compiled.trace(x, min(as_positive_int(threads, "threads"),
+                                                kernels.MAX_THREADS))
+        # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost.
+        return tuple([tuple.__new__(LayerValues, pair) for pair in pairs])
+
+    def _reduced_trace(self, x, threads):
+        """trace of a reduced-precision network, layer by layer through its kernels."""
+        values = []
+        for layer in self._layers:
+            affine = Network([Dense(layer.weights, layer.biases, "linear", scales=layer.scales,
+                                    precision=layer.precision)])
+            pre = affine.forward(x, threads=threads)
+            alpha = {"alpha": layer.alpha} if layer.activation in DEFAULT_ALPHAS else {}
+            x = getattr(_activations, layer.activation)(pre, **alpha)
+            values.append(LayerValues(pre, x))
+        return tuple(values)
+
+    def plot(self, x=None, *, ax=None):
+        """A matplotlib Figure of the network; see ``nnexposed.plot.plot_network``.
+
+        x: optional (n_in,) sample whose values colour the nodes; ax: optional Axes to draw
+        in. Needs ``pip install "nnexposed[plot]"``.
+        """
+        from nnexposed.plot import plot_network
+        return plot_network(self, x, ax=ax)
+
+    def summary(self, x=None):
+        """A text table: one row per layer (shape, activation, parameters), then the total.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_in,) or (batch, n_in), optional
+            Inputs to run: the table then also shows each layer's output range and, for ReLU
+            layers, the fraction of outputs that are zero and the units that are zero on every
+            sample (dead units).
+        """
+        values = None
+        if x is not None:
+            values = [_value_columns(layer, layer_values.output)
+                      for layer, layer_values in zip(self._layers, self.trace(x))]
         return summary_table(self.sizes, [layer.activation for layer in self._layers],
-                             self.dtype, precision=self.precision, nbytes=self.nbytes)
+                             self.dtype, values, precision=self.precision,
+                             nbytes=self.nbytes)
 
     def __repr__(self):
         activations = tuple(layer.activation for layer in self._layers)
@@ -379,7 +490,7 @@ class Network:
                 f"dtype={self.dtype}{precision})")
 
 
-def summary_table(sizes, activations, dtype, *, precision=None, nbytes=None):
+def summary_table(sizes, activations, dtype, values=None, *, precision=None, nbytes=None):
     """The table of ``Network.summary()`` from the layer sizes alone, allocating nothing.
 
     Parameters
@@ -390,6 +501,8 @@ def summary_table(sizes, activations, dtype, *, precision=None, nbytes=None):
         Each layer's activation name.
     dtype : str or numpy.dtype
         The network's dtype (for the size in bytes).
+    values : sequence of (str, str, str), length n_layers, optional
+        Each layer's output range, fraction of zeros and dead units, as columns.
     precision : str, optional
         How the weights are stored, when not in ``dtype`` ("int8", ...).
     nbytes : int, optional
@@ -403,15 +516,20 @@ def summary_table(sizes, activations, dtype, *, precision=None, nbytes=None):
     sizes = tuple(int(size) for size in sizes)
     dtype = np.dtype(dtype)
     params = [(n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:])]
-    header = ("Layer", "Shape (in -> out)", "Activation", "Params")
-    rows = [(f"dense_{k}", f"{n_in} -> {n_out}", activation, f"{n:,}")
+    header = ["Layer", "Shape (in -> out)", "Activation", "Params"]
+    rows = [[f"dense_{k}", f"{n_in} -> {n_out}", activation, f"{n:,}"]
             for k, (n_in, n_out, activation, n) in enumerate(
                 zip(sizes, sizes[1:], activations, params))]
-    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(4)]
+    if values is not None:
+        header += ["Output range", "Zero", "Dead units"]
+        for row, cells in zip(rows, values):
+            row += cells
+    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
 
     def line(row):
-        cells = [row[c].ljust(widths[c]) for c in range(3)] + [row[3].rjust(widths[3])]
-        return "   ".join(cells)
+        # Left-aligned text, right-aligned numbers (parameters, zeros, dead units).
+        return "   ".join(cell.rjust(width) if c == 3 or c >= 5 else cell.ljust(width)
+                          for c, (cell, width) in enumerate(zip(row, widths))).rstrip()
 
     rule = "=" * len(line(header))
     total = sum(params)

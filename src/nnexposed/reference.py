@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from nnexposed._validation import as_network_input
-from nnexposed.network import Network
+from nnexposed.network import LayerValues, Network
 from nnexposed.precision import REDUCED_PRECISIONS, dequantize_weights, int8_matmul_reference
 
 # sqrt(1/2) and 2 * sqrt(2/pi), for gelu and its tanh approximation.
@@ -172,20 +172,30 @@ def forward_numpy(network, x):
     (``nnexposed.precision.int8_matmul_reference``); bfloat16 and float16 layers compute in
     float32 with their weights widened to float32.
     """
+    return trace_numpy(network, x)[-1].output
+
+
+def trace_numpy(network, x):
+    """``Network.trace`` written as idiomatic NumPy: (pre-activation, output) per layer."""
     _check_network(network)
     x = as_network_input(x, network.dtype, network.n_in)
-    one_sample = x.ndim == 1
+    values = []
     for layer in network.layers:
-        if layer.precision == "int8":
-            z = int8_matmul_reference(x.reshape(-1, layer.n_in), layer.weights, layer.scales,
-                                      layer.biases)
-            z = z[0] if one_sample else z
-        elif layer.precision in REDUCED_PRECISIONS:
-            z = x @ dequantize_weights(layer.weights, None).T + layer.biases
-        else:
-            z = x @ layer.weights.T + layer.biases
-        x = NUMPY_ACTIVATIONS[layer.activation](z, layer.alpha)
-    return x
+        pre = _affine_numpy(layer, x)
+        x = NUMPY_ACTIVATIONS[layer.activation](pre, layer.alpha)
+        values.append(LayerValues(pre, x))
+    return tuple(values)
+
+
+def _affine_numpy(layer, x):
+    """``x @ weights.T + biases`` of one layer, as its kernels compute it."""
+    if layer.precision == "int8":
+        pre = int8_matmul_reference(x.reshape(-1, layer.n_in), layer.weights, layer.scales,
+                                    layer.biases)
+        return pre[0] if x.ndim == 1 else pre
+    if layer.precision in REDUCED_PRECISIONS:
+        return x @ dequantize_weights(layer.weights, None).T + layer.biases
+    return x @ layer.weights.T + layer.biases
 
 
 def _check_network(network):

@@ -178,6 +178,59 @@ cdef class CompiledNetwork:
             last_split_forward_end = perf_counter_ns()
         return oa
 
+    def trace(self, x, int threads=0):
+        """Run all layers on x, keeping every layer's values: a list of (pre-activation,
+        output) array pairs, one per layer, each (batch, n_out of the layer), or (n_out,) for
+        x of shape (n_in,). ``threads`` as for forward."""
+        global openmp_started
+        cdef void** pre
+        cdef void** post
+        cdef cnp.ndarray xa, pre_k, post_k
+        cdef Py_ssize_t k, batch
+        cdef int ndim, status
+        cdef cnp.npy_intp dims[2]
+        if is_behaved(x, self.typenum) and cnp.PyArray_NDIM(<cnp.ndarray>x) in (1, 2) and (
+                cnp.PyArray_DIM(<cnp.ndarray>x, cnp.PyArray_NDIM(<cnp.ndarray>x) - 1)
+                == self.n_in):
+            xa = <cnp.ndarray>x
+        else:
+            xa = as_network_input(x, self.dtype, self.n_in)
+        ndim = cnp.PyArray_NDIM(xa)
+        batch = 1 if ndim == 1 else cnp.PyArray_DIM(xa, 0)
+        dims[0] = batch
+        pairs = []
+        pre = <void**>PyMem_RawMalloc(2 * self.n_layers * sizeof(void*))
+        if pre == NULL:
+            raise MemoryError()
+        post = pre + self.n_layers
+        for k in range(self.n_layers):
+            dims[ndim - 1] = self.layers[k].n_out
+            pre_k = <cnp.ndarray>cnp.PyArray_EMPTY(ndim, dims, self.typenum, 0)
+            post_k = <cnp.ndarray>cnp.PyArray_EMPTY(ndim, dims, self.typenum, 0)
+            pre[k] = cnp.PyArray_DATA(pre_k)
+            post[k] = cnp.PyArray_DATA(post_k)
+            pairs.append((pre_k, post_k))
+        if threads <= 0:
+            threads = thread_setting if thread_setting > 0 else nnx_max_threads()
+        threads = min(threads, THREAD_LIMIT)
+        if openmp_unusable or batch * self.macs_per_sample < PARALLEL_MIN_MACS:
+            threads = 1
+        elif threads > 1:
+            openmp_started = True
+        with nogil:
+            if self.typenum == cnp.NPY_FLOAT32:
+                status = network_trace(self.layers, self.n_layers, self.max_width,
+                                       <const float*>cnp.PyArray_DATA(xa), <float**>pre,
+                                       <float**>post, batch, threads)
+            else:
+                status = network_trace(self.layers, self.n_layers, self.max_width,
+                                       <const double*>cnp.PyArray_DATA(xa), <double**>pre,
+                                       <double**>post, batch, threads)
+        PyMem_RawFree(pre)
+        if status != 0:
+            raise MemoryError("no memory for the trace workspace")
+        return pairs
+
 
 def activate_inplace(cnp.ndarray values, int activation, double alpha=0.01):
     """Apply an activation in place; softmax runs over the last axis.

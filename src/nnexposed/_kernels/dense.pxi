@@ -3,9 +3,25 @@
 # fixed length, whose loops become vector instructions of whatever ISA the module targets.
 
 cdef extern from "_kernels/isa_tuning.h":
-    enum: NNX_ROW_BLOCK
     enum: NNX_OWN_KERNELS_BEAT_BLAS
-    void nnx_prefetch(const void* address) noexcept nogil
+
+# The batched micro-kernel: one C source, its block shape chosen per ISA at compile time.
+cdef extern from "_kernels/microkernel.h":
+    const char* NNX_TILE_ISA
+    enum: NNX_F32_MR
+    enum: NNX_F32_NV
+    enum: NNX_F32_LANES
+    enum: NNX_F64_MR
+    enum: NNX_F64_NV
+    enum: NNX_F64_LANES
+    enum: NNX_KC_F32
+    enum: NNX_KC_F64
+    void nnx_tile_f32(const float* x, const float* weights, const float* biases, float* y,
+                      Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t stride, Py_ssize_t n_cols,
+                      int relu, const char* ahead, Py_ssize_t ahead_bytes) noexcept nogil
+    void nnx_tile_f64(const double* x, const double* weights, const double* biases, double* y,
+                      Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t stride, Py_ssize_t n_cols,
+                      int relu, const char* ahead, Py_ssize_t ahead_bytes) noexcept nogil
 
 cdef enum:
     CACHE_LINE = 64
@@ -92,53 +108,31 @@ cdef void dense_row(const floating* x, const floating* weights, const floating* 
         j += 1
 
 
-cdef void dense_tile(const floating* x, const floating* weights, const floating* biases,
-                     floating* y, Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t stride,
-                     bint relu, const char* ahead, Py_ssize_t ahead_bytes) noexcept nogil:
+def tile_shape():
+    """The batched micro-kernel of this build: {"isa": vector instructions it uses, "float32"
+    and "float64": (neurons, samples, inputs) per block — output neurons and samples whose sums
+    accumulate in registers, inputs taken per pass over a tile}."""
+    return {"isa": NNX_TILE_ISA.decode(),
+            "float32": (NNX_F32_MR, NNX_F32_NV * NNX_F32_LANES, NNX_KC_F32),
+            "float64": (NNX_F64_MR, NNX_F64_NV * NNX_F64_LANES, NNX_KC_F64)}
+
+
+cdef inline void dense_tile(const floating* x, const floating* weights,
+                            const floating* biases, floating* y, Py_ssize_t n_in,
+                            Py_ssize_t n_out, Py_ssize_t stride, bint relu, const char* ahead,
+                            Py_ssize_t ahead_bytes) noexcept nogil:
     """One layer on a tile of TILE samples stored feature-major, with ReLU applied as the
     results are stored if ``relu``.
 
     x: (n_in, TILE) and y: (n_out, TILE) with rows ``stride`` apart; weights: (n_out, n_in).
-    NNX_ROW_BLOCK output neurons at a time, TILE samples each, accumulate in registers while
-    x streams from L1. The ``ahead_bytes`` from ``ahead`` (the next tile's input, say) are
+    Blocks of neurons x samples accumulate in registers (this build's micro-kernel:
+    tile_shape()). The ``ahead_bytes`` from ``ahead`` (the next tile's input, say) are
     fetched into cache along the way, a few lines per block of neurons.
     """
-    cdef Py_ssize_t i, j, r, t, block, line
-    cdef Py_ssize_t n_blocks = n_out // NNX_ROW_BLOCK
-    cdef Py_ssize_t ahead_lines = (ahead_bytes + CACHE_LINE - 1) // CACHE_LINE
-    cdef Py_ssize_t lines_per_block = (ahead_lines + n_blocks) // max(n_blocks, 1)
-    cdef floating w, v
-    cdef floating acc[NNX_ROW_BLOCK][TILE]
-    cdef const floating* xi
-    for block in range(n_blocks):
-        j = block * NNX_ROW_BLOCK
-        for line in range(block * lines_per_block,
-                          min((block + 1) * lines_per_block, ahead_lines)):
-            nnx_prefetch(ahead + line * CACHE_LINE)
-        for r in range(NNX_ROW_BLOCK):
-            for t in range(TILE):
-                acc[r][t] = 0
-        for i in range(n_in):
-            xi = x + i * stride
-            for r in range(NNX_ROW_BLOCK):
-                w = weights[(j + r) * n_in + i]
-                for t in range(TILE):
-                    acc[r][t] += w * xi[t]
-        for r in range(NNX_ROW_BLOCK):
-            for t in range(TILE):
-                v = acc[r][t] + biases[j + r]
-                y[(j + r) * stride + t] = 0 if relu and v < 0 else v
-    for j in range(n_out - n_out % NNX_ROW_BLOCK, n_out):
-        for t in range(TILE):
-            acc[0][t] = 0
-        for i in range(n_in):
-            w = weights[j * n_in + i]
-            xi = x + i * stride
-            for t in range(TILE):
-                acc[0][t] += w * xi[t]
-        for t in range(TILE):
-            v = acc[0][t] + biases[j]
-            y[j * stride + t] = 0 if relu and v < 0 else v
+    if floating is float:
+        nnx_tile_f32(x, weights, biases, y, n_in, n_out, stride, TILE, relu, ahead, ahead_bytes)
+    else:
+        nnx_tile_f64(x, weights, biases, y, n_in, n_out, stride, TILE, relu, ahead, ahead_bytes)
 
 
 cdef void dense_panels(const floating* x, const floating* panels, const floating* biases,

@@ -2,15 +2,7 @@
 #ifndef NNX_ISA_TUNING_H
 #define NNX_ISA_TUNING_H
 
-/* Output neurons computed together by the tiled kernel: as many as the vector registers
-   hold accumulators for (ROW_BLOCK x TILE values). */
-#if defined(__AVX512F__)
-#define NNX_ROW_BLOCK 4
-#elif defined(__AVX__) || defined(__aarch64__) || defined(_M_ARM64)
-#define NNX_ROW_BLOCK 2
-#else
-#define NNX_ROW_BLOCK 1
-#endif
+/* The batched kernel's block of neurons x samples per ISA: microkernel.h. */
 
 /* With 256- or 512-bit FMA the tiled kernel outruns SciPy's BLAS on this project's
    layer sizes (bench/); with 128-bit vectors BLAS is faster for wide layers. */
