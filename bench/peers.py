@@ -35,16 +35,17 @@ LABELS = {
     "torch-bf16": "torch bf16",
     "nnexposed-float32": "nnexposed fp32",
 }
-# The peers of a reduced-precision nnexposed network (NumPy runs its reference emulation).
+# The peers of a reduced-precision nnexposed network (not NumPy: its reference emulation of
+# int8 sums in int64 without BLAS, minutes on the big cases).
 # ORT int8: onnxruntime.quantization.quantize_dynamic(QInt8) of the float model (MatMulInteger
 # with DynamicQuantizeLinear); torch int8: torch.ao.quantization.quantize_dynamic(qint8);
 # torch bf16: the float model and input .to(torch.bfloat16).
 PRECISION_IMPLEMENTATIONS = {
     "float32": IMPLEMENTATIONS[:6],
     "float64": IMPLEMENTATIONS[:6],
-    "int8": ["nnexposed", "numpy", "onnxruntime-int8", "torch-int8", "nnexposed-float32"],
-    "bfloat16": ["nnexposed", "numpy", "torch-bf16", "nnexposed-float32"],
-    "float16": ["nnexposed", "numpy", "nnexposed-float32"],
+    "int8": ["nnexposed", "onnxruntime-int8", "torch-int8", "nnexposed-float32"],
+    "bfloat16": ["nnexposed", "torch-bf16", "nnexposed-float32"],
+    "float16": ["nnexposed", "nnexposed-float32"],
 }
 
 

@@ -317,8 +317,8 @@ def markdown(results):
             " Rows marked " + ", ".join(reduced) + " time `Network.quantize(precision)` against "
             "the peers' own reduced-precision modes (ORT int8: `quantize_dynamic` QInt8; torch "
             "int8: `quantize_dynamic` qint8; torch bf16: model and input in bfloat16), and "
-            "nnexposed's float32 network (`nnexposed fp32`, not counted as a peer); NumPy runs "
-            "the reference emulation of the quantized network. Their outputs are checked "
+            "nnexposed's float32 network (`nnexposed fp32`, not counted as a peer). Their "
+            "outputs are checked "
             "against the float32 network's, within " + ", ".join(
                 f"{s['rtol'][p]:g} × max|output| for {p}" for p in reduced) + ".")
     lines = [

@@ -331,7 +331,7 @@ def run_case(name, batch, args, log, precision=None):
     row["others_busy"] = others_busy(case_start, cpu_times())
 
     base = row["impls"]["nnexposed"].get("us")
-    numpy_us = row["impls"]["numpy"].get("us")
+    numpy_us = row["impls"].get("numpy", {}).get("us")
     for impl in order:
         entry = row["impls"][impl]
         entry["ratio"] = entry["us"] / base if base else None  # peer / nnexposed

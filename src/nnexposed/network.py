@@ -9,8 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nnexposed import kernels
 from nnexposed import activations as _activations
+from nnexposed import kernels
 from nnexposed import precision as _precision
 from nnexposed._validation import (
     as_c_array,
