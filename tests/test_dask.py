@@ -28,7 +28,8 @@ ACTIVATIONS = ["relu", "tanh", "softmax"]
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, worker_dashboard_address=None) as cluster, \
+                                  dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         yield client
 

@@ -137,7 +137,7 @@ def measure_softmax(dtype, trials=200):
     rng = np.random.default_rng(1)
     worst_conditioned = worst_abs = worst_numpy = 0.0
     eps = float(np.finfo(dtype).eps)
-    for trial in range(trials):
+    for _ in range(trials):
         width = int(rng.choice([1, 2, 3, 10, 100, 1000]))
         scale = float(rng.choice([0.1, 1.0, 10.0, 50.0]))
         x = (rng.standard_normal((1, width)) * scale).astype(dtype)

@@ -93,24 +93,28 @@ def _sizes(text: str) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def _not_a_file(path: str) -> str | None:
+    """Why ``path`` is not a file that can be read, or None."""
+    if os.path.isdir(path):
+        return "a folder"
+    return None if os.path.isfile(path) else "which does not exist"
+
+
 def _model_file(text: str) -> str:
-    if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"expected a saved model file, got {text!r}, a folder")
-    if not os.path.isfile(text):
-        raise argparse.ArgumentTypeError(
-            f"expected a saved model file, got {text!r}, which does not exist")
+    reason = _not_a_file(text)
+    if reason:
+        raise argparse.ArgumentTypeError(f"expected a saved model file, got {text!r}, {reason}")
     return text
 
 
 def _network(text: str) -> tuple[int, ...] | str:
     """Layer sizes like 3,5,5,5,2, or the path of a saved model file."""
     if os.path.isfile(text) or not set(text) <= set("0123456789, "):
-        try:
-            return _model_file(text)
-        except argparse.ArgumentTypeError as error:
-            raise argparse.ArgumentTypeError(
-                str(error).replace("a saved model file", "layer sizes like 3,5,5,5,2 or a "
-                                                         "saved model file")) from None
+        reason = _not_a_file(text)
+        if reason:
+            raise argparse.ArgumentTypeError(f"expected layer sizes like 3,5,5,5,2 or a saved "
+                                             f"model file, got {text!r}, {reason}")
+        return text
     return _sizes(text)
 
 

@@ -1,19 +1,52 @@
 """The fast functions: a whole network, one layer, or the article's layer output utility."""
 
+from __future__ import annotations
+
 import numpy as np
+import numpy.typing as npt
 
 from nnexposed import kernels
 from nnexposed._validation import as_positive_int, as_real_array, float_dtype_for
-from nnexposed.activations import DEFAULT, activation_code, resolve_alpha
+from nnexposed.activations import DEFAULT, FloatArray, activation_code, resolve_alpha
 from nnexposed.network import Network, layer_arrays
 
 
-def forward(network, x, *, out=None, threads=None):
-    """Run ``network`` on x in one call into compiled code, GIL released for the arithmetic.
+def forward(network: Network, x: npt.ArrayLike, *, out: FloatArray | None = None,
+            threads: int | None = None) -> FloatArray:
+    """Run ``network`` on x in one call into compiled code, the GIL released.
 
-    x: (n_in,) -> (n_out,) or (batch, n_in) -> (batch, n_out); any array-like of real numbers,
-    cast to ``network.dtype``. out: optional C-contiguous array of the result's shape and dtype.
-    threads: at most this many threads (default ``get_num_threads()``); small jobs use one.
+    Parameters
+    ----------
+    network : Network
+        The network to run.
+    x : array_like, shape (n_in,) or (batch, n_in)
+        One sample or a batch of real numbers, of any dtype and layout: cast to
+        ``network.dtype``.
+    out : ndarray, optional
+        Where to write the result: writeable, C-contiguous, of the result's shape and
+        ``network.dtype``; it may be x itself.
+    threads : int, optional
+        At most this many threads (default: ``get_num_threads()``); small jobs use one.
+
+    Returns
+    -------
+    ndarray, shape (n_out,) or (batch, n_out)
+        The last layer's output, of ``network.dtype`` (``out`` when given).
+
+    Raises
+    ------
+    ValueError, TypeError
+        For x or out of another shape, non-real dtypes, a bad ``threads``.
+
+    Examples
+    --------
+    >>> import numpy as np, nnexposed
+    >>> net = nnexposed.Network.from_sizes([3, 5, 2], seed=0)
+    >>> nnexposed.forward(net, [0.5, -1.0, 2.0]).shape
+    (2,)
+    >>> out = np.empty((4, 2), np.float32)
+    >>> nnexposed.forward(net, np.ones((4, 3)), out=out) is out
+    True
     """
     if not isinstance(network, Network):
         raise TypeError(f"forward expects a nnexposed.Network, got {type(network).__name__}")
@@ -45,30 +78,74 @@ def set_num_threads(n):
                             else min(as_positive_int(n, "n"), kernels.MAX_THREADS))
 
 
-def dense(x, weights, biases, activation="linear", *, alpha=DEFAULT, out=None):
+def dense(x: npt.ArrayLike, weights: npt.ArrayLike, biases: npt.ArrayLike | None,
+          activation: str = "linear", *, alpha: object = DEFAULT,
+          out: FloatArray | None = None) -> FloatArray:
     """One fused layer: ``activation(x @ weights.T + biases)``.
 
-    x: (n_in,) or (batch, n_in); weights: (n_out, n_in); biases: (n_out,).
-    Computes in float32 when x, weights and biases are all float32 (or float16), else float64;
-    biases may be None (zeros); alpha: leaky_relu's slope (default 0.01) or elu's alpha
-    (default 1.0).
+    Computes in float32 when x, weights and biases are all float32 (or float16), else in
+    float64.
+
+    Parameters
+    ----------
+    x : array_like, shape (n_in,) or (batch, n_in)
+        One sample or a batch of real numbers.
+    weights : array_like, shape (n_out, n_in)
+        The layer's weights, ``weights[neuron][input]``.
+    biases : array_like of shape (n_out,), or None
+        The layer's biases; None for zeros.
+    activation : str, default "linear"
+        A name from ``nnexposed.ACTIVATIONS``.
+    alpha : float, optional
+        leaky_relu's negative slope (default 0.01) or elu's alpha (default 1.0).
+    out : ndarray, optional
+        Where to write the result: writeable, C-contiguous, of the result's shape and dtype.
+
+    Returns
+    -------
+    ndarray, shape (n_out,) or (batch, n_out)
+        float32 or float64 as above (``out`` when given).
+
+    Examples
+    --------
+    >>> import nnexposed
+    >>> nnexposed.dense([1, 2, 3], [[0.2, 0.8, -0.5], [-0.5, -0.91, 0.26]], [2, 3], "relu")
+    array([2.3 , 1.46])
     """
-    x = as_real_array(x, "x")
+    inputs = as_real_array(x, "x")
     w = as_real_array(weights, "weights")
     b = None if biases is None else as_real_array(biases, "biases")
-    dtype = float_dtype_for(np.result_type(*(a.dtype for a in (x, w, b) if a is not None)))
+    dtype = float_dtype_for(np.result_type(*(a.dtype for a in (inputs, w, b) if a is not None)))
     w, b = layer_arrays(w, b, dtype)
     if out is not None and (np.may_share_memory(out, w) or np.may_share_memory(out, b)):
         w, b = w.copy(), b.copy()    # the kernels read the weights while writing out
     layer = kernels.CompiledNetwork([w], [b], [activation_code(activation)],
                                   [resolve_alpha(alpha, activation)], keep_panels=False)
-    return layer.forward(x, out)
+    return layer.forward(inputs, out)
 
 
-def layer_output(inputs, weights, biases):
+def layer_output(inputs: npt.ArrayLike, weights: npt.ArrayLike,
+                 biases: npt.ArrayLike | None) -> FloatArray:
     """The article's layer output utility: ``inputs @ weights.T + biases``, no activation.
 
-    inputs: (n_in,) or (batch, n_in), nested lists or arrays; weights: (n_out, n_in), i.e.
-    ``weights[neuron][input]``; biases: (n_out,).
+    Parameters
+    ----------
+    inputs : array_like, shape (n_in,) or (batch, n_in)
+        Nested lists or arrays of real numbers.
+    weights : array_like, shape (n_out, n_in)
+        ``weights[neuron][input]``.
+    biases : array_like of shape (n_out,), or None
+        None for zeros.
+
+    Returns
+    -------
+    ndarray, shape (n_out,) or (batch, n_out)
+        float32 when all arguments are float32 (or float16), else float64.
+
+    Examples
+    --------
+    >>> import nnexposed
+    >>> nnexposed.layer_output([1, 2, 3], [[0.2, 0.8, -0.5], [0.5, -0.91, 0.26]], [2, 3])
+    array([2.3 , 2.46])
     """
     return dense(inputs, weights, biases, "linear")

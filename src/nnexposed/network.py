@@ -4,10 +4,14 @@ A layer's weights have shape (n_out, n_in), as the article's ``weights[neuron][i
 PyTorch's ``nn.Linear``; biases have shape (n_out,).
 """
 
+from __future__ import annotations
+
 import math
-from typing import NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from nnexposed import activations as _activations
 from nnexposed import kernels
@@ -19,7 +23,13 @@ from nnexposed._validation import (
     as_real_array,
     float_dtype_for,
 )
-from nnexposed.activations import DEFAULT, DEFAULT_ALPHAS, activation_code, resolve_alpha
+from nnexposed.activations import (
+    DEFAULT,
+    DEFAULT_ALPHAS,
+    FloatArray,
+    activation_code,
+    resolve_alpha,
+)
 
 # Activations initialised with He (Kaiming) normal weights; the others get Glorot uniform.
 HE_INIT_ACTIVATIONS = frozenset({"relu", "leaky_relu", "gelu", "gelu_tanh", "silu", "elu"})
@@ -105,6 +115,11 @@ class Dense:
     """
 
     __slots__ = ("weights", "biases", "activation", "alpha", "scales")
+    weights: FloatArray
+    biases: FloatArray
+    activation: str
+    alpha: float
+    scales: FloatArray | None
 
     def __init__(self, weights, biases, activation="linear", *, alpha=DEFAULT, scales=None,
                  precision=None):
@@ -222,16 +237,42 @@ class LayerValues(NamedTuple):
 
 
 class Network:
-    """Dense layers applied in order; each layer's n_in must equal the previous n_out.
+    """Dense layers applied in order, run by compiled code: ``network(x)``.
 
-    All layers share one dtype: float64 if any layer is float64, float32 otherwise.
-    ``network(x)`` and ``network.forward(x)`` run the compiled forward pass:
-    x: (n_in,) -> (n_out,), or (batch, n_in) -> (batch, n_out).
+    Parameters
+    ----------
+    layers : iterable of Dense
+        At least one; each layer's n_in must equal the previous layer's n_out. All layers
+        take one dtype: float64 if any layer is float64, float32 otherwise.
+
+    Attributes
+    ----------
+    layers : tuple of Dense
+        The layers, in the network's dtype.
+    sizes : tuple of int
+        Inputs, then each layer's outputs.
+    n_in, n_out, n_params : int
+        Inputs, outputs, weights and biases of the whole network.
+    dtype : numpy.dtype
+        float32 or float64: what the forward pass computes in and returns.
+
+    See Also
+    --------
+    forward : the forward pass, as ``network(x)``.
+
+    Examples
+    --------
+    >>> import nnexposed
+    >>> net = nnexposed.Network.from_sizes([3, 5, 2], seed=0)
+    >>> net.sizes, net.n_params, net.dtype
+    ((3, 5, 2), 32, dtype('float32'))
+    >>> net([[0.5, -1.0, 2.0], [0.0, 0.0, 0.0]]).shape
+    (2, 2)
     """
 
     __slots__ = ("_layers", "_compiled")
 
-    def __init__(self, layers):
+    def __init__(self, layers: Iterable[Dense]) -> None:
         if isinstance(layers, Dense):
             raise TypeError("Network takes a sequence of Dense layers; wrap one in a list")
         layers = tuple(layers)
@@ -257,7 +298,8 @@ class Network:
         self._layers = layers
         if reduced:
             from nnexposed import _quantized
-            self._compiled = _quantized.QuantizedNetwork(layers)
+            # the same forward(x, out, threads) as kernels.CompiledNetwork
+            self._compiled: Any = _quantized.QuantizedNetwork(layers)
             return
         self._compiled = kernels.CompiledNetwork(
             [layer.weights for layer in layers],
@@ -267,13 +309,36 @@ class Network:
         )
 
     @classmethod
-    def from_sizes(cls, sizes, activation="relu", output_activation="linear", *,
-                   dtype="float32", seed=None):
+    def from_sizes(cls, sizes: Sequence[int], activation: str = "relu",
+                   output_activation: str = "linear", *, dtype: npt.DTypeLike = "float32",
+                   seed: int | None = None) -> Network:
         """A randomly initialised network, e.g. ``sizes=[3, 5, 5, 5, 2]``.
 
-        Hidden layers use ``activation``, the last one ``output_activation``. Weights are He
-        normal for the ReLU family and Glorot uniform otherwise; biases are zero. The same
-        ``seed`` gives the same network.
+        Weights are He normal for the ReLU family (relu, leaky_relu, gelu, gelu_tanh, silu,
+        elu) and Glorot uniform otherwise; biases are zero.
+
+        Parameters
+        ----------
+        sizes : sequence of int, length >= 2
+            Inputs, then each layer's outputs; all positive.
+        activation : str, default "relu"
+            The activation of the hidden layers (a name from ``nnexposed.ACTIVATIONS``).
+        output_activation : str, default "linear"
+            The activation of the last layer.
+        dtype : {"float32", "float64"}, default "float32"
+            The network's dtype.
+        seed : int, optional
+            Seed of ``numpy.random.default_rng``: the same seed gives the same network.
+
+        Returns
+        -------
+        Network
+
+        Examples
+        --------
+        >>> import nnexposed
+        >>> nnexposed.Network.from_sizes([784, 256, 10], "tanh", "softmax", seed=0)
+        Network(sizes=(784, 256, 10), activations=('tanh', 'softmax'), dtype=float32)
         """
         sizes = [as_positive_int(size, f"sizes[{k}]") for k, size in enumerate(sizes)]
         if len(sizes) < 2:
@@ -355,27 +420,33 @@ class Network:
                             f"{type(index).__name__}") from None
 
     @property
-    def layers(self):
+    def layers(self) -> tuple[Dense, ...]:
+        """The layers, in the network's dtype."""
         return self._layers
 
     @property
-    def sizes(self):
+    def sizes(self) -> tuple[int, ...]:
+        """Inputs, then each layer's outputs."""
         return (self._layers[0].n_in,) + tuple(layer.n_out for layer in self._layers)
 
     @property
-    def n_in(self):
+    def n_in(self) -> int:
+        """Inputs of the first layer."""
         return self._layers[0].n_in
 
     @property
-    def n_out(self):
+    def n_out(self) -> int:
+        """Outputs of the last layer."""
         return self._layers[-1].n_out
 
     @property
-    def n_params(self):
+    def n_params(self) -> int:
+        """Weights and biases of all layers."""
         return sum(layer.n_params for layer in self._layers)
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
+        """float32 or float64."""
         return self._layers[0].dtype
 
     @property
@@ -392,7 +463,7 @@ class Network:
         """The same network in float32 or float64 (reduced precisions: dequantized)."""
         return Network([layer.astype(dtype) for layer in self._layers])
 
-    def quantize(self, precision):
+    def quantize(self, precision: str) -> Network:
         """A new network with its weights stored in ``precision``; inputs and outputs stay
         float32.
 
@@ -405,8 +476,13 @@ class Network:
         """
         return Network([layer.quantize(precision) for layer in self._layers])
 
-    def forward(self, x, *, out=None, threads=None):
-        """The compiled forward pass; same as ``nnexposed.forward(self, x, ...)``."""
+    def forward(self, x: npt.ArrayLike, *, out: FloatArray | None = None,
+                threads: int | None = None) -> FloatArray:
+        """The forward pass, in one call into compiled code; also ``network(x)``.
+
+        Same as ``nnexposed.forward(network, x, out=out, threads=threads)``, which describes
+        the parameters.
+        """
         if threads is None:
             return self._compiled.forward(x, out)
         # More than MAX_THREADS means "as many as allowed" (and must not overflow a C int).
@@ -464,7 +540,7 @@ class Network:
         from nnexposed.plot import plot_network
         return plot_network(self, x, ax=ax)
 
-    def summary(self, x=None):
+    def summary(self, x: npt.ArrayLike | None = None) -> str:
         """A text table: one row per layer (shape, activation, parameters), then the total.
 
         Parameters
@@ -490,7 +566,9 @@ class Network:
                 f"dtype={self.dtype}{precision})")
 
 
-def summary_table(sizes, activations, dtype, values=None, *, precision=None, nbytes=None):
+def summary_table(sizes: Sequence[int], activations: Sequence[str], dtype: npt.DTypeLike,
+                  values: Sequence[Sequence[str]] | None = None, *, precision: str | None = None,
+                  nbytes: int | None = None) -> str:
     """The table of ``Network.summary()`` from the layer sizes alone, allocating nothing.
 
     Parameters

@@ -8,6 +8,7 @@ the same arguments and give the same results as ``nnexposed.forward``.
 import math
 
 import numpy as np
+from scipy.special import erfc as _erfc
 
 from nnexposed._validation import as_network_input
 from nnexposed.network import LayerValues, Network
@@ -121,17 +122,6 @@ def _sigmoid_numpy(z):
 def _softmax_numpy(z):
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
-
-
-def _erfc_math(z):
-    """math.erfc element by element (NumPy has no erfc), in z's dtype."""
-    return np.frompyfunc(math.erfc, 1, 1)(z).astype(z.dtype)
-
-
-try:  # SciPy's vectorised erfc when it is installed; NumPy alone is enough.
-    from scipy.special import erfc as _erfc
-except ImportError:  # pragma: no cover - depends on the environment
-    _erfc = _erfc_math
 
 
 def _gated_numpy(z, gate):

@@ -64,7 +64,8 @@ def test_dense_out_aliasing_weights_or_biases(dtype, target):
     out = weights if target == "weights" else biases
     result = nnexposed.dense(x, weights, biases, out=out)
     assert result is out
-    tolerance = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    tolerance = ({"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32
+                 else {"rtol": 1e-12, "atol": 1e-12})
     np.testing.assert_allclose(result, expected, **tolerance)
 
 

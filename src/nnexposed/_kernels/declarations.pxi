@@ -53,4 +53,3 @@ ctypedef struct LayerPlan:
     # n_out // OUT_BLOCK panels of (n_in, OUT_BLOCK): panel p holds weights[p * OUT_BLOCK:
     # (p + 1) * OUT_BLOCK].T, C order, 64-byte aligned; NULL for large or narrow layers.
     const void* panels
-

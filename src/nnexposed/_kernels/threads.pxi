@@ -32,6 +32,7 @@ def _after_fork_in_child():
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
+
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return bool(nnx_openmp_enabled())
