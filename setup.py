@@ -5,7 +5,8 @@ The kernels (``src/nnexposed/_kernels/``) are compiled once per instruction set:
 ``nnexposed._core_baseline`` (x86-64-v2 on x86-64, the compiler's default elsewhere) and, on
 x86-64 only, ``nnexposed._core_avx2`` (AVX2, FMA, F16C) and ``nnexposed._core_avx512`` (AVX-512
 F, CD, BW, DQ, VL); ``nnexposed._dispatch`` imports the best one the CPU runs, as told by
-``nnexposed._cpu`` (compiled once, with the baseline flags).
+``nnexposed._cpu``. ``nnexposed._cpu`` and ``nnexposed._settings`` (the settings every build
+reads) are compiled once, with the baseline flags.
 
 Environment variables:
 
@@ -57,7 +58,8 @@ ISA_NAMES = {"nnexposed._core_baseline": "baseline", "nnexposed._core_avx2": "av
              "nnexposed._core_avx512": "avx512"}
 # Compiled once, with the flags of the baseline kernels. nnexposed._quantized's ISA-specific
 # kernels carry per-function target attributes and are chosen at run time.
-BASELINE_MODULES = ("nnexposed._core_baseline", "nnexposed._cpu", "nnexposed._quantized")
+BASELINE_MODULES = ("nnexposed._core_baseline", "nnexposed._cpu", "nnexposed._settings",
+                    "nnexposed._quantized")
 # Without contraction into fused multiply-adds (gcc/clang flag; MSVC does not contract by
 # default), so that the int8 kernels round as their NumPy reference does.
 GNU_MODULE_FLAGS = {"nnexposed._quantized": ["-ffp-contract=off"]}
@@ -222,20 +224,23 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION")],
         depends=glob.glob("src/nnexposed/_kernels/*"),
     )
-    for name in ("nnexposed._cpu", "nnexposed._quantized", *X86_64_VARIANTS)
+    for name in ("nnexposed._cpu", "nnexposed._settings", "nnexposed._quantized", *X86_64_VARIANTS)
 ]
 
 setup(
     ext_modules=cythonize(
         extensions,
+        include_path=["src"],
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,
             "wraparound": False,
             "cdivision": True,
             "initializedcheck": False,
-            # No module state is written after import, the kernels allocate their workspace
-            # per call and a CompiledNetwork is immutable once built: safe without the GIL.
+            # State written after import is atomic (settings, counters, the BLAS lookup; see
+            # _kernels/atomics.h) or per thread (config_context), the kernels allocate their
+            # workspace per call and a CompiledNetwork is immutable once built: safe without
+            # the GIL.
             "freethreading_compatible": True,
         },
     ),

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnexposed
-from nnexposed import Network, forward, kernels
+from nnexposed import Network, config_context, forward, kernels
+from nnexposed._config import counting_paths
 from nnexposed.reference import forward_numpy, forward_python
 from tests.helpers import ALL_ACTIVATIONS, DTYPES, assert_close, random_network
 
@@ -63,17 +64,27 @@ def test_tile_edges_and_threads(rng, dtype, batch, threads):
     network = random_network(rng, [7, 33, 1, 9], ["relu", "sigmoid", "softmax"], dtype)
     x = rng.standard_normal((batch, 7)).astype(dtype)
     expected = forward_numpy(network, x)
-    assert_close(network._compiled.forward(x, None, threads), expected, dtype)
+    # Threads however small the call: tiles shared among them from two tiles on, one sample's
+    # rows split over them.
+    with config_context(parallel_min_macs=0, row_split_min_macs=0), counting_paths() as counts:
+        assert_close(network._compiled.forward(x, None, threads), expected, dtype)
+    if batch == 0:
+        assert sum(counts.values()) == 0
+    elif batch < 4:
+        assert counts[("row_split" if threads > 1 else "one_sample")] == 1
+        assert counts["parallel_regions"] == (3 * batch if threads > 1 else 0)  # per layer
+    else:
+        assert counts["tiles"] == 1
+        assert counts["parallel_regions"] == (1 if threads > 1 and batch > 32 else 0)
 
 
 @pytest.fixture(params=[True, False], ids=["blas", "own-kernels"])
 def blas(request):
-    """Run the test with SciPy's BLAS allowed for wide layers, then with the own kernels only."""
+    """Run the test with SciPy's BLAS for every wide layer, then with the own kernels only."""
     if request.param and not kernels.blas_available():
         pytest.skip("SciPy's BLAS is not available")
-    previous = kernels.allow_blas(request.param)
-    yield request.param
-    kernels.allow_blas(previous)
+    with config_context(blas="always" if request.param else "never"):
+        yield request.param
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -94,27 +105,34 @@ def test_wide_layers_in_blocks(rng, dtype, batch, blas):
     network = random_network(rng, [3, 300, 300, 3, 2], ["relu", "sigmoid", "tanh", "softmax"],
                              dtype)
     x = rng.standard_normal((batch, 3)).astype(dtype)
-    assert_close(forward(network, x), forward_numpy(network, x), dtype)
+    with counting_paths() as counts:
+        assert_close(forward(network, x), forward_numpy(network, x), dtype)
+    assert counts["blas" if blas else "tiles"] == 1
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("threads", [1, 2, 3, 4])
 def test_one_sample_rows_split_over_threads(rng, dtype, threads):
-    # 1502 x 1501 weights pass the threshold for splitting one sample's rows over threads;
-    # odd sizes leave uneven shares.
+    # 1502 x 1501 weights pass the threshold for splitting one sample's rows over threads
+    # (the call, ~2.3 M multiply-adds, is made to pass the threshold for threads); odd sizes
+    # leave uneven shares.
     network = random_network(rng, [1501, 1502, 7], ["relu", "linear"], dtype)
     x = rng.standard_normal(1501).astype(dtype)
-    assert_close(forward(network, x, threads=threads), forward_numpy(network, x), dtype)
-    assert_close(forward(network, x[None], threads=threads),
-                 forward_numpy(network, x[None]), dtype)
+    with config_context(parallel_min_macs=0), counting_paths() as counts:
+        assert_close(forward(network, x, threads=threads), forward_numpy(network, x), dtype)
+        assert_close(forward(network, x[None], threads=threads),
+                     forward_numpy(network, x[None]), dtype)
+    if threads > 1:
+        assert counts["row_split"] == 2 and counts["parallel_regions"] == 2
+    else:
+        assert counts["one_sample"] == 2 and counts["parallel_regions"] == 0
 
 
 @pytest.fixture(params=[True, False], ids=["split", "whole"])
 def row_split(request):
     """Run the test with one-sample layers shared among threads, then with no sharing."""
-    previous = kernels.allow_row_split(request.param)
-    yield request.param
-    kernels.allow_row_split(previous)
+    with config_context(shared_panels="always" if request.param else "never"):
+        yield request.param
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -131,28 +149,17 @@ def test_one_sample_layers_shared_among_threads(rng, dtype, threads, sizes, acti
     network = random_network(rng, sizes, activations, dtype)
     x = rng.standard_normal(sizes[0]).astype(dtype)
     expected = forward_numpy(network, x)
-    result = forward(network, x, threads=threads)
+    with counting_paths() as counts:
+        result = forward(network, x, threads=threads)
+    assert counts["shared_panels" if row_split and threads > 1 else "one_sample"] == 1
     assert_close(result, expected, dtype)
     assert_close(forward(network, x[None], threads=threads), expected[None], dtype)
     assert_close(forward(network, np.stack([x, -x, x]), threads=threads),
                  forward_numpy(network, np.stack([x, -x, x])), dtype)
     # Each neuron is computed by the same code whichever thread owns it, so sharing the
     # layers among threads changes no bit of the result.
-    previous = kernels.allow_row_split(not row_split)
-    try:
+    with config_context(shared_panels="never" if row_split else "always"):
         np.testing.assert_array_equal(forward(network, x, threads=threads), result)
-    finally:
-        kernels.allow_row_split(previous)
-
-
-def test_allow_row_split_returns_the_previous_setting():
-    previous = kernels.allow_row_split(True)
-    try:
-        assert kernels.allow_row_split(False) is True
-        assert kernels.allow_row_split(None) is False
-        assert kernels.allow_row_split(None) is None
-    finally:
-        kernels.allow_row_split(previous)
 
 
 def test_thread_settings(rng):
@@ -414,15 +421,12 @@ def test_batched_forward_allocates_output_and_bounded_workspace(rng, blas_allowe
     output_bytes = 100_000 * 4 * 4
     # Per thread: two blocks of up to 256 samples x the widest layer, float32.
     workspace_bound = max(2, nnexposed.get_num_threads()) * 2 * 300 * 256 * 4
-    previous = kernels.allow_blas(blas_allowed)
-    try:
+    with config_context(blas="always" if blas_allowed else "never"):
         forward(network, x[:1000])  # the first batch may import SciPy's BLAS
         tracemalloc.start()
         forward(network, x)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-    finally:
-        kernels.allow_blas(previous)
     assert peak <= output_bytes + workspace_bound + 64 * 1024
     # The NumPy reference makes full-batch temporaries per layer: the bound above is tight.
     tracemalloc.start()

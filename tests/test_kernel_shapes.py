@@ -11,7 +11,7 @@ import importlib
 import numpy as np
 import pytest
 
-from nnexposed import _dispatch
+from nnexposed import _dispatch, config_context
 
 TOLERANCES = {"float32": {"rtol": 2e-4, "atol": 2e-5}, "float64": {"rtol": 1e-10, "atol": 1e-12}}
 TILE = 32  # samples per tile (TILE in _kernels/declarations.pxi)
@@ -26,9 +26,8 @@ def runnable_builds():
 def core(request):
     """One build's compiled module, with BLAS off so the own kernels do every layer."""
     module = importlib.import_module(_dispatch.MODULES[request.param])
-    previous = module.allow_blas(False)
-    yield module
-    module.allow_blas(previous)
+    with config_context(blas="never"):
+        yield module
 
 
 def compile_network(core, layers, dtype):

@@ -75,28 +75,26 @@ def main(argv=None):
     args = parser.parse_args(argv)
     network = nnexposed.Network.from_sizes([64, 256, 256, 10], seed=0)
     rng = np.random.default_rng(0)
-    previous = kernels.allow_blas(False)
-    try:
-        for n_threads, omp in [(args.threads, 1), (16, 2)]:
-            inputs = [rng.standard_normal((args.batch, 64)).astype(np.float32)
-                      for _ in range(n_threads)]
-            network(inputs[0], threads=omp)
-            serial = statistics.median(timed_serial(network, inputs, omp)
-                                       for _ in range(args.repeat))
-            CPU_PER_WALL.clear()
-            threaded = statistics.median(timed_threads(network, inputs, omp)
-                                         for _ in range(args.repeat))
-            print(f"{n_threads} calls of batch {args.batch} ({omp} OpenMP thread(s) each): "
-                  f"serial {serial * 1e3:.1f} ms, {n_threads} Python threads "
-                  f"{threaded * 1e3:.1f} ms, speed-up {serial / threaded:.2f}x, "
-                  f"CPU time / wall time of the threaded runs "
-                  f"{statistics.median(CPU_PER_WALL):.2f}")
-        x = rng.standard_normal((4 * args.batch, 64)).astype(np.float32)
-        print(f"main-thread Python loop iterations during one call of batch {4 * args.batch} "
-              f"in another thread: {progress_during_call(network, x):,} "
-              f"(about 0 if the call held the GIL)")
-    finally:
-        kernels.allow_blas(previous)
+    # The own kernels only, in every thread (this process ends with the measurement).
+    nnexposed.set_config(blas="never")
+    for n_threads, omp in [(args.threads, 1), (16, 2)]:
+        inputs = [rng.standard_normal((args.batch, 64)).astype(np.float32)
+                  for _ in range(n_threads)]
+        network(inputs[0], threads=omp)
+        serial = statistics.median(timed_serial(network, inputs, omp)
+                                   for _ in range(args.repeat))
+        CPU_PER_WALL.clear()
+        threaded = statistics.median(timed_threads(network, inputs, omp)
+                                     for _ in range(args.repeat))
+        print(f"{n_threads} calls of batch {args.batch} ({omp} OpenMP thread(s) each): "
+              f"serial {serial * 1e3:.1f} ms, {n_threads} Python threads "
+              f"{threaded * 1e3:.1f} ms, speed-up {serial / threaded:.2f}x, "
+              f"CPU time / wall time of the threaded runs "
+              f"{statistics.median(CPU_PER_WALL):.2f}")
+    x = rng.standard_normal((4 * args.batch, 64)).astype(np.float32)
+    print(f"main-thread Python loop iterations during one call of batch {4 * args.batch} "
+          f"in another thread: {progress_during_call(network, x):,} "
+          f"(about 0 if the call held the GIL)")
     try:
         load = open("/proc/loadavg").read().split()[0]
     except OSError:

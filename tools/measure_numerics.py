@@ -168,11 +168,8 @@ def measure_dense(dtype, n_in, batch, blas):
     w = rng.standard_normal((n_out, n_in)).astype(dtype)
     b = rng.standard_normal(n_out).astype(dtype)
     x = rng.standard_normal((batch, n_in)).astype(dtype)
-    previous = kernels.allow_blas(blas)
-    try:
+    with nnexposed.config_context(blas="always" if blas else "never"):
         y = nnexposed.dense(x, w, b)
-    finally:
-        kernels.allow_blas(previous)
     rows = min(batch, 8)
     worst = 0.0
     eps = float(np.finfo(dtype).eps)

@@ -7,7 +7,8 @@ and 90th percentile of single calls on one thread and on all threads: OpenMP's i
 threads spin for a few hundred microseconds after a parallel region, then sleep, and
 waking them costs more than sharing the layers saves. This is how nnexposed's rule "share a
 one-sample forward's layers among threads only when the previous one ended less than
-100 µs ago" was chosen (kernels.SPLIT_AWAKE_NS). Prints figures; asserts nothing.
+100 µs ago" was chosen (SPLIT_AWAKE_NS in src/nnexposed/_kernels/threads.pxi). Prints
+figures; asserts nothing.
 """
 
 import argparse
@@ -17,7 +18,6 @@ import time
 import numpy as np
 
 import nnexposed
-from nnexposed import kernels
 from nnexposed.benchmark import time_per_call
 
 GAPS_US = [10, 50, 100, 200, 300, 1_000, 10_000]
@@ -49,8 +49,7 @@ def main():
     print(f"network {args.sizes}, float32, one sample; {all_threads} threads available")
     for label, threads, share in [("1 thread", 1, False),
                                   (f"{all_threads} threads, always shared", all_threads, True)]:
-        previous = kernels.allow_row_split(share)
-        try:
+        with nnexposed.config_context(shared_panels="always" if share else "never"):
             loop = time_per_call(forward, x, None, threads, repeat=7) * 1e6
             print(f"\n{label}: {loop:.2f} µs per call back to back")
             print(f"{'gap µs':>8} {'median µs':>10} {'p90 µs':>8}")
@@ -59,8 +58,6 @@ def main():
                                             args.calls if gap < 10_000 else args.calls // 4))
                 print(f"{gap:>8,} {statistics.median(times):>10.2f} "
                       f"{times[int(len(times) * 0.9)]:>8.2f}")
-        finally:
-            kernels.allow_row_split(previous)
 
 
 if __name__ == "__main__":

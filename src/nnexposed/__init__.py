@@ -18,6 +18,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("KMP_BLOCKTIME", "1")  # LLVM libomp: milliseconds
 
 from nnexposed import examples  # noqa: E402
+from nnexposed._config import config_context, get_config, set_config  # noqa: E402
 from nnexposed._show_versions import show_versions  # noqa: E402
 from nnexposed._version import __version__  # noqa: E402
 from nnexposed.activations import (  # noqa: E402
@@ -50,12 +51,14 @@ __all__ = [
     "Dense",
     "Network",
     "__version__",
+    "config_context",
     "dense",
     "elu",
     "examples",
     "forward",
     "gelu",
     "gelu_tanh",
+    "get_config",
     "get_num_threads",
     "layer_output",
     "leaky_relu",
@@ -63,6 +66,7 @@ __all__ = [
     "load",
     "relu",
     "save",
+    "set_config",
     "set_num_threads",
     "show_versions",
     "sigmoid",

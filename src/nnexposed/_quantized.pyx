@@ -10,7 +10,8 @@ the CPU's extensions; ``use_kernel_set`` switches it (for tests).
 
 Inputs and outputs are float32. Batches run in blocks of up to BLOCK samples, all layers on
 a block while it is in cache, blocks spread over OpenMP threads; one sample (and batches
-below MIN_TILED_BATCH, as the float kernels) layer by layer, wide layers' neurons shared among threads.
+below MIN_TILED_BATCH, as the float kernels) layer by layer, wide layers' neurons shared
+among threads.
 """
 
 from cython.parallel cimport prange, threadid
@@ -461,8 +462,8 @@ cdef class QuantizedNetwork:
             threads = 1
         else:
             if threads <= 0:
-                from nnexposed import kernels
-                threads = kernels.get_num_threads()
+                from nnexposed._config import get_num_threads
+                threads = get_num_threads()
             threads = min(threads, THREAD_LIMIT)
             if threads > 1:
                 openmp_started = True

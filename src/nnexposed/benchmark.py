@@ -10,6 +10,7 @@ import timeit
 import numpy as np
 
 from nnexposed import _dispatch, kernels
+from nnexposed._config import get_num_threads
 from nnexposed._version import __version__
 from nnexposed.inference import forward
 from nnexposed.network import Network
@@ -124,7 +125,7 @@ def machine_info():
         "isa_supported": ",".join(_dispatch.supported()),
         "isa_installed": ",".join(_dispatch.installed()),
         "openmp": kernels.openmp_enabled(),
-        "threads": kernels.get_num_threads(),
+        "threads": get_num_threads(),
         "blas": kernels.blas_available(),
         **build,
     }

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from nnexposed import kernels
-from nnexposed._validation import as_positive_int, as_real_array, float_dtype_for
+from nnexposed import _config, kernels
+from nnexposed._validation import as_real_array, float_dtype_for
 from nnexposed.activations import DEFAULT, FloatArray, activation_code, resolve_alpha
 from nnexposed.network import Network, layer_arrays
 
@@ -65,17 +65,29 @@ def trace(network, x, *, threads=None):
     return network.trace(x, threads=threads)
 
 
-def get_num_threads():
-    """Threads a forward pass may use: as set by ``set_num_threads``, else OMP_NUM_THREADS,
-    else the number of cores. Wide layers of large batches run in BLAS, which keeps its own
-    thread settings (see threadpoolctl)."""
-    return kernels.get_num_threads()
+def get_num_threads() -> int:
+    """Threads a forward pass may use.
+
+    Returns
+    -------
+    int
+        As set by ``set_num_threads`` (or ``set_config`` / ``config_context``), else
+        ``OMP_NUM_THREADS``, else the number of cores; at most 256. Wide layers of large
+        batches that run in BLAS use BLAS's own thread settings (see threadpoolctl).
+    """
+    return _config.get_num_threads()
 
 
-def set_num_threads(n):
-    """Let forward passes use up to ``n`` threads; ``None`` restores the default."""
-    kernels.set_num_threads(0 if n is None
-                            else min(as_positive_int(n, "n"), kernels.MAX_THREADS))
+def set_num_threads(n: int | None) -> None:
+    """Let forward passes use up to ``n`` threads, process-wide: ``set_config(threads=n)``.
+
+    Parameters
+    ----------
+    n : int or None
+        At least 1; more than 256 means 256. None restores the default (``OMP_NUM_THREADS``,
+        else all cores).
+    """
+    _config.set_num_threads(n)
 
 
 def dense(x: npt.ArrayLike, weights: npt.ArrayLike, biases: npt.ArrayLike | None,

@@ -15,28 +15,18 @@ else:
 
 ISA = _dispatch.ISA
 ACTIVATION_NAMES = _build.ACTIVATION_NAMES
-MAX_THREADS = _build.MAX_THREADS
 CompiledNetwork = _build.CompiledNetwork
 activate_inplace = _build.activate_inplace
 openmp_enabled = _build.openmp_enabled
 default_threads = _build.default_threads
-get_num_threads = _build.get_num_threads
-set_num_threads = _build.set_num_threads
 blas_available = _build.blas_available
-allow_blas = _build.allow_blas
-allow_row_split = _build.allow_row_split
 
 __all__ = [
     "ACTIVATION_NAMES",
     "ISA",
-    "MAX_THREADS",
     "CompiledNetwork",
     "activate_inplace",
-    "allow_blas",
-    "allow_row_split",
     "blas_available",
     "default_threads",
-    "get_num_threads",
     "openmp_enabled",
-    "set_num_threads",
 ]

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from nnexposed import activations as _activations
 from nnexposed import kernels
 from nnexposed import precision as _precision
+from nnexposed._config import clamp_threads
 from nnexposed._validation import (
     as_c_array,
     as_compute_dtype,
@@ -486,7 +487,7 @@ class Network:
         if threads is None:
             return self._compiled.forward(x, out)
         # More than MAX_THREADS means "as many as allowed" (and must not overflow a C int).
-        threads = min(as_positive_int(threads, "threads"), kernels.MAX_THREADS)
+        threads = clamp_threads(threads)
         return self._compiled.forward(x, out, threads)
 
     __call__ = forward
@@ -514,8 +515,7 @@ class Network:
         if threads is None:
             pairs = self._compiled.trace(x)
         else:
-            pairs = self._compiled.trace(x, min(as_positive_int(threads, "threads"),
-                                                kernels.MAX_THREADS))
+            pairs = self._compiled.trace(x, clamp_threads(threads))
         # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost.
         return tuple([tuple.__new__(LayerValues, pair) for pair in pairs])
 

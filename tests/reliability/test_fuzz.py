@@ -426,15 +426,11 @@ def forward_on_path(network, x, path):
     """forward of x (2-D) with the knobs set for ``path``; one sample at a time on the
     one-sample paths."""
     _, _, threads, row_split, blas = KERNEL_PATHS[path]
-    previous_split = kernels.allow_row_split(row_split)
-    previous_blas = kernels.allow_blas(blas)
-    try:
+    with nnexposed.config_context(shared_panels="always" if row_split else "never",
+                                  blas="always" if blas else "never"):
         if x.shape[0] < 4:
             return np.stack([network(sample, threads=threads) for sample in x])
         return network(x, threads=threads)
-    finally:
-        kernels.allow_row_split(previous_split)
-        kernels.allow_blas(previous_blas)
 
 
 @FUZZ

@@ -30,7 +30,8 @@ import numpy as np
 import pytest
 
 import nnexposed
-from nnexposed import kernels
+from nnexposed import config_context, kernels
+from nnexposed._config import counting_paths
 from tests.helpers import UNDER_ASAN
 
 RSS_BOUND = 4 * 1024 * 1024
@@ -126,7 +127,9 @@ def test_batches_on_threads_do_not_leak():
     # 128 samples x 33,280 multiply-adds pass the threshold for starting threads.
     network = nnexposed.Network.from_sizes([64, 256, 64, 8], seed=0)
     x = np.random.default_rng(0).standard_normal((128, 64)).astype(np.float32)
-    check_flat(lambda: network(x, threads=2), 500 // SCALE + 10, traced_calls=200)
+    with counting_paths() as counts:
+        check_flat(lambda: network(x, threads=2), 500 // SCALE + 10, traced_calls=200)
+    assert counts["parallel_regions"] > 0 or not kernels.openmp_enabled()
 
 
 def test_batches_through_blas_do_not_leak():
@@ -134,11 +137,9 @@ def test_batches_through_blas_do_not_leak():
         pytest.skip("SciPy's BLAS is not available")
     wide = nnexposed.Network.from_sizes([300, 300, 8], seed=0)       # BLAS-sized layer
     x = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)
-    previous = kernels.allow_blas(True)
-    try:
+    with config_context(blas="always"), counting_paths() as counts:
         check_flat(lambda: wide(x), 200 // SCALE + 10, traced_calls=150)
-    finally:
-        kernels.allow_blas(previous)
+    assert counts["blas"] > 0 and counts["tiles"] == 0
 
 
 def test_network_constructions_do_not_leak():

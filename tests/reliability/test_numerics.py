@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import nnexposed
-from nnexposed import kernels
+from nnexposed import config_context, kernels
+from nnexposed._config import counting_paths
 from nnexposed.reference import NUMPY_ACTIVATIONS
 from tests.helpers import takes_alpha
 
@@ -183,11 +184,9 @@ def test_dense_normalised_error(dtype, n_in, batch, blas):
     w = rng.standard_normal((64, n_in)).astype(dtype)
     b = rng.standard_normal(64).astype(dtype)
     x = rng.standard_normal((batch, n_in)).astype(dtype)
-    previous = kernels.allow_blas(blas)
-    try:
+    with config_context(blas="always" if blas else "never"), counting_paths() as counts:
         y = nnexposed.dense(x, w, b)
-    finally:
-        kernels.allow_blas(previous)
+    assert counts["blas"] == int(blas)
     rows = min(batch, 8)
     exact = np.array([[exact_dot(w[j], x[t], b[j]) for j in range(64)] for t in range(rows)])
     x, y = x[:rows].astype(np.float64), y[:rows].astype(np.float64)

@@ -17,8 +17,10 @@ STRESS = """
 import json, sys, threading, time
 import numpy as np
 import nnexposed
+from nnexposed._config import counting_paths
 
-n_threads, seconds, omp_threads, sizes, batches = {args}
+n_threads, seconds, omp_threads, sizes, batches, settings = {args}
+nnexposed.set_config(**settings)
 rng = np.random.default_rng(0)
 activations = list(nnexposed.ACTIVATIONS)
 layers = []
@@ -55,13 +57,15 @@ def work(i):
 
 deadline[0] = time.perf_counter() + seconds
 threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n_threads)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join(timeout=seconds + 120)
+with counting_paths() as counts:
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 120)
 alive = sum(t.is_alive() for t in threads)
 print(json.dumps({{"calls": sum(calls), "mismatches": sum(mismatches), "errors": errors,
-                  "alive": alive, "min_calls": min(calls)}}))
+                  "alive": alive, "min_calls": min(calls), "counts": counts,
+                  "openmp": nnexposed.kernels.openmp_enabled()}}))
 sys.stdout.flush()
 """
 
@@ -71,8 +75,10 @@ def seconds(pytestconfig):
     return pytestconfig.getoption("stress_seconds")
 
 
-def stress(seconds, n_threads, omp_threads, sizes, batches):
-    args = (n_threads, seconds, omp_threads, sizes, batches)
+def stress(seconds, n_threads, omp_threads, sizes, batches, **settings):
+    """Run the stress; ``settings`` (of nnexposed.set_config) force the kernel paths. Returns
+    the child's report, with the paths its calls took ("counts")."""
+    args = (n_threads, seconds, omp_threads, sizes, batches, settings)
     output = run_isolated(STRESS.format(args=repr(args)), timeout=seconds + 300)
     report = json.loads(output.strip().splitlines()[-1])
     assert report["alive"] == 0, f"{report['alive']} threads still running: deadlock"
@@ -96,15 +102,21 @@ def test_16_threads_with_openmp_threads_inside(seconds):
     # tiled kernel splits blocks over them; no deadlock, no oversubscription blow-up.
     report = stress(seconds, 16, 2, [64, 256, 64, 8], [2000, 700, None, 5000])
     assert report["calls"] >= 16
+    assert report["counts"]["parallel_regions"] > 0 or not report["openmp"], report
 
 
 def test_16_threads_one_sample_rows_split_over_openmp_threads(seconds):
     # One sample through a 2050 x 2048 layer (2**22 multiply-adds and more: threads start)
     # splits its rows over the OpenMP threads.
-    stress(seconds, 16, 2, [2048, 2050, 4], [None, 1, 2])
+    report = stress(seconds, 16, 2, [2048, 2050, 4], [None, 1, 2])
+    assert report["counts"]["row_split"] > 0 and report["counts"]["one_sample"] == 0, report
+    assert report["counts"]["parallel_regions"] > 0 or not report["openmp"], report
 
 
 @pytest.mark.skipif(UNDER_ASAN, reason="SciPy's BLAS is not instrumented; slow under ASan")
 def test_16_threads_with_blas_layers(seconds):
-    # 300 x 300 layers on blocks of >= 64 samples run in SciPy's BLAS.
-    stress(seconds, 16, 1, [300, 300, 300, 4], [64, 256, 300, 1])
+    # 300 x 300 layers on blocks of >= 64 samples run in SciPy's BLAS (forced: builds with
+    # AVX2 or better leave it off by default).
+    pytest.importorskip("scipy")
+    report = stress(seconds, 16, 1, [300, 300, 300, 4], [64, 256, 300, 1], blas="always")
+    assert report["counts"]["blas"] > 0, report

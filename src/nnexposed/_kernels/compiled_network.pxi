@@ -42,9 +42,9 @@ cdef class CompiledNetwork:
     cdef Py_ssize_t n_layers
     cdef Py_ssize_t max_width
     cdef Py_ssize_t macs_per_sample
-    # One-sample forwards may share each layer's neurons among threads: all layers are
-    # small, together big enough.
-    cdef bint split_rows
+    # Every layer small enough for panels (panel_max_weights) keeps them, where it has
+    # OUT_BLOCK neurons or more: one-sample forwards may share the layers among threads.
+    cdef bint keeps_panels
     cdef int typenum
     cdef readonly Py_ssize_t n_in
     cdef readonly Py_ssize_t n_out
@@ -58,6 +58,8 @@ cdef class CompiledNetwork:
         one-sample forwards (worth it for a network used many times, not for a single call)."""
         cdef Py_ssize_t k, n_layers = len(weights)
         cdef cnp.ndarray w, b, layer_panels
+        cdef long long settings[NNX_N_SETTINGS]
+        read_settings(settings)
         panels = []
         if n_layers == 0:
             raise ValueError("a network needs at least one layer")
@@ -74,7 +76,7 @@ cdef class CompiledNetwork:
         self.n_layers = n_layers
         self.max_width = 0
         self.macs_per_sample = 0
-        self.split_rows = keep_panels
+        self.keeps_panels = keep_panels
         for k in range(n_layers):
             # The kernels trust these invariants, so they are checked here, not assumed.
             w = weights[k]
@@ -97,8 +99,8 @@ cdef class CompiledNetwork:
             self.layers[k].weights = cnp.PyArray_DATA(w)
             self.layers[k].biases = cnp.PyArray_DATA(b)
             self.layers[k].panels = NULL
-            if w.shape[0] * w.shape[1] > PANEL_MAX_WEIGHTS:
-                self.split_rows = False
+            if w.shape[0] * w.shape[1] > settings[NNX_PANEL_MAX_WEIGHTS]:
+                self.keeps_panels = False
             elif keep_panels and w.shape[0] >= OUT_BLOCK:
                 layer_panels = panels_of(w)
                 panels.append(layer_panels)
@@ -106,7 +108,6 @@ cdef class CompiledNetwork:
             self.max_width = max(self.max_width, w.shape[0], w.shape[1])
             self.macs_per_sample += w.shape[0] * w.shape[1]
         self.arrays += tuple(panels)
-        self.split_rows = self.split_rows and self.macs_per_sample >= SPLIT_PANELS_MIN_MACS
         self.n_in = self.layers[0].n_in
         self.n_out = self.layers[n_layers - 1].n_out
 
@@ -116,11 +117,12 @@ cdef class CompiledNetwork:
     def forward(self, x, out=None, int threads=0):
         """Run all layers on x: (n_in,) -> (n_out,) or (batch, n_in) -> (batch, n_out).
 
-        ``threads`` <= 0 uses get_num_threads(); small jobs always run on one thread.
+        ``threads`` <= 0 uses get_num_threads(); plan_forward chooses the kernels and how many
+        threads they use.
         """
-        global openmp_started, last_split_forward_end
         cdef cnp.ndarray xa, oa
-        cdef bint may_split, split
+        cdef long long settings[NNX_N_SETTINGS]
+        cdef ForwardPlan plan
         cdef cnp.npy_intp dims[2]
         cdef int ndim, status
         cdef Py_ssize_t batch
@@ -149,46 +151,43 @@ cdef class CompiledNetwork:
                 xa = xa.copy()
         if batch == 0:
             return oa
-        if threads <= 0:
-            threads = thread_setting if thread_setting > 0 else nnx_max_threads()
-        threads = min(threads, THREAD_LIMIT)
-        may_split = self.split_rows and batch < MIN_TILED_BATCH
-        split = may_split and threads > 1 and threads_awake()
-        if openmp_unusable or not split and batch * self.macs_per_sample < PARALLEL_MIN_MACS:
-            threads = 1
-            split = False
-        elif threads > 1:
-            openmp_started = True
-        if batch >= BLAS_MIN_COLS and not blas_looked_up:
-            look_up_blas()
+        read_settings(settings)
+        # SciPy's BLAS is looked up (once, with the GIL) for the first batch that may use it.
+        plan = plan_forward(self.layers, self.n_layers, self.macs_per_sample, self.keeps_panels,
+                            batch, threads, settings,
+                            batch >= MIN_TILED_BATCH and blas_mode_allows(settings[NNX_BLAS])
+                            and blas_block_cols(batch) >= settings[NNX_BLAS_MIN_BATCH]
+                            and blas_found(),
+                            settings_state)
+        nnx_count(settings_state, plan.path)
+        if plan.n_threads > 1:
+            nnx_note_openmp_started(settings_state)
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
-                status = network_forward(self.layers, self.n_layers, self.max_width,
+                status = network_forward(&plan, self.layers, self.n_layers, self.max_width,
                                          <const float*>cnp.PyArray_DATA(xa),
-                                         <float*>cnp.PyArray_DATA(oa), batch, threads,
-                                         split)
+                                         <float*>cnp.PyArray_DATA(oa), batch)
             else:
-                status = network_forward(self.layers, self.n_layers, self.max_width,
+                status = network_forward(&plan, self.layers, self.n_layers, self.max_width,
                                          <const double*>cnp.PyArray_DATA(xa),
-                                         <double*>cnp.PyArray_DATA(oa), batch, threads,
-                                         split)
+                                         <double*>cnp.PyArray_DATA(oa), batch)
         if status != 0:
             raise MemoryError("no memory for the forward pass workspace")
-        if may_split:
-            last_split_forward_end = perf_counter_ns()
+        if plan.may_share:
+            nnx_set_last_shared_end(settings_state, nnx_now_ns())
         return oa
 
     def trace(self, x, int threads=0):
         """Run all layers on x, keeping every layer's values: a list of (pre-activation,
         output) array pairs, one per layer, each (batch, n_out of the layer), or (n_out,) for
         x of shape (n_in,). ``threads`` as for forward."""
-        global openmp_started
         cdef void** pre
         cdef void** post
         cdef cnp.ndarray xa, pre_k, post_k
         cdef Py_ssize_t k, batch
         cdef int ndim, status
         cdef cnp.npy_intp dims[2]
+        cdef long long settings[NNX_N_SETTINGS]
         if is_behaved(x, self.typenum) and cnp.PyArray_NDIM(<cnp.ndarray>x) in (1, 2) and (
                 cnp.PyArray_DIM(<cnp.ndarray>x, cnp.PyArray_NDIM(<cnp.ndarray>x) - 1)
                 == self.n_in):
@@ -210,13 +209,12 @@ cdef class CompiledNetwork:
             pre[k] = cnp.PyArray_DATA(pre_k)
             post[k] = cnp.PyArray_DATA(post_k)
             pairs.append((pre_k, post_k))
-        if threads <= 0:
-            threads = thread_setting if thread_setting > 0 else nnx_max_threads()
-        threads = min(threads, THREAD_LIMIT)
-        if openmp_unusable or batch * self.macs_per_sample < PARALLEL_MIN_MACS:
+        read_settings(settings)
+        threads = threads_for_call(threads, settings, settings_state)
+        if batch * self.macs_per_sample < settings[NNX_PARALLEL_MIN_MACS]:
             threads = 1
         elif threads > 1:
-            openmp_started = True
+            nnx_note_openmp_started(settings_state)
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
                 status = network_trace(self.layers, self.n_layers, self.max_width,

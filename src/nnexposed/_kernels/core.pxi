@@ -15,14 +15,23 @@ from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 
 cimport numpy as cnp
 
-import os
-from time import perf_counter_ns
-
 import numpy as np
 
 from nnexposed._validation import as_network_input, check_out
 
+from nnexposed._settings cimport (
+    NNX_ALWAYS, NNX_AUTO, NNX_BLAS, NNX_BLAS_MIN_BATCH, NNX_BLAS_MIN_WEIGHTS, NNX_COUNT_BLAS,
+    NNX_COUNT_ONE_SAMPLE, NNX_COUNT_PARALLEL_REGIONS, NNX_COUNT_ROW_SPLIT,
+    NNX_COUNT_SHARED_PANELS, NNX_COUNT_TILES, NNX_MAX_THREADS, NNX_N_SETTINGS, NNX_NEVER,
+    NNX_PANEL_MAX_WEIGHTS, NNX_PARALLEL_MIN_MACS, NNX_ROW_SPLIT_MIN_MACS, NNX_SHARE_MIN_MACS,
+    NNX_SHARED_PANELS, NNX_THREADS, nnx_count, nnx_last_shared_end, nnx_note_openmp_started,
+    nnx_openmp_unusable, nnx_set_last_shared_end, nnx_shared_state, read_settings,
+    shared_state)
+
 cnp.import_array()
+
+# The settings and counters every build shares (nnexposed._settings owns them).
+cdef nnx_shared_state* settings_state = shared_state()
 
 ACTIVATION_NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax",
                     "gelu", "gelu_tanh", "silu", "elu", "softplus")
@@ -33,6 +42,7 @@ include "threads.pxi"
 include "blas.pxi"
 include "activations.pxi"
 include "dense.pxi"
+include "plan.pxi"
 include "forward.pxi"
 include "trace.pxi"
 include "compiled_network.pxi"

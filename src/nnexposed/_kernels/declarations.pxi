@@ -27,20 +27,11 @@ cdef enum:
     STACK_WIDTH = 256
     # Samples per block when BLAS computes the wide layers.
     BLAS_TILE = 256
-    # BLAS takes a layer with at least this many weights, on blocks of this many samples.
-    BLAS_MIN_WEIGHTS = 256 * 256
-    BLAS_MIN_COLS = 64
-    # One-sample layers of at least this many weights split their rows over the threads.
-    ROW_PARALLEL_MIN_MACS = 1 << 21
+    # Rows per chunk when a one-sample layer splits its rows over the threads.
     ROW_CHUNK = 128
-    # Layers of at most this many weights also keep them as panels of OUT_BLOCK output
-    # neurons (see LayerPlan.panels), for dense_panels.
-    PANEL_MAX_WEIGHTS = 1 << 20
+    # Output neurons per panel (see LayerPlan.panels), for dense_panels.
     OUT_BLOCK = 64
-    # One-sample forwards of networks whose layers all have panels share each layer's panels
-    # among the threads from this many multiply-adds per sample: every thread then keeps
-    # its share of the weights in its own core's cache.
-    SPLIT_PANELS_MIN_MACS = 1 << 17
+# The size thresholds of the paths are settings (nnexposed._config, plan_forward).
 
 # One dense layer as the kernels see it: raw pointers into arrays owned by the network.
 ctypedef struct LayerPlan:

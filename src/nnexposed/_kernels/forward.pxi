@@ -14,8 +14,9 @@ cdef inline void layer_activate(const LayerPlan* layer, floating* values,
         activate(values, layer.n_out * n_samples, layer.activation, <floating>layer.alpha)
 
 
-cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
-                      Py_ssize_t cols, const char* ahead, Py_ssize_t ahead_bytes) noexcept nogil:
+cdef void dense_block(const ForwardPlan* plan, const LayerPlan* layer, const floating* x,
+                      floating* y, Py_ssize_t cols, const char* ahead,
+                      Py_ssize_t ahead_bytes) noexcept nogil:
     """y = activation(W @ x + b) on a block of ``cols`` samples stored feature-major;
     fetches ``ahead_bytes`` from ``ahead`` into cache along the way (see dense_tile).
 
@@ -27,7 +28,7 @@ cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
     cdef char no_transpose = b"N"
     cdef const floating* weights = <const floating*>layer.weights
     cdef const floating* biases = <const floating*>layer.biases
-    if use_blas(layer, cols):
+    if layer_uses_blas(plan, layer, cols):
         # Row-major y (n_out, cols) is column-major y.T (cols, n_out) = x.T @ W.T, where
         # column-major x.T is row-major x and column-major W.T is row-major W.
         if floating is float:
@@ -49,8 +50,9 @@ cdef void dense_block(const LayerPlan* layer, const floating* x, floating* y,
             layer_activate(layer, y, cols)
 
 
-cdef void network_block(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
-                        floating* out, Py_ssize_t n_rows, Py_ssize_t cols, floating* work,
+cdef void network_block(const ForwardPlan* plan, const LayerPlan* layers,
+                        Py_ssize_t n_layers, const floating* x, floating* out,
+                        Py_ssize_t n_rows, Py_ssize_t cols, floating* work,
                         Py_ssize_t max_width, const floating* next_x,
                         Py_ssize_t next_rows) noexcept nogil:
     """All layers on up to ``cols`` samples (rows of x), depth-first while they are in cache.
@@ -79,10 +81,10 @@ cdef void network_block(const LayerPlan* layers, Py_ssize_t n_layers, const floa
             src[i * cols + t] = 0
     for k in range(n_layers):
         if k == 0:
-            dense_block(&layers[k], src, dst, cols, <const char*>next_x,
+            dense_block(plan, &layers[k], src, dst, cols, <const char*>next_x,
                         next_rows * n_in * <Py_ssize_t>sizeof(floating))
         else:
-            dense_block(&layers[k], src, dst, cols, NULL, 0)
+            dense_block(plan, &layers[k], src, dst, cols, NULL, 0)
         swap = src
         src = dst
         dst = swap
@@ -107,13 +109,13 @@ cdef void dense_rows(const LayerPlan* layer, const floating* x, floating* y, Py_
                   y + panels_end, n_in, last - panels_end)
 
 
-cdef void network_row(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
-                      floating* out, floating* work, Py_ssize_t max_width,
-                      int n_threads) noexcept nogil:
+cdef void network_row(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize_t n_layers,
+                      const floating* x, floating* out, floating* work,
+                      Py_ssize_t max_width) noexcept nogil:
     """All layers on one sample; work holds 2 * max_width values.
 
-    Layers of at least ROW_PARALLEL_MIN_MACS multiply-adds split their output neurons over
-    ``n_threads`` threads, ROW_CHUNK rows at a time.
+    The layers the plan splits (layer_splits_rows) share their output neurons among
+    ``plan.n_threads`` threads, ROW_CHUNK rows at a time.
     """
     cdef Py_ssize_t k, chunk, n_chunks, first, count
     cdef const floating* src = x
@@ -124,11 +126,12 @@ cdef void network_row(const LayerPlan* layers, Py_ssize_t n_layers, const floati
         dst = out if k == n_layers - 1 else work + (k % 2) * max_width
         weights = <const floating*>layers[k].weights
         biases = <const floating*>layers[k].biases
-        if n_threads > 1 and layers[k].n_in * layers[k].n_out >= ROW_PARALLEL_MIN_MACS:
+        if layer_splits_rows(plan, &layers[k]):
             # Chunks of rows handed out as threads come free: a thread slowed by another
             # process (another library's spinning BLAS threads, say) delays nobody.
             n_chunks = (layers[k].n_out + ROW_CHUNK - 1) // ROW_CHUNK
-            for chunk in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
+            nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
+            for chunk in prange(n_chunks, num_threads=plan.n_threads, schedule="dynamic"):
                 first = chunk * ROW_CHUNK
                 count = min(<Py_ssize_t>ROW_CHUNK, layers[k].n_out - first)
                 dense_row(src, weights + first * layers[k].n_in, biases + first,
@@ -152,6 +155,7 @@ cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const 
     cdef Py_ssize_t k, n_blocks, first, last
     cdef const floating* src
     cdef floating* dst
+    nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
     with parallel(num_threads=n_threads):
         member = threadid()
         team = nnx_team_size()
@@ -184,23 +188,22 @@ cdef inline const floating* rows_from(const floating* x, Py_ssize_t first, Py_ss
     return x + first * n_in if first < batch else NULL
 
 
-cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
-                         const floating* x, floating* out, Py_ssize_t batch, int n_threads,
-                         bint split_rows) noexcept nogil:
-    """Forward ``batch`` samples (rows of x) through all layers. Returns -1 if out of memory.
+cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize_t n_layers,
+                         Py_ssize_t max_width, const floating* x, floating* out,
+                         Py_ssize_t batch) noexcept nogil:
+    """Forward ``batch`` samples (rows of x) through all layers as planned (plan_forward).
+    Returns -1 if out of memory.
 
-    Small batches run sample by sample (with split_rows, each layer's neurons shared among
-    the threads); larger ones in blocks of samples, with BLAS for wide layers (BLAS then
-    threads itself) and otherwise one block per OpenMP thread at a time.
     The workspace comes from PyMem_RawMalloc (callable without the GIL, seen by tracemalloc).
     """
     cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
-    cdef Py_ssize_t s, k, block, n_blocks, first, rows, cols, block_size
-    cdef bint blas = False
+    cdef Py_ssize_t s, block, n_blocks, first, rows, block_size
+    cdef Py_ssize_t cols = plan.cols
+    cdef int n_threads = plan.n_threads
     cdef floating stack_work[2 * STACK_WIDTH]
     cdef floating* work
-    if batch < MIN_TILED_BATCH:
+    if plan.path != PATH_TILES and plan.path != PATH_BLAS:
         if max_width <= STACK_WIDTH:
             work = stack_work
         else:
@@ -208,25 +211,17 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
             if work == NULL:
                 return -1
         for s in range(batch):
-            if split_rows and n_threads > 1:
+            if plan.path == PATH_SHARED_PANELS:
                 network_row_split(layers, n_layers, x + s * n_in, out + s * n_out, work,
                                   max_width, n_threads)
             else:
-                network_row(layers, n_layers, x + s * n_in, out + s * n_out, work, max_width,
-                            n_threads)
+                network_row(plan, layers, n_layers, x + s * n_in, out + s * n_out, work,
+                            max_width)
         if work != stack_work:
             PyMem_RawFree(work)
         return 0
 
-    cols = min(BLAS_TILE, (batch + TILE - 1) // TILE * TILE)
-    for k in range(n_layers):
-        blas = blas or use_blas(&layers[k], cols)
-    if not blas:
-        cols = TILE
     n_blocks = (batch + cols - 1) // cols
-    if blas:
-        n_threads = 1   # BLAS runs its own threads
-    n_threads = <int>max(1, min(n_threads, n_blocks))
     block_size = 2 * max_width * cols
     work = <floating*>PyMem_RawMalloc(n_threads * block_size * sizeof(floating))
     if work == NULL:
@@ -237,15 +232,16 @@ cdef int network_forward(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_
         for block in range(n_blocks):
             first = block * cols
             rows = min(cols, batch - first)
-            network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,
+            network_block(plan, layers, n_layers, x + first * n_in, out + first * n_out, rows,
                           min(cols, (rows + TILE - 1) // TILE * TILE), work, max_width,
                           rows_from(x, first + cols, batch, n_in),
                           min(cols, max(0, batch - first - cols)))
     else:
+        nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
         for block in prange(n_blocks, num_threads=n_threads, schedule="dynamic"):
             first = block * cols
             rows = min(cols, batch - first)
-            network_block(layers, n_layers, x + first * n_in, out + first * n_out, rows,
+            network_block(plan, layers, n_layers, x + first * n_in, out + first * n_out, rows,
                           cols, work + threadid() * block_size, max_width,
                           rows_from(x, first + n_threads * cols, batch, n_in),
                           min(cols, max(0, batch - first - n_threads * cols)))

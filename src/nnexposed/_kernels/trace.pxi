@@ -74,6 +74,7 @@ cdef int network_trace(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_t 
             trace_tile(layers, n_layers, x, pre, post, first, min(<Py_ssize_t>TILE, batch - first),
                        work, max_width)
     else:
+        nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
         for tile in prange(n_tiles, num_threads=n_threads, schedule="dynamic"):
             first = tile * TILE
             trace_tile(layers, n_layers, x, pre, post, first, min(<Py_ssize_t>TILE, batch - first),

@@ -1,0 +1,30 @@
+/* Atomic loads, stores and increments of aligned ints and long longs: relaxed ones for values
+   read and written from any thread (settings, counters, a clock reading), acquire/release
+   ones to publish data written before a flag. */
+#ifndef NNX_ATOMICS_H
+#define NNX_ATOMICS_H
+
+#if defined(_MSC_VER) && !defined(__clang__)
+/* x64 and ARM64 Windows: aligned volatile accesses are atomic (and acquire/release with
+   MSVC's default /volatile:ms on x64). */
+#include <intrin.h>
+#define nnx_load_ll(p) (*(volatile const long long*)(p))
+#define nnx_store_ll(p, v) (*(volatile long long*)(p) = (v))
+#define nnx_load_int(p) (*(volatile const int*)(p))
+#define nnx_store_int(p, v) (*(volatile int*)(p) = (v))
+#define nnx_add_ll(p, v) _InterlockedExchangeAdd64((volatile long long*)(p), (v))
+#define nnx_add_int(p, v) _InterlockedExchangeAdd((volatile long*)(p), (v))
+#define nnx_load_acquire_int(p) (*(volatile const int*)(p))
+#define nnx_store_release_int(p, v) (*(volatile int*)(p) = (v))
+#else
+#define nnx_load_ll(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define nnx_store_ll(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define nnx_load_int(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define nnx_store_int(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define nnx_add_ll(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define nnx_add_int(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define nnx_load_acquire_int(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define nnx_store_release_int(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#endif
+
+#endif
