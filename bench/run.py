@@ -36,18 +36,13 @@ import tracemalloc
 
 import numpy as np
 
-try:
-    import resource
-except ImportError:  # not on Windows
-    resource = None
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import peers  # noqa: E402
 import report  # noqa: E402
 
 from nnexposed import Network, _dispatch  # noqa: E402
-from nnexposed.benchmark import time_per_call  # noqa: E402
+from nnexposed.benchmark import cpu_times, others_busy, time_per_call  # noqa: E402
 from nnexposed.reference import forward_numpy  # noqa: E402
 
 # N1 is the article's network; N2-N4 grow to a memory-bound layer.
@@ -214,29 +209,6 @@ def peak_extra_bytes(func, *args):
     finally:
         tracemalloc.stop()
     return peak - base - result.nbytes, result.nbytes
-
-
-def cpu_times():
-    """(seconds of CPU used by the whole machine, by this process, wall clock) or None."""
-    if resource is None:
-        return None
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # - idle - iowait
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    return busy / ticks, own.ru_utime + own.ru_stime, time.perf_counter()
-
-
-def others_busy(start, end):
-    """Share of the machine's cores used by other processes between two cpu_times()."""
-    if start is None or end is None or end[2] <= start[2]:
-        return None
-    others = (end[0] - start[0]) - (end[1] - start[1])
-    return min(1.0, max(0.0, others / ((end[2] - start[2]) * (os.cpu_count() or 1))))
 
 
 def wait_quiet(limit, log, threshold=0.25, window=1.0):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from nnexposed import Network
+from nnexposed import Network, kernels
 
 
 def pytest_addoption(parser):
@@ -60,3 +60,12 @@ def rng():
 @pytest.fixture
 def article_network():
     return Network.from_sizes([3, 5, 5, 5, 2], seed=7)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def threads_never_back_off():
+    """Parallel paths stay parallel whatever the machine's load: the back-off to one thread
+    (which a busy test machine would trigger) is switched off except where a test turns it on."""
+    previous = kernels.allow_backoff(False)
+    yield
+    kernels.allow_backoff(previous)

@@ -136,3 +136,28 @@ def test_parse_isas():
             run.parse_isas(bad)
     assert run.without_options(["--isa", "all", "--quick", "--out=x", "--repeat", "3"],
                                "--isa", "--out") == ["--quick", "--repeat", "3"]
+
+
+def test_contention_bench_writes_results(tmp_path):
+    """bench/contention.py on one tiny case and every condition: the files, the rows, and the
+    busy-loop process ended. No timing is asserted."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "contention.py"), "--cases", "N1:1", "--rounds", "1",
+         "--round-seconds", "0.05", "--process-seconds", "0.2", "--processes", "2",
+         "--settle", "0", "--impls", "default,threads=1,numpy", "--out", str(tmp_path)],
+        check=False, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "contention.json").read_text())
+    rows = {row["condition"]: row for row in results["rows"]}
+    assert set(rows) == {"idle", "busy", "processes"}
+    for condition in ("idle", "busy"):
+        for impl in ("default", "threads=1", "numpy"):
+            entry = rows[condition]["impls"][impl]
+            assert entry["calls"] >= 10 and 0 < entry["mean_us"] and 0 < entry["p99_us"]
+    for impl in ("default", "threads=1", "numpy"):
+        assert len(rows["processes"]["impls"][impl]["per_process"]) == 2
+        assert rows["processes"]["impls"][impl]["calls"] > 0
+    with pytest.raises(ProcessLookupError):  # the busy loop was ended
+        os.kill(rows["busy"]["busy_pid"], 0)
+    markdown = (tmp_path / "CONTENTION.md").read_text()
+    assert "| N1 batch 1 | busy |" in markdown and "| N1 batch 1 |" in markdown

@@ -89,8 +89,9 @@ def set_config(**settings: Any) -> None:
     Parameters
     ----------
     threads : int or "auto"
-        Threads a forward pass may use, at most MAX_THREADS; "auto" (or None): OpenMP's
-        default (``OMP_NUM_THREADS``, else all cores).
+        Threads a forward pass may use, at most MAX_THREADS; "auto" (or None):
+        ``OMP_NUM_THREADS``, else the CPUs this process may use (its affinity mask, capped by
+        its cgroup's CPU quota; docs/threads.md).
     blas : {"auto", "always", "never"}
         SciPy's BLAS for wide layers of large batches: "auto" only in builds where it beats
         the own kernels (without AVX2), "always" wherever a layer is wide enough.

@@ -9,6 +9,11 @@ import timeit
 
 import numpy as np
 
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None  # type: ignore[assignment]
+
 from nnexposed import _dispatch, kernels
 from nnexposed._config import get_num_threads
 from nnexposed._version import __version__
@@ -23,6 +28,44 @@ PYTHON_MAX_MACS = 2_000_000
 # Seconds to wait before timing: BLAS and OpenMP worker threads of whatever ran just before
 # keep spinning for up to ~0.1 s (OpenBLAS) and would compete with the code being timed.
 SETTLE_SECONDS = 0.25
+
+
+# Other processes using at least this share of the machine's CPUs while a table is timed get
+# a notice beside it: the times, and the ratios to threaded peers, are then the machine's.
+BUSY_NOTICE_SHARE = 0.1
+
+
+def cpu_times():
+    """(seconds of CPU used by the whole machine, by this process, wall clock), or None where
+    /proc/stat is missing (not Linux)."""
+    if resource is None:
+        return None
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # - idle - iowait
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return busy / ticks, own.ru_utime + own.ru_stime, time.perf_counter()
+
+
+def others_busy(start, end):
+    """Share of the machine's CPUs used by other processes between two cpu_times(), or None."""
+    if start is None or end is None or end[2] <= start[2]:
+        return None
+    others = (end[0] - start[0]) - (end[1] - start[1])
+    return min(1.0, max(0.0, others / ((end[2] - start[2]) * (os.cpu_count() or 1))))
+
+
+def busy_notice(share):
+    """A note for a table timed while other processes used ``share`` of the CPUs, or None
+    when they used less than BUSY_NOTICE_SHARE (or it is unknown)."""
+    if share is None or share < BUSY_NOTICE_SHARE:
+        return None
+    return (f"Note: other processes used {share:.0%} of the CPUs while this was timed; the "
+            f"times and ratios are then partly theirs (threaded code slows down most).")
 
 
 def time_per_call(func, *args, repeat=7, min_time=0.01, settle=SETTLE_SECONDS):
@@ -46,6 +89,7 @@ def bench_case(network, batch, *, repeat=7, seed=0, python=True):
     shape = (network.n_in,) if batch == 1 else (batch, network.n_in)
     x = rng.standard_normal(shape).astype(network.dtype)
     macs = batch * sum(layer.n_in * layer.n_out for layer in network.layers)
+    start = cpu_times()
     row = {
         "network": "-".join(map(str, network.sizes)),
         "batch": batch,
@@ -59,6 +103,7 @@ def bench_case(network, batch, *, repeat=7, seed=0, python=True):
         row["python_us"] = 1e6 * time_per_call(forward_python, network, x,
                                                repeat=max(1, min(repeat, 3)))
     row["speedup_vs_numpy"] = row["numpy_us"] / row["nnexposed_us"]
+    row["others_busy"] = others_busy(start, cpu_times())
     return row
 
 
@@ -84,9 +129,12 @@ def run(sizes_list, batches, dtype="float32", *, repeat=7, progress=None):
 
 
 def format_table(rows):
-    """The rows as an aligned text table."""
+    """The rows as an aligned text table; where other processes used the CPUs while a row
+    was timed, a column of their share and a note below the table."""
     header = ("network", "batch", "dtype", "precision", "nnexposed µs", "numpy µs",
               "python µs", "vs numpy")
+    shares = [r.get("others_busy") for r in rows]
+    notice = busy_notice(max((s for s in shares if s is not None), default=None))
 
     def fmt(us):
         return "-" if us is None else f"{us:,.2f}" if us < 100 else f"{us:,.0f}"
@@ -97,10 +145,15 @@ def format_table(rows):
          fmt(r["numpy_us"]), fmt(r["python_us"]), f"{r['speedup_vs_numpy']:.1f}x")
         for r in rows
     ]
-    widths = [max(len(row[c]) for row in cells) for c in range(len(header))]
+    if notice:
+        cells = [row + (label,) for row, label in zip(
+            cells, ["others busy"] + ["?" if s is None else f"{s:.0%}" for s in shares])]
+    widths = [max(len(row[c]) for row in cells) for c in range(len(cells[0]))]
     lines = ["  ".join(cell.ljust(w) if c == 0 else cell.rjust(w)
                        for c, (cell, w) in enumerate(zip(row, widths))) for row in cells]
     lines.insert(1, "-" * len(lines[0]))
+    if notice:
+        lines += ["", notice]
     return "\n".join(lines)
 
 

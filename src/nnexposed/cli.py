@@ -407,10 +407,12 @@ def run_demo(args: argparse.Namespace) -> int:
           f"probability {probabilities.max():.3f}:")
     print("\n".join("    " + line for line in _ascii_image(images[0])))
     one = images[0]
+    start = benchmark.cpu_times()
     fast_one = 1e6 * benchmark.time_per_call(forward, network, one, repeat=args.repeat)
     numpy_one = 1e6 * benchmark.time_per_call(forward_numpy, network, one, repeat=args.repeat)
     fast_all = 1e6 * benchmark.time_per_call(forward, network, images, repeat=args.repeat)
     numpy_all = 1e6 * benchmark.time_per_call(forward_numpy, network, images, repeat=args.repeat)
+    notice = benchmark.busy_notice(benchmark.others_busy(start, benchmark.cpu_times()))
     n = len(images)
     print(f"\nLatency per image (median of {args.repeat} runs):")
     print(f"  {'':<28}{'forward':>10}{'forward_numpy':>16}{'speed-up':>10}")
@@ -419,6 +421,8 @@ def run_demo(args: argparse.Namespace) -> int:
         ratio = slow / fast
         print(f"  {label:<28}{fast:>8.2f}µs{slow:>14.2f}µs"
               f"{f'{ratio:.1f}' if ratio >= 1 else f'{ratio:.2f}':>9}x")
+    if notice:
+        print(f"\n{notice}")
     return 0
 
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import numpy.typing as npt
 
 from nnexposed import _config, kernels
+from nnexposed._cpu_limits import available_cpus
 from nnexposed._validation import as_real_array, float_dtype_for
 from nnexposed.activations import DEFAULT, FloatArray, activation_code, resolve_alpha
 from nnexposed.network import Network, layer_arrays
+
+# OpenMP's default counts the CPUs of the affinity mask, not a container's CPU quota. An
+# explicit OMP_NUM_THREADS is the user's choice and stays as it is.
+if "OMP_NUM_THREADS" not in os.environ:
+    kernels.cap_default_threads(available_cpus())
 
 
 def forward(network: Network, x: npt.ArrayLike, *, out: FloatArray | None = None,
@@ -72,7 +80,8 @@ def get_num_threads() -> int:
     -------
     int
         As set by ``set_num_threads`` (or ``set_config`` / ``config_context``), else
-        ``OMP_NUM_THREADS``, else the number of cores; at most 256. Wide layers of large
+        ``OMP_NUM_THREADS``, else the CPUs this process may use (its affinity mask, capped
+        by a cgroup CPU quota: docs/threads.md); at most 256. Wide layers of large
         batches that run in BLAS use BLAS's own thread settings (see threadpoolctl).
     """
     return _config.get_num_threads()

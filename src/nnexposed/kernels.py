@@ -19,14 +19,22 @@ CompiledNetwork = _build.CompiledNetwork
 activate_inplace = _build.activate_inplace
 openmp_enabled = _build.openmp_enabled
 default_threads = _build.default_threads
+cap_default_threads = _build.cap_default_threads
 blas_available = _build.blas_available
+allow_backoff = _build.allow_backoff
+thread_policy = _build.thread_policy
+reset_thread_policy = _build.reset_thread_policy
 
 __all__ = [
     "ACTIVATION_NAMES",
     "ISA",
     "CompiledNetwork",
     "activate_inplace",
+    "allow_backoff",
     "blas_available",
+    "cap_default_threads",
     "default_threads",
     "openmp_enabled",
+    "reset_thread_policy",
+    "thread_policy",
 ]

@@ -21,6 +21,9 @@ from nnexposed._config import counting_paths
 
 n_threads, seconds, omp_threads, sizes, batches, settings = {args}
 nnexposed.set_config(**settings)
+# 16 threads on few cores make parallel forwards slower than one thread: the paths under
+# test would back off to one thread (docs/threads.md).
+nnexposed.kernels.allow_backoff(False)
 rng = np.random.default_rng(0)
 activations = list(nnexposed.ACTIVATIONS)
 layers = []

@@ -125,6 +125,8 @@ cdef class CompiledNetwork:
         cdef ForwardPlan plan
         cdef cnp.npy_intp dims[2]
         cdef int ndim, status
+        cdef long long started = 0
+        cdef ParallelWatch watch
         cdef Py_ssize_t batch
         if is_behaved(x, self.typenum):
             xa = <cnp.ndarray>x
@@ -162,17 +164,22 @@ cdef class CompiledNetwork:
         nnx_count(settings_state, plan.path)
         if plan.n_threads > 1:
             nnx_note_openmp_started(settings_state)
+            started = nnx_now_ns()
+        memset(&watch, 0, sizeof(watch))
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
                 status = network_forward(&plan, self.layers, self.n_layers, self.max_width,
                                          <const float*>cnp.PyArray_DATA(xa),
-                                         <float*>cnp.PyArray_DATA(oa), batch)
+                                         <float*>cnp.PyArray_DATA(oa), batch, &watch)
             else:
                 status = network_forward(&plan, self.layers, self.n_layers, self.max_width,
                                          <const double*>cnp.PyArray_DATA(xa),
-                                         <double*>cnp.PyArray_DATA(oa), batch)
+                                         <double*>cnp.PyArray_DATA(oa), batch, &watch)
         if status != 0:
             raise MemoryError("no memory for the forward pass workspace")
+        if watch.regions > 0:
+            policy.last_caller_share = watch.caller_work / watch.total_work
+            observe_parallel(started, nnx_now_ns(), watch.elapsed_ns, serial_estimate(&watch))
         if plan.may_share:
             nnx_set_last_shared_end(settings_state, nnx_now_ns())
         return oa
@@ -211,7 +218,8 @@ cdef class CompiledNetwork:
             pairs.append((pre_k, post_k))
         read_settings(settings)
         threads = threads_for_call(threads, settings, settings_state)
-        if batch * self.macs_per_sample < settings[NNX_PARALLEL_MIN_MACS]:
+        if (batch * self.macs_per_sample < settings[NNX_PARALLEL_MIN_MACS]
+                or threads > 1 and backing_off()):
             threads = 1
         elif threads > 1:
             nnx_note_openmp_started(settings_state)

@@ -11,6 +11,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.limits cimport INT_MAX
 from libc.math cimport exp, expf, fabs, fabsf, tanh, tanhf
+from libc.string cimport memset
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 
 cimport numpy as cnp
@@ -39,6 +40,7 @@ ACTIVATION_NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"
 
 include "declarations.pxi"
 include "threads.pxi"
+include "thread_policy.pxi"
 include "blas.pxi"
 include "activations.pxi"
 include "dense.pxi"

@@ -109,33 +109,59 @@ cdef void dense_rows(const LayerPlan* layer, const floating* x, floating* y, Py_
                   y + panels_end, n_in, last - panels_end)
 
 
+cdef void layer_rows_shared(const LayerPlan* layer, const floating* x, floating* y,
+                            int n_threads, ParallelWatch* watch) noexcept nogil:
+    """y = weights @ x + biases for one sample, ROW_CHUNK rows at a time claimed by
+    ``n_threads`` threads as they come free (see claims.h)."""
+    cdef int member, team
+    cdef Py_ssize_t n_in = layer.n_in
+    cdef Py_ssize_t n_chunks = (layer.n_out + ROW_CHUNK - 1) // ROW_CHUNK
+    cdef Py_ssize_t chunk, first, count
+    cdef long long started, caller_started
+    cdef const floating* weights = <const floating*>layer.weights
+    cdef const floating* biases = <const floating*>layer.biases
+    cdef nnx_counter counters[2]    # pieces claimed, pieces finished
+    counters[0].value = 0
+    counters[1].value = 0
+    nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
+    started = nnx_now_ns()
+    with parallel(num_threads=n_threads):
+        member = threadid()
+        team = nnx_team_size()
+        caller_started = nnx_now_ns() if member == 0 else 0
+        while True:
+            delay_if_asked(member, team, &counters[1], n_chunks)
+            chunk = nnx_claim(&counters[0])
+            if chunk >= n_chunks:
+                break
+            first = chunk * ROW_CHUNK
+            count = min(<Py_ssize_t>ROW_CHUNK, layer.n_out - first)
+            dense_row(x, weights + first * n_in, biases + first, y + first, n_in, count)
+            if member == 0:
+                watch.caller_work += count * n_in
+            nnx_add_done(&counters[1], 1)
+        if member == 0:
+            watch.caller_ns += nnx_now_ns() - caller_started
+    watch.elapsed_ns += nnx_now_ns() - started
+    watch.total_work += layer.n_out * n_in
+    watch.regions += 1
+
+
 cdef void network_row(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize_t n_layers,
                       const floating* x, floating* out, floating* work,
-                      Py_ssize_t max_width) noexcept nogil:
+                      Py_ssize_t max_width, ParallelWatch* watch) noexcept nogil:
     """All layers on one sample; work holds 2 * max_width values.
 
     The layers the plan splits (layer_splits_rows) share their output neurons among
-    ``plan.n_threads`` threads, ROW_CHUNK rows at a time.
+    ``plan.n_threads`` threads (layer_rows_shared).
     """
-    cdef Py_ssize_t k, chunk, n_chunks, first, count
+    cdef Py_ssize_t k
     cdef const floating* src = x
     cdef floating* dst
-    cdef const floating* weights
-    cdef const floating* biases
     for k in range(n_layers):
         dst = out if k == n_layers - 1 else work + (k % 2) * max_width
-        weights = <const floating*>layers[k].weights
-        biases = <const floating*>layers[k].biases
         if layer_splits_rows(plan, &layers[k]):
-            # Chunks of rows handed out as threads come free: a thread slowed by another
-            # process (another library's spinning BLAS threads, say) delays nobody.
-            n_chunks = (layers[k].n_out + ROW_CHUNK - 1) // ROW_CHUNK
-            nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
-            for chunk in prange(n_chunks, num_threads=plan.n_threads, schedule="dynamic"):
-                first = chunk * ROW_CHUNK
-                count = min(<Py_ssize_t>ROW_CHUNK, layers[k].n_out - first)
-                dense_row(src, weights + first * layers[k].n_in, biases + first,
-                          dst + first, layers[k].n_in, count)
+            layer_rows_shared(&layers[k], src, dst, plan.n_threads, watch)
         else:
             dense_rows(&layers[k], src, dst, 0, layers[k].n_out)
         layer_activate(&layers[k], dst, 1)
@@ -144,42 +170,74 @@ cdef void network_row(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize
 
 cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
                             floating* out, floating* work, Py_ssize_t max_width,
-                            int n_threads) noexcept nogil:
-    """network_row with each layer's output neurons shared among ``n_threads`` threads, a
-    run of whole panels to each; work holds 2 * max_width values.
+                            int n_threads, nnx_counter* counters,
+                            ParallelWatch* watch) noexcept nogil:
+    """network_row with each layer's output neurons shared among ``n_threads`` threads, in
+    pieces of one panel (OUT_BLOCK neurons) claimed as threads come free; work holds
+    2 * max_width values, counters n_layers * (n_threads + 1) zeroed ones.
 
-    A thread takes the same neurons on every call, so its share of the weights stays in its
-    own core's cache: a network too big for one core's L2 runs from two.
+    Each thread has a run of panels of its own, the same on every call, which it claims
+    first, so that its share of the weights stays in its core's cache (a network too big for
+    one core's L2 runs from two); then it helps with the others' runs. A thread that comes
+    late (the OS gave its core to another process) finds its run done by the others.
     """
-    cdef int member, team
-    cdef Py_ssize_t k, n_blocks, first, last
+    cdef int member, team, r, run
+    cdef Py_ssize_t k, n_pieces, run_first, run_length, index, first, last
+    cdef long long started, layer_started, target
+    cdef bint softmax
+    cdef nnx_counter* runs
+    cdef nnx_counter* done
     cdef const floating* src
     cdef floating* dst
     nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
+    started = nnx_now_ns()
     with parallel(num_threads=n_threads):
         member = threadid()
         team = nnx_team_size()
         src = x
         for k in range(n_layers):
+            layer_started = nnx_now_ns() if member == 0 else 0
             dst = out if k == n_layers - 1 else work + (k % 2) * max_width
-            n_blocks = (layers[k].n_out + OUT_BLOCK - 1) // OUT_BLOCK
-            first = min(n_blocks * member // team * OUT_BLOCK, layers[k].n_out)
-            last = min(n_blocks * (member + 1) // team * OUT_BLOCK, layers[k].n_out)
-            if first < last:
-                dense_rows(&layers[k], src, dst, first, last)
-                if layers[k].activation != ACT_SOFTMAX:
-                    activate(dst + first, last - first, layers[k].activation,
-                             <floating>layers[k].alpha)
+            n_pieces = (layers[k].n_out + OUT_BLOCK - 1) // OUT_BLOCK
+            softmax = layers[k].activation == ACT_SOFTMAX
+            runs = counters + k * (n_threads + 1)
+            done = runs + n_threads
+            for r in range(team):
+                run = (member + r) % team
+                run_first = n_pieces * run // team
+                run_length = n_pieces * (run + 1) // team - run_first
+                while True:
+                    delay_if_asked(member, team, done, n_pieces)
+                    index = nnx_claim(&runs[run])
+                    if index >= run_length:
+                        break
+                    first = (run_first + index) * OUT_BLOCK
+                    last = min(first + OUT_BLOCK, layers[k].n_out)
+                    dense_rows(&layers[k], src, dst, first, last)
+                    if not softmax:
+                        activate(dst + first, last - first, layers[k].activation,
+                                 <floating>layers[k].alpha)
+                    if member == 0:
+                        watch.caller_work += (last - first) * layers[k].n_in
+                    nnx_add_done(done, 1)
+            target = n_pieces
+            if member == 0:
+                watch.caller_ns += nnx_now_ns() - layer_started
+                if softmax:
+                    nnx_wait_done(done, n_pieces)
+                    softmax_strided(dst, layers[k].n_out, 1)
+                    nnx_add_done(done, 1)
+            if softmax:
+                target = n_pieces + 1
             # The next layer reads all of dst; after the last one, the end of the parallel
             # region waits for every thread.
-            if k < n_layers - 1 or layers[k].activation == ACT_SOFTMAX:
-                nnx_barrier()
-            if layers[k].activation == ACT_SOFTMAX:
-                if member == 0:
-                    softmax_strided(dst, layers[k].n_out, 1)
-                if k < n_layers - 1:
-                    nnx_barrier()
+            if k < n_layers - 1:
+                nnx_wait_done(done, target)
             src = dst
+    watch.elapsed_ns += nnx_now_ns() - started
+    for k in range(n_layers):
+        watch.total_work += layers[k].n_out * layers[k].n_in
+    watch.regions += 1
 
 
 cdef inline const floating* rows_from(const floating* x, Py_ssize_t first, Py_ssize_t batch,
@@ -188,11 +246,68 @@ cdef inline const floating* rows_from(const floating* x, Py_ssize_t first, Py_ss
     return x + first * n_in if first < batch else NULL
 
 
+cdef void network_blocks_shared(const ForwardPlan* plan, const LayerPlan* layers,
+                                Py_ssize_t n_layers, Py_ssize_t max_width, const floating* x,
+                                floating* out, Py_ssize_t batch, floating* work,
+                                ParallelWatch* watch) noexcept nogil:
+    """network_block on every block of ``plan.cols`` samples, blocks claimed by
+    ``plan.n_threads`` threads as they come free; work holds n_threads * 2 * max_width *
+    cols values."""
+    cdef int member, team
+    cdef int n_threads = plan.n_threads
+    cdef Py_ssize_t cols = plan.cols
+    cdef Py_ssize_t n_in = layers[0].n_in
+    cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
+    cdef Py_ssize_t n_blocks = (batch + cols - 1) // cols
+    cdef Py_ssize_t block_size = 2 * max_width * cols
+    cdef Py_ssize_t k, block, first, rows
+    cdef long long started, caller_started
+    cdef double macs_per_sample = 0
+    cdef nnx_counter counters[2]    # blocks claimed, blocks finished
+    for k in range(n_layers):
+        macs_per_sample += layers[k].n_in * layers[k].n_out
+    counters[0].value = 0
+    counters[1].value = 0
+    nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
+    started = nnx_now_ns()
+    with parallel(num_threads=n_threads):
+        member = threadid()
+        team = nnx_team_size()
+        caller_started = nnx_now_ns() if member == 0 else 0
+        while True:
+            delay_if_asked(member, team, &counters[1], n_blocks)
+            block = nnx_claim(&counters[0])
+            if block >= n_blocks:
+                break
+            first = block * cols
+            rows = min(cols, batch - first)
+            # Fetch the input of the block n_threads further on: the one this thread
+            # probably takes next.
+            network_block(plan, layers, n_layers, x + first * n_in, out + first * n_out, rows,
+                          cols, work + member * block_size, max_width,
+                          rows_from(x, first + n_threads * cols, batch, n_in),
+                          min(cols, max(0, batch - first - n_threads * cols)))
+            if member == 0:
+                watch.caller_work += rows * macs_per_sample
+            nnx_add_done(&counters[1], 1)
+        if member == 0:
+            watch.caller_ns += nnx_now_ns() - caller_started
+    watch.elapsed_ns += nnx_now_ns() - started
+    watch.total_work += batch * macs_per_sample
+    watch.regions += 1
+
+
+cdef enum:
+    # Counters of a shared one-sample forward held on the stack (else allocated).
+    STACK_COUNTERS = 32
+
+
 cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize_t n_layers,
                          Py_ssize_t max_width, const floating* x, floating* out,
-                         Py_ssize_t batch) noexcept nogil:
+                         Py_ssize_t batch, ParallelWatch* watch) noexcept nogil:
     """Forward ``batch`` samples (rows of x) through all layers as planned (plan_forward).
-    Returns -1 if out of memory.
+    Returns -1 if out of memory. ``watch`` adds up what the caller saw of the parallel
+    regions (for the back-off, thread_policy.pxi).
 
     The workspace comes from PyMem_RawMalloc (callable without the GIL, seen by tracemalloc).
     """
@@ -203,6 +318,10 @@ cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ss
     cdef int n_threads = plan.n_threads
     cdef floating stack_work[2 * STACK_WIDTH]
     cdef floating* work
+    cdef nnx_counter stack_counters[STACK_COUNTERS]
+    cdef nnx_counter* counters = stack_counters
+    cdef Py_ssize_t n_counters = n_layers * (n_threads + 1)
+    cdef bint shared = plan.path == PATH_SHARED_PANELS
     if plan.path != PATH_TILES and plan.path != PATH_BLAS:
         if max_width <= STACK_WIDTH:
             work = stack_work
@@ -210,15 +329,24 @@ cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ss
             work = <floating*>PyMem_RawMalloc(2 * max_width * sizeof(floating))
             if work == NULL:
                 return -1
+        if shared and n_counters > STACK_COUNTERS:
+            counters = <nnx_counter*>PyMem_RawMalloc(n_counters * sizeof(nnx_counter))
+            if counters == NULL:
+                if work != stack_work:
+                    PyMem_RawFree(work)
+                return -1
         for s in range(batch):
-            if plan.path == PATH_SHARED_PANELS:
+            if shared:
+                memset(counters, 0, n_counters * sizeof(nnx_counter))
                 network_row_split(layers, n_layers, x + s * n_in, out + s * n_out, work,
-                                  max_width, n_threads)
+                                  max_width, n_threads, counters, watch)
             else:
                 network_row(plan, layers, n_layers, x + s * n_in, out + s * n_out, work,
-                            max_width)
+                            max_width, watch)
         if work != stack_work:
             PyMem_RawFree(work)
+        if counters != stack_counters:
+            PyMem_RawFree(counters)
         return 0
 
     n_blocks = (batch + cols - 1) // cols
@@ -226,8 +354,6 @@ cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ss
     work = <floating*>PyMem_RawMalloc(n_threads * block_size * sizeof(floating))
     if work == NULL:
         return -1
-    # Each block fetches the input of the block n_threads further on: the one this thread
-    # probably takes next.
     if n_threads == 1:
         for block in range(n_blocks):
             first = block * cols
@@ -237,13 +363,6 @@ cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ss
                           rows_from(x, first + cols, batch, n_in),
                           min(cols, max(0, batch - first - cols)))
     else:
-        nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
-        for block in prange(n_blocks, num_threads=n_threads, schedule="dynamic"):
-            first = block * cols
-            rows = min(cols, batch - first)
-            network_block(plan, layers, n_layers, x + first * n_in, out + first * n_out, rows,
-                          cols, work + threadid() * block_size, max_width,
-                          rows_from(x, first + n_threads * cols, batch, n_in),
-                          min(cols, max(0, batch - first - n_threads * cols)))
+        network_blocks_shared(plan, layers, n_layers, max_width, x, out, batch, work, watch)
     PyMem_RawFree(work)
     return 0

@@ -46,11 +46,13 @@ cdef inline bint layer_splits_rows(const ForwardPlan* plan, const LayerPlan* lay
 cdef inline int threads_for_call(int threads, const long long* settings,
                                  nnx_shared_state* state) noexcept nogil:
     """Threads a call may use: ``threads`` if > 0, else the ``threads`` setting if > 0, else
-    OpenMP's default; at most MAX_THREADS; 1 after a fork() of a process that ran threads."""
+    default_threads() (OpenMP's default capped by the CPUs the process may use); at most
+    MAX_THREADS; 1 after a fork() of a process that ran threads."""
     if nnx_openmp_unusable(state):
         return 1
     if threads <= 0:
-        threads = <int>settings[NNX_THREADS] if settings[NNX_THREADS] > 0 else nnx_max_threads()
+        threads = (<int>settings[NNX_THREADS] if settings[NNX_THREADS] > 0
+                   else default_thread_count())
     return min(threads, NNX_MAX_THREADS)
 
 
@@ -85,7 +87,9 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
                                                                                   min_macs
     ============  ==============================================================  ==========
 
-    After a fork() of a process that ran threads, every path runs on one thread.
+    After a fork() of a process that ran threads, every path runs on one thread; so does
+    every path but a forced ("always") shared_panels while the process backs off after a
+    parallel forward that was slower than one thread (thread_policy.pxi).
     """
     cdef ForwardPlan plan
     cdef Py_ssize_t k, n_blocks
@@ -103,14 +107,15 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     if batch < MIN_TILED_BATCH:
         plan.path = PATH_ONE_SAMPLE
         if plan.may_share and threads > 1 and sharing != NNX_NEVER and (
-                sharing == NNX_ALWAYS or threads_awake(state)):
+                sharing == NNX_ALWAYS or threads_awake(state) and not backing_off()):
             plan.path = PATH_SHARED_PANELS
             plan.n_threads = threads
         elif parallel_worth_it and threads > 1:
             for k in range(n_layers):
                 if layers[k].n_in * layers[k].n_out >= plan.row_split_min_macs:
-                    plan.path = PATH_ROW_SPLIT
-                    plan.n_threads = threads
+                    if not backing_off():
+                        plan.path = PATH_ROW_SPLIT
+                        plan.n_threads = threads
                     break
         return plan
     plan.cols = blas_block_cols(batch)
@@ -122,6 +127,6 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     if plan.path == PATH_TILES:
         plan.cols = TILE
         n_blocks = (batch + TILE - 1) // TILE
-        if parallel_worth_it:
-            plan.n_threads = <int>max(1, min(threads, n_blocks))
+        if parallel_worth_it and threads > 1 and n_blocks > 1 and not backing_off():
+            plan.n_threads = <int>min(threads, n_blocks)
     return plan
