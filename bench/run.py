@@ -185,8 +185,10 @@ def case_label(name, batch):
     return f"{name} batch {batch:,}"
 
 
-def max_error(out, ref, rtol):
-    """(max |out - ref|, allowed error) or raises ValueError on a shape mismatch."""
+def max_error(out, ref, rtol=None):
+    """(max |out - ref|, allowed error: rtol * max|ref|, by default the tolerance of ref's
+    dtype) or raises ValueError on a shape mismatch."""
+    rtol = RTOL[str(ref.dtype)] if rtol is None else rtol
     out = np.asarray(out).reshape(ref.shape) if np.size(out) == ref.size else None
     if out is None:
         raise ValueError("output has the wrong size")

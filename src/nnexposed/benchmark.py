@@ -131,8 +131,8 @@ def run(sizes_list, batches, dtype="float32", *, repeat=7, progress=None):
 def format_table(rows):
     """The rows as an aligned text table; where other processes used the CPUs while a row
     was timed, a column of their share and a note below the table."""
-    header = ("network", "batch", "dtype", "precision", "nnexposed µs", "numpy µs",
-              "python µs", "vs numpy")
+    header = ("network", "batch", "dtype", "nnexposed µs", "numpy µs", "python µs",
+              "vs numpy", "precision")
     shares = [r.get("others_busy") for r in rows]
     notice = busy_notice(max((s for s in shares if s is not None), default=None))
 
@@ -140,9 +140,9 @@ def format_table(rows):
         return "-" if us is None else f"{us:,.2f}" if us < 100 else f"{us:,.0f}"
 
     cells = [header] + [
-        (r["network"], f"{r['batch']:,}", r["dtype"], r.get("precision", r["dtype"]),
-         fmt(r["nnexposed_us"]),
-         fmt(r["numpy_us"]), fmt(r["python_us"]), f"{r['speedup_vs_numpy']:.1f}x")
+        (r["network"], f"{r['batch']:,}", r["dtype"], fmt(r["nnexposed_us"]),
+         fmt(r["numpy_us"]), fmt(r["python_us"]), f"{r['speedup_vs_numpy']:.1f}x",
+         r.get("precision", r["dtype"]))
         for r in rows
     ]
     if notice:
