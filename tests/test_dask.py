@@ -199,3 +199,32 @@ def test_bad_input_is_refused_before_computing(rng):
         nndask.predict(network, frame, columns=["a", "b", "c"], output_columns=["p", "q", "r"])
     with pytest.raises(ValueError, match="output column 'a' already exists"):
         nndask.predict(network, frame, columns=["a", "b", "c"], output_columns=["a", "q"])
+
+
+def test_predict_command_on_the_cluster(client, rng, tmp_path, capsys):
+    pq = pytest.importorskip("pyarrow.parquet")
+    from nnexposed import cli
+
+    network = network_of(rng, [4, 6, 3], np.float32)
+    nnexposed.save(network, tmp_path / "model.npz")
+    frame = pd.DataFrame(rng.standard_normal((1000, 4)), columns=list("abcd"))
+    frame["id"] = np.arange(1000)
+    frame.to_parquet(tmp_path / "in.parquet", row_group_size=128)
+    address = client.scheduler.address
+    assert cli.main(["predict", str(tmp_path / "model.npz"), str(tmp_path / "in.parquet"),
+                     "-o", str(tmp_path / "out.parquet"), "--columns", "a,b,c,d",
+                     "--keep-columns", "id", "--batch-size", "100",
+                     "--scheduler", address]) == 0
+    result = pq.read_table(tmp_path / "out.parquet").to_pandas()
+    assert list(result.columns) == ["id", "output_0", "output_1", "output_2"]
+    assert list(result["id"]) == list(range(1000))   # in the input's order
+    assert_close(result.iloc[:, 1:].to_numpy(), nnexposed.forward(network, frame.iloc[:, :4]),
+                 np.float32)
+    # An unreachable scheduler: one line, no file.
+    assert cli.main(["predict", str(tmp_path / "model.npz"), str(tmp_path / "in.parquet"),
+                     "-o", str(tmp_path / "other.npy"), "--columns", "a,b,c,d",
+                     "--scheduler", "tcp://127.0.0.1:1"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("nnexposed predict: error: cannot reach the Dask scheduler at "
+                            "tcp://127.0.0.1:1")
+    assert error.count("\n") == 1 and not (tmp_path / "other.npy").exists()

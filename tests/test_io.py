@@ -160,8 +160,16 @@ def test_the_good_file_loads(tmp_path):
 
 BAD_HEADERS = [
     (with_changes(GOOD_HEADER, format="other"), "expected format 'nnexposed-model'"),
-    (with_changes(GOOD_HEADER, version=3), "unsupported format version 3"),
-    (with_changes(GOOD_HEADER, version=2), r"missing \['precision'\]"),
+    (with_changes(GOOD_HEADER, version=3), "unsupported format version 3; this nnexposed "
+                                           "reads versions 1 and 2"),
+    # Version 2's precision is optional (the dtype's), but must be one nnexposed knows.
+    (with_changes(GOOD_HEADER, version=2, precision="float32"),
+     "expected precision 'int8', 'float16', 'bfloat16' or the header's dtype 'float64'"),
+    (with_changes(GOOD_HEADER, version=2, precision="int8"), "int8 networks compute in float32"),
+    (with_changes(GOOD_HEADER, precision="float64"), r"unexpected \['precision'\]"),
+    (with_changes(GOOD_HEADER, version=2, layers=[{**GOOD_HEADER["layers"][0], "kind": "conv"},
+                                                  *GOOD_HEADER["layers"][1:]]),
+     "unknown kind 'conv'; expected one of: 'dense', 'layer_norm'"),
     (with_changes(GOOD_HEADER, version="1"), "unsupported format version '1'"),
     (with_changes(GOOD_HEADER, version=True), "unsupported format version True"),
     ({k: v for k, v in GOOD_HEADER.items() if k != "dtype"}, r"missing \['dtype'\]"),
@@ -299,8 +307,11 @@ def test_huge_layers_declared_with_little_data(tmp_path):
                                                           np.uint8)))
         archive.writestr("weights_0.npy", raw)
         archive.writestr("biases_0.npy", _npy(arrays["biases_0"]))
-    with pytest.raises(ValueError, match=r"'weights_0': the archive holds"):
+    with pytest.raises(ValueError, match=r"declares layers of 80,000,800,000 bytes, more than "
+                                         r"max_bytes=4,294,967,296"):
         nnexposed.load(path)
+    with pytest.raises(ValueError, match=r"'weights_0': the archive holds"):
+        nnexposed.load(path, max_bytes=None)
 
 
 def _npy(array):
@@ -369,3 +380,99 @@ def test_every_truncation_and_corruption_gives_value_error(tmp_path, article_net
         # A flip that the zip format does not notice (e.g. in a timestamp) may load,
         # but then it must still be a valid network of the same shape.
         assert network.sizes == article_network.sizes
+
+
+# --------------------------------------------------------------------------------------------
+# Untrusted files: max_bytes, decompression bombs
+# --------------------------------------------------------------------------------------------
+
+
+def zeros_model(path, n, dtype="float32"):
+    """A compressed model file of one n x n layer of zeros: a small file, a big model."""
+    header = with_changes(GOOD_HEADER, dtype=dtype, layers=[
+        {"n_in": n, "n_out": n, "activation": "relu", "alpha": 0.01}])
+    np.savez_compressed(path, header=np.frombuffer(json.dumps(header).encode(), np.uint8),
+                        weights_0=np.zeros((n, n), dtype), biases_0=np.zeros(n, dtype))
+    return path
+
+
+def test_decompression_bomb_is_refused_before_allocating(tmp_path):
+    """A 2,000 x 2,000 layer of zeros deflates to 16 kB; with max_bytes below its 16 MB,
+    load refuses it having allocated nothing of that size."""
+    import tracemalloc
+    path = zeros_model(tmp_path / "bomb.npz", 2000)
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"bomb.npz: its header declares layers of "
+                                             r"16,008,000 bytes, more than max_bytes=1,000,000"):
+            nnexposed.load(path, max_bytes=1_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak
+    assert nnexposed.load(path).sizes == (2000, 2000)           # the default allows it
+
+
+def test_max_bytes_is_a_bound_on_the_arrays(tmp_path, article_network):
+    path = tmp_path / "m.npz"
+    nnexposed.save(article_network, path)
+    n_bytes = article_network.n_params * article_network.dtype.itemsize
+    assert nnexposed.load(path, max_bytes=n_bytes).sizes == article_network.sizes
+    with pytest.raises(ValueError, match=f"declares layers of {n_bytes} bytes"):
+        nnexposed.load(path, max_bytes=n_bytes - 1)
+    for bad in (0, -5, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="max_bytes must be a positive int or None"):
+            nnexposed.load(path, max_bytes=bad)
+
+
+def test_implausible_compression_ratio_is_refused(tmp_path, monkeypatch):
+    """Deflate cannot inflate more than about 1032 bytes per byte: a member claiming more
+    lies about its size. (Zeros deflate at about 1000:1, so the bound is lowered here to
+    show the check at work on a file that zipfile can write.)"""
+    path = zeros_model(tmp_path / "m.npz", 300)
+    monkeypatch.setattr(nnexposed.io, "MAX_COMPRESSION_RATIO", 50)
+    with pytest.raises(ValueError, match=r"'weights_0': the archive claims 360,128 bytes from "
+                                         r"[\d,]+ compressed bytes, which is implausible"):
+        nnexposed.load(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Other libraries' files: load says which importer to use
+# --------------------------------------------------------------------------------------------
+
+
+def zip_bytes(members):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+FOREIGN = {
+    # torch.save's zip format, and its legacy pickle format.
+    "model.pt": (zip_bytes({"model/data.pkl": b"\x80\x02}q\x00.", "model/version": b"3"}),
+                 r"is a PyTorch file.*Network.from_state_dict\(path\)"),
+    "legacy.pth": (b"\x80\x02\x8a\x0alZ\xfc\x9cF\xf9 j\xa8P\x19.",
+                   "is a PyTorch file.*Network.from_torch"),
+    "model.onnx": (b"\x08\x08\x12\x07pytorch", r"is an ONNX model.*Network.from_onnx\(path\)"),
+    "model.safetensors": (len(b'{"a":1}').to_bytes(8, "little") + b'{"a":1}',
+                          r"is a safetensors file.*Network.from_state_dict\(path\)"),
+    "model.keras": (zip_bytes({"config.json": b"{}", "metadata.json": b"{}",
+                               "model.weights.h5": b""}),
+                    r"is a Keras model file.*keras.saving.load_model\(path\), then "
+                    r"nnexposed.Network.from_keras\(model\)"),
+    "model.h5": (b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "is an HDF5 file.*Network.from_keras"),
+}
+
+
+@pytest.mark.parametrize("name", list(FOREIGN))
+def test_foreign_files_name_the_importer(tmp_path, name):
+    content, message = FOREIGN[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        nnexposed.load(path)
+    with pytest.raises(ValueError, match=message), open(path, "rb") as f:
+        nnexposed.load(f)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from nnexposed import _dispatch, config_context
+from nnexposed._config import counting_paths
 
 TOLERANCES = {"float32": {"rtol": 2e-4, "atol": 2e-5}, "float64": {"rtol": 1e-10, "atol": 1e-12}}
 TILE = 32  # samples per tile (TILE in _kernels/declarations.pxi)
@@ -129,3 +130,22 @@ def test_same_bits_on_any_number_of_threads(core, dtype):
     one = net.forward(x, threads=1)
     for threads in (2, 3):
         np.testing.assert_array_equal(net.forward(x, threads=threads), one)
+
+
+@pytest.mark.parametrize("isa", runnable_builds())
+def test_blas_takes_only_huge_layers_by_default(isa):
+    """With ``blas`` "auto", BLAS takes layers from 2**22 weights in builds without AVX-512,
+    none in the AVX-512 build; the micro-kernel takes the rest."""
+    module = importlib.import_module(_dispatch.MODULES[isa])
+    if not module.blas_available():
+        pytest.skip("SciPy's BLAS is not available")
+    huge_path = "tiles" if module.tile_shape()["isa"] == "avx512" else "blas"
+    rng = np.random.default_rng(19)
+    for width, path in ((1024, "tiles"), (2048, huge_path)):
+        layers = [random_layer(rng, width, width, "relu")]
+        net = compile_network(module, layers, "float32")
+        x = rng.standard_normal((64, width)).astype("float32")
+        with config_context(blas="auto"), counting_paths() as counts:
+            out = net.forward(x)
+        assert counts[path] == 1, (width, dict(counts))
+        np.testing.assert_allclose(out, reference(layers, x), rtol=1e-3, atol=1e-4)

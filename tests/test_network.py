@@ -150,7 +150,8 @@ def test_network_checks_layer_chain():
         Network([Dense(np.ones((5, 3)), None), Dense(np.ones((2, 4)), None)])
     with pytest.raises(ValueError, match="at least one layer"):
         Network([])
-    with pytest.raises(TypeError, match=r"layers\[1\] must be a nnexposed.Dense, got ndarray"):
+    with pytest.raises(TypeError, match=r"layers\[1\] must be a nnexposed.Dense or LayerNorm, got "
+                                        r"ndarray"):
         Network([Dense(np.ones((5, 3)), None), np.ones((2, 5))])
     with pytest.raises(TypeError, match="wrap one in a list"):
         Network(Dense(np.ones((5, 3)), None))

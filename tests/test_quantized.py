@@ -448,3 +448,38 @@ def test_trace_of_reduced_precision_networks(rng, precision):
                                    atol=1e-6)
         np.testing.assert_allclose(got.output, want.output, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(values[-1].output, network(x), rtol=1e-6, atol=1e-7)
+
+
+def test_layer_norm_networks_are_not_quantized(tmp_path):
+    """One version 2 schema for both: reduced-precision Dense layers or LayerNorm layers."""
+    import json
+
+    from nnexposed import Dense, LayerNorm
+    network = Network([Dense(np.ones((3, 2)), None), LayerNorm(np.ones(3))])
+    with pytest.raises(ValueError, match="LayerNorm layers cannot be quantized to int8"):
+        network.quantize("int8")
+    with pytest.raises(ValueError, match="hold Dense layers only, not LayerNorm layers"):
+        Network([Dense(np.ones((3, 2), np.float32), None).quantize("float16"),
+                 LayerNorm(np.ones(3, np.float32))])
+    assert network.quantize("float32").precision == "float32"
+    path = tmp_path / "m.npz"
+    nnexposed.save(network, path)
+    with np.load(path) as data:
+        header = json.loads(data["header"].tobytes())
+    assert header["version"] == 2 and header["precision"] == "float64"
+    assert [layer["kind"] for layer in header["layers"]] == ["dense", "layer_norm"]
+    assert nnexposed.load(path).layers[1].eps == 1e-5
+    # Version 2 files without "precision" or the Dense layers' "kind" load too.
+    del header["precision"]
+    del header["layers"][0]["kind"]
+    arrays = {"weights_0": np.ones((3, 2)), "biases_0": np.zeros(3),
+              "weights_1": np.ones(3), "biases_1": np.zeros(3)}
+    np.savez(path, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    assert [type(layer) for layer in nnexposed.load(path).layers] == [Dense, LayerNorm]
+    # A reduced precision with a layer_norm layer is refused.
+    header = {**header, "dtype": "float32", "precision": "float16"}
+    arrays = {k: v.astype(np.float16 if k == "weights_0" else np.float32)
+              for k, v in arrays.items()}
+    np.savez(path, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    with pytest.raises(ValueError, match="float16 networks hold Dense layers only"):
+        nnexposed.load(path)

@@ -44,11 +44,12 @@ from nnexposed.inference import (  # noqa: E402
     trace,
 )
 from nnexposed.io import load, save  # noqa: E402
-from nnexposed.network import Dense, Network  # noqa: E402
+from nnexposed.network import Dense, LayerNorm, Network  # noqa: E402
 
 __all__ = [
     "ACTIVATIONS",
     "Dense",
+    "LayerNorm",
     "Network",
     "__version__",
     "config_context",

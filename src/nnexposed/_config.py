@@ -93,8 +93,9 @@ def set_config(**settings: Any) -> None:
         ``OMP_NUM_THREADS``, else the CPUs this process may use (its affinity mask, capped by
         its cgroup's CPU quota; docs/threads.md).
     blas : {"auto", "always", "never"}
-        SciPy's BLAS for wide layers of large batches: "auto" only in builds where it beats
-        the own kernels (without AVX2), "always" wherever a layer is wide enough.
+        SciPy's BLAS for wide layers of large batches: "auto" only where it beats the own
+        kernels (layers of at least 2**22 weights, in builds without AVX-512), "always"
+        wherever a layer is wide enough.
     shared_panels : {"auto", "always", "never"}
         One-sample forwards of mid-sized networks sharing each layer among threads: "auto"
         when they follow one another closely (the threads are still awake).

@@ -32,6 +32,8 @@ class CompiledNetwork:
         activations: Sequence[int],
         alphas: Sequence[float],
         keep_panels: bool = True,
+        kinds: Sequence[int] | None = None,
+        eps: Sequence[float] | None = None,
     ) -> None: ...
     def forward(
         self, x: npt.ArrayLike, out: npt.NDArray[np.floating] | None = None, threads: int = 0

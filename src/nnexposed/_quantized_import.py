@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from nnexposed.network import Dense, Network
+from nnexposed.network import Dense, LayerNorm, Network
 
 
 class Int8Weights:
@@ -45,6 +45,10 @@ def with_int8_layers(network: Network, sources: list[Int8Weights]) -> Network:
     remaining = list(sources)
     layers = []
     for layer in network.layers:
+        if isinstance(layer, LayerNorm):
+            raise ValueError("int8 networks hold Dense layers only; this dynamically quantized "
+                             "model has layer normalisation, which nnexposed cannot keep in "
+                             "an int8 network: import the float model instead")
         match = next((s for s in remaining if s.q.shape == layer.weights.shape
                       and np.array_equal(s.dequantized(), layer.weights)), None)
         if match is None:

@@ -9,6 +9,9 @@ import io
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
 
 from nnexposed.io import archive_arrays, load, save
 from nnexposed.network import Network
@@ -49,6 +52,46 @@ def cached_network(digest: str, data: Callable[[], bytes]) -> Network:
         while len(_cache) > CACHED_NETWORKS:
             _cache.popitem(last=False)
     return network
+
+
+def arrow_features(batch: Any, names: list[str], dtype: np.dtype) -> np.ndarray:
+    """The (rows, len(names)) array of a pyarrow RecordBatch's numeric columns ``names`` in
+    ``dtype``; nulls become NaN."""
+    x = np.empty((batch.num_rows, len(names)), dtype)
+    for j, name in enumerate(names):
+        x[:, j] = _numbers(batch.column(name))
+    return x
+
+
+def _numbers(array: Any) -> np.ndarray:
+    """A pyarrow array of bools, ints or floats as a NumPy array, nulls as NaN."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if array.null_count or not pa.types.is_floating(array.type):
+        array = pc.cast(array, pa.float64())
+    return array.to_numpy(zero_copy_only=False)
+
+
+def arrow_rows(lists: Any, n_in: int, dtype: np.dtype, name: str) -> np.ndarray:
+    """The (rows, n_in) array of a pyarrow list column holding ``n_in`` numbers per row; null
+    rows and null values become NaN."""
+    import pyarrow.compute as pc
+
+    x = np.full((len(lists), n_in), np.nan, dtype)
+    valid = lists.is_valid()
+    present = lists.filter(valid) if lists.null_count else lists
+    lengths = pc.list_value_length(present).to_numpy(zero_copy_only=False)
+    if len(lengths) and (lengths != n_in).any():
+        wrong = int(lengths[lengths != n_in][0])
+        raise ValueError(f"column {name!r} holds a row of {wrong} values, the network expects "
+                         f"{n_in}")
+    rows = _numbers(present.flatten()).reshape(-1, n_in)
+    if lists.null_count:
+        x[valid.to_numpy(zero_copy_only=False)] = rows
+    else:
+        x[:] = rows
+    return x
 
 
 def input_names(columns: Iterable[str] | None, available: Sequence[str], n_in: int) -> list[str]:

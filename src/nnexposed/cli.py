@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from nnexposed import benchmark
+from nnexposed import _predict, benchmark
 from nnexposed._show_versions import show_versions
 from nnexposed._version import __version__
 from nnexposed.activations import ACTIVATIONS
@@ -437,8 +437,61 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _column_names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
+    return names
+
+
+def add_predict(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "predict", help="score the rows of a .npy, .csv or .parquet file into another")
+    parser.add_argument("model", type=_model_file, metavar="MODEL",
+                        help="a model file written by nnexposed.save")
+    parser.add_argument("input", metavar="INPUT",
+                        help="rows to score: .npy (a 2-D array), .csv (with a header row) or "
+                             ".parquet")
+    parser.add_argument("-o", "--output", required=True, type=_output_file, metavar="OUTPUT",
+                        help="where to write the outputs: .npy, .csv or .parquet, written "
+                             "whole or not at all")
+    parser.add_argument("--columns", type=_column_names, metavar="A,B,...",
+                        help="the input's feature columns, in the network's order (default: "
+                             "all columns)")
+    parser.add_argument("--output-columns", type=_column_names, metavar="P,Q,...",
+                        help="names of the output columns (default: output_0, output_1, ...)")
+    parser.add_argument("--keep-columns", type=_column_names, metavar="ID,...",
+                        help="input columns copied to the output before the outputs, e.g. a "
+                             "key")
+    parser.add_argument("--batch-size", type=_positive_int, default=_predict.DEFAULT_BATCH_SIZE,
+                        metavar="N", help=f"rows per batch, which bound the memory used "
+                                          f"(default: {_predict.DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help="threads per forward pass (default: all cores; 1 per task with "
+                             "--scheduler)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="compute on the Dask cluster at ADDRESS, e.g. "
+                             "tcp://scheduler:8786 (needs nnexposed[dask])")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar (shown on stderr when it is a terminal)")
+    parser.set_defaults(run=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    network = _load_model(args.model)
+    try:
+        _predict.predict_file(
+            network, args.input, args.output, columns=args.columns,
+            output_columns=args.output_columns, keep_columns=args.keep_columns,
+            batch_size=args.batch_size, threads=args.threads, scheduler=args.scheduler,
+            progress=not args.quiet and sys.stderr.isatty())
+    except (_predict.PredictError, OSError, ValueError, TypeError) as error:
+        raise CommandError(_predict.one_line(error)) from None
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_bench, add_summary, add_draw, add_demo, add_info]
+    add_bench, add_summary, add_draw, add_demo, add_predict, add_info]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,9 +69,9 @@ def forward(network: Network, x: da.Array, *, threads: int | None = 1) -> da.Arr
     if x.numblocks[1] != 1:
         x = x.rechunk({1: -1})
     dtype = network.dtype
-    return x.map_blocks(_forward_block, _shared(network), threads,
-                        chunks=(x.chunks[0], (network.n_out,)), dtype=dtype,
-                        meta=np.empty((0, 0), dtype), token="nnexposed-forward")
+    return da.map_blocks(_forward_block, x, _shared(network), threads,
+                         chunks=(x.chunks[0], (network.n_out,)), dtype=dtype,
+                         meta=np.empty((0, 0), dtype), token="nnexposed-forward")
 
 
 def predict(network: Network, frame: dd.DataFrame, *, columns: Iterable[Any] | None = None,

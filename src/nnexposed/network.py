@@ -1,4 +1,4 @@
-"""The model: immutable ``Dense`` layers chained into a ``Network``.
+"""The model: immutable ``Dense`` and ``LayerNorm`` layers chained into a ``Network``.
 
 A layer's weights have shape (n_out, n_in), as the article's ``weights[neuron][input]`` and
 PyTorch's ``nn.Linear``; biases have shape (n_out,).
@@ -28,6 +28,7 @@ from nnexposed.activations import (
     DEFAULT,
     DEFAULT_ALPHAS,
     FloatArray,
+    _Default,
     activation_code,
     resolve_alpha,
 )
@@ -214,6 +215,123 @@ class Dense:
                 f"activation={self.activation!r}{alpha}, dtype={self.dtype}{precision})")
 
 
+def _layer_norm_from_state(weight, bias, eps, activation, alpha):
+    return LayerNorm(weight, bias, eps, activation, alpha=alpha)
+
+
+class LayerNorm:
+    """Layer normalisation: ``activation((x - mean) / sqrt(var + eps) * weight + bias)``.
+
+    The mean and the (biased) variance are taken over each sample's n features, and summed
+    in float64 in both dtypes. The layer maps n features to n (``n_in == n_out == n``).
+
+    Parameters
+    ----------
+    weight : array_like, shape (n,)
+        Per-feature scale after normalising (PyTorch's ``weight``, Keras's ``gamma``).
+    bias : array_like, shape (n,), optional
+        Per-feature shift (default zeros).
+    eps : float, default 1e-5
+        Added to the variance (>= 0; PyTorch's default).
+    activation : str, default "linear"
+        A name from ``nnexposed.ACTIVATIONS``, applied after the normalisation.
+    alpha : float, optional
+        The activation's parameter, as for ``Dense``.
+
+    Notes
+    -----
+    The arrays are copied and stored read-only, in float32 (float16/float32 weight) or
+    float64 (otherwise). NaN and inf propagate as in ``reference.forward_numpy``: one NaN or
+    inf makes the sample's outputs NaN.
+    """
+
+    __slots__ = ("weight", "bias", "eps", "activation", "alpha")
+    weight: FloatArray
+    bias: FloatArray
+    eps: float
+    activation: str
+    alpha: float
+
+    def __init__(self, weight: npt.ArrayLike, bias: npt.ArrayLike | None = None,
+                 eps: float = 1e-5, activation: str = "linear", *,
+                 alpha: float | _Default = DEFAULT) -> None:
+        w = as_real_array(weight, "weight")
+        if w.ndim != 1 or w.size == 0:
+            raise ValueError(f"expected a LayerNorm weight of shape (n,) with n >= 1, got "
+                             f"shape {w.shape}")
+        dtype = float_dtype_for(w.dtype)
+        b = np.zeros(w.shape, dtype) if bias is None else as_real_array(bias, "bias")
+        if b.shape != w.shape:
+            raise ValueError(f"expected a LayerNorm bias of shape {w.shape}, got shape "
+                             f"{b.shape}")
+        eps = float(eps)
+        if not (eps >= 0 and math.isfinite(eps)):
+            raise ValueError(f"expected eps >= 0 and finite, got {eps}")
+        activation_code(activation)
+        set_attr = object.__setattr__
+        set_attr(self, "weight", _read_only_copy(as_c_array(w, dtype)))
+        set_attr(self, "bias", _read_only_copy(as_c_array(b, dtype)))
+        set_attr(self, "eps", eps)
+        set_attr(self, "activation", activation)
+        set_attr(self, "alpha", resolve_alpha(alpha, activation))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("LayerNorm layers are immutable; build a new one instead")
+
+    def __delattr__(self, name):
+        raise AttributeError("LayerNorm layers are immutable; build a new one instead")
+
+    def __reduce__(self):
+        return _layer_norm_from_state, (self.weight, self.bias, self.eps, self.activation,
+                                        self.alpha)
+
+    @property
+    def n_in(self):
+        return self.weight.shape[0]
+
+    n_out = n_in
+
+    @property
+    def n_params(self):
+        return self.weight.size + self.bias.size
+
+    @property
+    def dtype(self):
+        return self.weight.dtype
+
+    @property
+    def precision(self):
+        """"float32" or "float64": LayerNorm layers have no reduced precision."""
+        return str(self.dtype)
+
+    @property
+    def nbytes(self):
+        """Bytes of weight and bias."""
+        return self.weight.nbytes + self.bias.nbytes
+
+    def astype(self, dtype):
+        """The same layer with float32 or float64 arrays."""
+        dtype = as_compute_dtype(dtype)
+        return LayerNorm(self.weight.astype(dtype), self.bias.astype(dtype), self.eps,
+                         self.activation, alpha=self.alpha)
+
+    def quantize(self, precision):
+        """The same layer in "float32" or "float64"; reduced precisions raise ValueError."""
+        precision = _precision.as_precision(precision)
+        if precision in _precision.FLOAT_PRECISIONS:
+            return self.astype(precision)
+        raise ValueError(f"LayerNorm layers cannot be quantized to {precision}; only networks "
+                         f"of Dense layers can")
+
+    def __repr__(self):
+        alpha = f", alpha={self.alpha}" if self.activation in DEFAULT_ALPHAS else ""
+        return (f"LayerNorm(n={self.n_in}, eps={self.eps}, activation={self.activation!r}"
+                f"{alpha}, dtype={self.dtype})")
+
+
+LAYER_TYPES = (Dense, LayerNorm)
+
+
 def _value_columns(layer, output):
     """Output range, fraction of zeros and dead units of one layer's output (samples, n_out)."""
     output = output.reshape(-1, layer.n_out)
@@ -238,17 +356,17 @@ class LayerValues(NamedTuple):
 
 
 class Network:
-    """Dense layers applied in order, run by compiled code: ``network(x)``.
+    """Dense and LayerNorm layers applied in order, run by compiled code: ``network(x)``.
 
     Parameters
     ----------
-    layers : iterable of Dense
+    layers : iterable of Dense or LayerNorm
         At least one; each layer's n_in must equal the previous layer's n_out. All layers
         take one dtype: float64 if any layer is float64, float32 otherwise.
 
     Attributes
     ----------
-    layers : tuple of Dense
+    layers : tuple of Dense or LayerNorm
         The layers, in the network's dtype.
     sizes : tuple of int
         Inputs, then each layer's outputs.
@@ -273,15 +391,15 @@ class Network:
 
     __slots__ = ("_layers", "_compiled")
 
-    def __init__(self, layers: Iterable[Dense]) -> None:
-        if isinstance(layers, Dense):
-            raise TypeError("Network takes a sequence of Dense layers; wrap one in a list")
+    def __init__(self, layers: Iterable[Dense | LayerNorm]) -> None:
+        if isinstance(layers, LAYER_TYPES):
+            raise TypeError("Network takes a sequence of layers; wrap one in a list")
         layers = tuple(layers)
         if not layers:
             raise ValueError("a network needs at least one layer, got none")
         for k, layer in enumerate(layers):
-            if not isinstance(layer, Dense):
-                raise TypeError(f"layers[{k}] must be a nnexposed.Dense, "
+            if not isinstance(layer, LAYER_TYPES):
+                raise TypeError(f"layers[{k}] must be a nnexposed.Dense or LayerNorm, "
                                 f"got {type(layer).__name__}")
         for k in range(1, len(layers)):
             if layers[k].n_in != layers[k - 1].n_out:
@@ -289,6 +407,10 @@ class Network:
                                  f"gives {layers[k - 1].n_out} outputs")
         precisions = {layer.precision for layer in layers}
         reduced = precisions - set(_precision.FLOAT_PRECISIONS)
+        if reduced and any(isinstance(layer, LayerNorm) for layer in layers):
+            raise ValueError(f"{', '.join(sorted(reduced))} networks hold Dense layers only, "
+                             f"not LayerNorm layers; keep networks with LayerNorm layers in "
+                             f"float32 or float64")
         if reduced and len(precisions) > 1:
             raise ValueError(f"all layers of a {', '.join(sorted(reduced))} network must share "
                              f"its precision, got {', '.join(layer.precision for layer in layers)}"
@@ -297,16 +419,20 @@ class Network:
         layers = tuple(layer if layer.dtype == dtype else layer.astype(dtype)
                        for layer in layers)
         self._layers = layers
+        norms = [layer for layer in layers if isinstance(layer, LayerNorm)]
         if reduced:
             from nnexposed import _quantized
             # the same forward(x, out, threads) as kernels.CompiledNetwork
             self._compiled: Any = _quantized.QuantizedNetwork(layers)
             return
         self._compiled = kernels.CompiledNetwork(
-            [layer.weights for layer in layers],
-            [layer.biases for layer in layers],
+            [layer.weight if isinstance(layer, LayerNorm) else layer.weights
+             for layer in layers],
+            [layer.bias if isinstance(layer, LayerNorm) else layer.biases for layer in layers],
             [activation_code(layer.activation) for layer in layers],
             [layer.alpha for layer in layers],
+            kinds=[int(isinstance(layer, LayerNorm)) for layer in layers] if norms else None,
+            eps=[layer.eps if isinstance(layer, LayerNorm) else 0.0 for layer in layers],
         )
 
     @classmethod
@@ -361,23 +487,26 @@ class Network:
         return cls(layers)
 
     @classmethod
-    def from_sklearn(cls, estimator):
-        """A fitted scikit-learn ``MLPClassifier`` / ``MLPRegressor`` as a Network.
+    def from_sklearn(cls, estimator: Any) -> Network:
+        """A fitted scikit-learn ``MLPClassifier`` / ``MLPRegressor``, or a Pipeline of
+        scalers ending with one, as a Network.
 
         Its output equals ``predict_proba`` / ``predict`` (as (batch, n_outputs)), in the
         estimator's dtype. Needs ``pip install "nnexposed[sklearn]"``.
         """
-        from nnexposed.importers import from_sklearn
+        from nnexposed.importers.sklearn import from_sklearn
         return from_sklearn(estimator)
 
     @classmethod
-    def from_torch(cls, module):
-        """A PyTorch ``nn.Sequential`` of Linear layers and activations as a Network.
+    def from_torch(cls, module: Any) -> Network:
+        """A PyTorch model as a Network: any ``nn.Module`` whose forward is a chain of
+        supported layers, a TorchScript module or a ``torch.export`` program.
 
-        Needs ``pip install "nnexposed[torch]"``; unsupported modules raise ValueError.
+        Read with eval semantics (BatchNorm's running statistics, Dropout ignored). Needs
+        ``pip install "nnexposed[torch]"``; unsupported layers raise ValueError.
         """
         from nnexposed._quantized_import import torch_without_dynamic_linears, with_int8_layers
-        from nnexposed.importers import from_torch
+        from nnexposed.importers.torch import from_torch
         module, int8_layers = torch_without_dynamic_linears(module)
         return with_int8_layers(from_torch(module), int8_layers)
 
@@ -389,9 +518,28 @@ class Network:
         ``pip install "nnexposed[onnx]"``; unsupported operators raise ValueError.
         """
         from nnexposed._quantized_import import onnx_without_integer_matmuls, with_int8_layers
-        from nnexposed.importers import from_onnx
+        from nnexposed.importers.onnx import from_onnx
         model, int8_layers = onnx_without_integer_matmuls(model)
         return with_int8_layers(from_onnx(model, output=output), int8_layers)
+
+    @classmethod
+    def from_keras(cls, model: Any) -> Network:
+        """A Keras 3 model (Sequential or a functional chain) as a Network.
+
+        Needs ``pip install "nnexposed[keras]"``; unsupported layers raise ValueError.
+        """
+        from nnexposed.importers.keras import from_keras
+        return from_keras(model)
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Any, activation: str = "relu",
+                        output_activation: str = "linear") -> Network:
+        """The Linear layers of a PyTorch state dict (a mapping, or a ``.pt`` / ``.pth`` /
+        ``.safetensors`` path) as a Network, with ``activation`` between them and
+        ``output_activation`` after the last one.
+        """
+        from nnexposed.importers.state_dict import from_state_dict
+        return from_state_dict(state_dict, activation, output_activation)
 
     def __reduce__(self):
         return Network, (self._layers,)
@@ -421,7 +569,7 @@ class Network:
                             f"{type(index).__name__}") from None
 
     @property
-    def layers(self) -> tuple[Dense, ...]:
+    def layers(self) -> tuple[Dense | LayerNorm, ...]:
         """The layers, in the network's dtype."""
         return self._layers
 
@@ -555,8 +703,8 @@ class Network:
             values = [_value_columns(layer, layer_values.output)
                       for layer, layer_values in zip(self._layers, self.trace(x))]
         return summary_table(self.sizes, [layer.activation for layer in self._layers],
-                             self.dtype, values, precision=self.precision,
-                             nbytes=self.nbytes)
+                             self.dtype, values, [_kind(layer) for layer in self._layers],
+                             precision=self.precision, nbytes=self.nbytes)
 
     def __repr__(self):
         activations = tuple(layer.activation for layer in self._layers)
@@ -566,8 +714,13 @@ class Network:
                 f"dtype={self.dtype}{precision})")
 
 
+def _kind(layer: Dense | LayerNorm) -> str:
+    return "layer_norm" if isinstance(layer, LayerNorm) else "dense"
+
+
 def summary_table(sizes: Sequence[int], activations: Sequence[str], dtype: npt.DTypeLike,
-                  values: Sequence[Sequence[str]] | None = None, *, precision: str | None = None,
+                  values: Sequence[Sequence[str]] | None = None,
+                  kinds: Sequence[str] | None = None, *, precision: str | None = None,
                   nbytes: int | None = None) -> str:
     """The table of ``Network.summary()`` from the layer sizes alone, allocating nothing.
 
@@ -581,6 +734,8 @@ def summary_table(sizes: Sequence[int], activations: Sequence[str], dtype: npt.D
         The network's dtype (for the size in bytes).
     values : sequence of (str, str, str), length n_layers, optional
         Each layer's output range, fraction of zeros and dead units, as columns.
+    kinds : sequence of str, length n_layers, optional
+        Each layer's kind, "dense" (the default) or "layer_norm".
     precision : str, optional
         How the weights are stored, when not in ``dtype`` ("int8", ...).
     nbytes : int, optional
@@ -593,11 +748,13 @@ def summary_table(sizes: Sequence[int], activations: Sequence[str], dtype: npt.D
     """
     sizes = tuple(int(size) for size in sizes)
     dtype = np.dtype(dtype)
-    params = [(n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:])]
+    kinds = ["dense"] * (len(sizes) - 1) if kinds is None else list(kinds)
+    params = [2 * n_out if kind == "layer_norm" else (n_in + 1) * n_out
+              for n_in, n_out, kind in zip(sizes, sizes[1:], kinds)]
     header = ["Layer", "Shape (in -> out)", "Activation", "Params"]
-    rows = [[f"dense_{k}", f"{n_in} -> {n_out}", activation, f"{n:,}"]
-            for k, (n_in, n_out, activation, n) in enumerate(
-                zip(sizes, sizes[1:], activations, params))]
+    rows = [[f"{kind}_{k}", f"{n_in} -> {n_out}", activation, f"{n:,}"]
+            for k, (n_in, n_out, activation, n, kind) in enumerate(
+                zip(sizes, sizes[1:], activations, params, kinds))]
     if values is not None:
         header += ["Output range", "Zero", "Dead units"]
         for row, cells in zip(rows, values):

@@ -8,6 +8,8 @@ one block per layer instead: a heat map of its weight matrix (n_out rows, n_in c
 
 import numpy as np
 
+from nnexposed.network import LayerNorm
+
 # Diverging colour maps: blue for negative, red for positive, white at zero.
 WEIGHT_CMAP = "RdBu_r"
 VALUE_CMAP = "RdBu_r"
@@ -88,6 +90,14 @@ def _node_positions(sizes):
             for k, n in enumerate(sizes)]
 
 
+def _weight_matrix(layer):
+    """A layer's (n_out, n_in) weights in float64; a LayerNorm's per-feature weight as the
+    diagonal matrix it multiplies the normalised features by."""
+    if isinstance(layer, LayerNorm):
+        return np.diag(layer.weight.astype(np.float64))
+    return layer.weights.astype(np.float64)
+
+
 def _layer_titles(network):
     return ["input"] + [f"{layer.activation}" for layer in network.layers]
 
@@ -99,7 +109,7 @@ def _draw_nodes(network, columns, ax):
     figure, ax = _axes(ax, (1.6 * len(sizes) + 1.5, 0.45 * height + 1.8))
     positions = _node_positions(sizes)
     for k, layer in enumerate(network.layers):
-        weights = layer.weights.astype(np.float64)
+        weights = _weight_matrix(layer)
         norm = _symmetric_norm(colors, weights)
         starts = np.repeat(positions[k][None, :, :], layer.n_out, axis=0).reshape(-1, 2)
         ends = np.repeat(positions[k + 1], layer.n_in, axis=0)
@@ -144,7 +154,7 @@ def _draw_blocks(network, columns, ax):
         # The block's height follows the layer's width (n_out).
         half = 0.3 + 1.7 * layer.n_out / tallest
         left = step * k
-        weights = layer.weights.astype(np.float64)
+        weights = _weight_matrix(layer)
         ax.imshow(weights, cmap=WEIGHT_CMAP, norm=_symmetric_norm(colors, weights),
                   extent=(left, left + 1.2, -half, half), aspect="auto",
                   interpolation="nearest")

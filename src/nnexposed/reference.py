@@ -11,7 +11,7 @@ import numpy as np
 from scipy.special import erfc as _erfc
 
 from nnexposed._validation import as_network_input
-from nnexposed.network import LayerValues, Network
+from nnexposed.network import LayerNorm, LayerValues, Network
 from nnexposed.precision import REDUCED_PRECISIONS, dequantize_weights, int8_matmul_reference
 
 # sqrt(1/2) and 2 * sqrt(2/pi), for gelu and its tanh approximation.
@@ -83,6 +83,17 @@ PYTHON_ACTIVATIONS = {
 }
 
 
+def layer_norm_python(values, weight, bias, eps):
+    """Layer normalisation of one sample: (x - mean) / sqrt(var + eps) * weight + bias."""
+    mean = sum(values) / len(values)
+    variance = sum((value - mean) * (value - mean) for value in values) / len(values)
+    try:
+        scale = 1.0 / math.sqrt(variance + eps)
+    except (ZeroDivisionError, ValueError):     # 0 variance and eps; NaN is not an error
+        scale = math.inf
+    return [(value - mean) * scale * w + b for value, w, b in zip(values, weight, bias)]
+
+
 def forward_python(network, x):
     """``nnexposed.forward`` written as plain Python loops over lists of floats.
 
@@ -95,18 +106,28 @@ def forward_python(network, x):
                          "forward_numpy is the reference of int8 ones")
     x = as_network_input(x, network.dtype, network.n_in)
     samples = x.tolist() if x.ndim == 2 else [x.tolist()]
-    layers = [(dequantize_weights(layer.weights, layer.scales).tolist()
-               if layer.precision in REDUCED_PRECISIONS else layer.weights.tolist(),
-               layer.biases.tolist(), layer.activation, layer.alpha)
+    layers = [(isinstance(layer, LayerNorm), _python_weights(layer),
+               (layer.bias if isinstance(layer, LayerNorm) else layer.biases).tolist(),
+               getattr(layer, "eps", 0.0), layer.activation, layer.alpha)
               for layer in network.layers]
     results = []
     for values in samples:
-        for weights, biases, activation, alpha in layers:
-            values = PYTHON_ACTIVATIONS[activation](
-                layer_output_python(values, weights, biases), alpha)
+        for norm, weights, biases, eps, activation, alpha in layers:
+            values = (layer_norm_python(values, weights, biases, eps) if norm
+                      else layer_output_python(values, weights, biases))
+            values = PYTHON_ACTIVATIONS[activation](values, alpha)
         results.append(values)
     result = np.array(results, dtype=network.dtype).reshape(len(samples), network.n_out)
     return result if x.ndim == 2 else result[0]
+
+
+def _python_weights(layer):
+    """A layer's weights as nested lists of floats (reduced precisions widened)."""
+    if isinstance(layer, LayerNorm):
+        return layer.weight.tolist()
+    if layer.precision in REDUCED_PRECISIONS:
+        return dequantize_weights(layer.weights, layer.scales).tolist()
+    return layer.weights.tolist()
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,7 +183,28 @@ def forward_numpy(network, x):
     (``nnexposed.precision.int8_matmul_reference``); bfloat16 and float16 layers compute in
     float32 with their weights widened to float32.
     """
-    return trace_numpy(network, x)[-1].output
+    _check_network(network)
+    x = as_network_input(x, network.dtype, network.n_in)
+    for layer in network.layers:
+        x = NUMPY_ACTIVATIONS[layer.activation](_pre_activation_numpy(layer, x), layer.alpha)
+    return x
+
+
+def _pre_activation_numpy(layer, x):
+    if isinstance(layer, LayerNorm):
+        return layer_norm_numpy(x, layer.weight, layer.bias, layer.eps)
+    return _affine_numpy(layer, x)
+
+
+def layer_norm_numpy(x, weight, bias, eps):
+    """Layer normalisation over the last axis, the moments in float64, the result in x's
+    dtype: (x - mean) / sqrt(var + eps) * weight + bias."""
+    wide = np.asarray(x, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):      # NaN and inf propagate
+        centred = wide - wide.mean(axis=-1, keepdims=True)
+        variance = (centred * centred).mean(axis=-1, keepdims=True)
+        scale = 1.0 / np.sqrt(variance + eps)
+        return (centred * scale * weight + bias).astype(x.dtype)
 
 
 def trace_numpy(network, x):
@@ -171,7 +213,7 @@ def trace_numpy(network, x):
     x = as_network_input(x, network.dtype, network.n_in)
     values = []
     for layer in network.layers:
-        pre = _affine_numpy(layer, x)
+        pre = _pre_activation_numpy(layer, x)
         x = NUMPY_ACTIVATIONS[layer.activation](pre, layer.alpha)
         values.append(LayerValues(pre, x))
     return tuple(values)

@@ -51,11 +51,15 @@ cdef class CompiledNetwork:
     cdef readonly object dtype
     cdef tuple arrays
 
-    def __cinit__(self, weights, biases, activations, alphas, bint keep_panels=True):
+    def __cinit__(self, weights, biases, activations, alphas, bint keep_panels=True,
+                  kinds=None, eps=None):
         """weights[k]: (n_out, n_in) and biases[k]: (n_out,), C-contiguous float32 or float64
         (all the same dtype); activations[k]: index into ACTIVATION_NAMES; alphas[k]: float.
         keep_panels: also keep small layers' weights as panels (LayerPlan.panels) for faster
-        one-sample forwards (worth it for a network used many times, not for a single call)."""
+        one-sample forwards (worth it for a network used many times, not for a single call).
+        kinds[k] (default all KIND_DENSE): KIND_LAYER_NORM makes layer k a layer
+        normalisation with weight weights[k]: (n,), bias biases[k]: (n,) and epsilon eps[k].
+        """
         cdef Py_ssize_t k, n_layers = len(weights)
         cdef cnp.ndarray w, b, layer_panels
         cdef long long settings[NNX_N_SETTINGS]
@@ -77,13 +81,27 @@ cdef class CompiledNetwork:
         self.max_width = 0
         self.macs_per_sample = 0
         self.keeps_panels = keep_panels
+        if kinds is not None and not (len(kinds) == len(eps) == n_layers):
+            raise ValueError("kinds and eps must have one entry per layer")
         for k in range(n_layers):
             # The kernels trust these invariants, so they are checked here, not assumed.
             w = weights[k]
             b = biases[k]
-            if not (is_behaved(w, self.typenum) and is_behaved(b, self.typenum)
-                    and w.ndim == 2 and b.ndim == 1 and b.shape[0] == w.shape[0]
-                    and w.shape[0] > 0 and w.shape[1] > 0):
+            self.layers[k].kind = KIND_DENSE if kinds is None else kinds[k]
+            self.layers[k].eps = 0.0 if kinds is None else eps[k]
+            if self.layers[k].kind == KIND_LAYER_NORM:
+                if not (is_behaved(w, self.typenum) and is_behaved(b, self.typenum)
+                        and w.ndim == 1 and b.ndim == 1 and b.shape[0] == w.shape[0] > 0
+                        and self.layers[k].eps >= 0):
+                    raise ValueError(f"layer {k}: layer normalisation needs C-contiguous "
+                                     f"{self.dtype} weight and bias of one shape (n,), "
+                                     f"and eps >= 0")
+                w = w.reshape(1, w.shape[0])          # as (n_out, n_in) = (1, n) below
+            elif self.layers[k].kind != KIND_DENSE:
+                raise ValueError(f"layer {k}: unknown layer kind {kinds[k]}")
+            elif not (is_behaved(w, self.typenum) and is_behaved(b, self.typenum)
+                      and w.ndim == 2 and b.ndim == 1 and b.shape[0] == w.shape[0]
+                      and w.shape[0] > 0 and w.shape[1] > 0):
                 raise ValueError(f"layer {k}: weights {np.shape(w)} / biases {np.shape(b)} are not "
                                  f"C-contiguous {self.dtype} arrays of shapes (n_out, n_in) "
                                  f"and (n_out,)")
@@ -99,6 +117,14 @@ cdef class CompiledNetwork:
             self.layers[k].weights = cnp.PyArray_DATA(w)
             self.layers[k].biases = cnp.PyArray_DATA(b)
             self.layers[k].panels = NULL
+            if self.layers[k].kind == KIND_LAYER_NORM:
+                # n -> n. The one-sample forward that shares panels among threads has no
+                # layer normalisation, so networks with one never take it.
+                self.layers[k].n_out = w.shape[1]
+                self.keeps_panels = False
+                self.max_width = max(self.max_width, w.shape[1])
+                self.macs_per_sample += 4 * w.shape[1]
+                continue
             if w.shape[0] * w.shape[1] > settings[NNX_PANEL_MAX_WEIGHTS]:
                 self.keeps_panels = False
             elif keep_panels and w.shape[0] >= OUT_BLOCK:

@@ -33,13 +33,20 @@ cdef enum:
     OUT_BLOCK = 64
 # The size thresholds of the paths are settings (nnexposed._config, plan_forward).
 
-# One dense layer as the kernels see it: raw pointers into arrays owned by the network.
+# Layer kinds: a dense layer, or layer normalisation (see layer_norm.pxi).
+cdef enum:
+    KIND_DENSE = 0
+    KIND_LAYER_NORM = 1
+
+# One layer as the kernels see it: raw pointers into arrays owned by the network.
 ctypedef struct LayerPlan:
+    int kind
     Py_ssize_t n_in
     Py_ssize_t n_out
     int activation
     double alpha
-    const void* weights    # (n_out, n_in), C order
+    double eps             # KIND_LAYER_NORM's epsilon
+    const void* weights    # (n_out, n_in), C order; KIND_LAYER_NORM: its weight (n_out,)
     const void* biases     # (n_out,)
     # n_out // OUT_BLOCK panels of (n_in, OUT_BLOCK): panel p holds weights[p * OUT_BLOCK:
     # (p + 1) * OUT_BLOCK].T, C order, 64-byte aligned; NULL for large or narrow layers.

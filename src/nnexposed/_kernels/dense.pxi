@@ -3,7 +3,7 @@
 # fixed length, whose loops become vector instructions of whatever ISA the module targets.
 
 cdef extern from "_kernels/isa_tuning.h":
-    enum: NNX_OWN_KERNELS_BEAT_BLAS
+    enum: NNX_BLAS_AUTO_MIN_WEIGHTS
 
 # The batched micro-kernel: one C source, its block shape chosen per ISA at compile time.
 cdef extern from "_kernels/microkernel.h":

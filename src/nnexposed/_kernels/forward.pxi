@@ -28,6 +28,10 @@ cdef void dense_block(const ForwardPlan* plan, const LayerPlan* layer, const flo
     cdef char no_transpose = b"N"
     cdef const floating* weights = <const floating*>layer.weights
     cdef const floating* biases = <const floating*>layer.biases
+    if layer.kind == KIND_LAYER_NORM:
+        layer_norm_block(layer, x, y, cols)
+        layer_activate(layer, y, cols)
+        return
     if layer_uses_blas(plan, layer, cols):
         # Row-major y (n_out, cols) is column-major y.T (cols, n_out) = x.T @ W.T, where
         # column-major x.T is row-major x and column-major W.T is row-major W.
@@ -160,7 +164,10 @@ cdef void network_row(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize
     cdef floating* dst
     for k in range(n_layers):
         dst = out if k == n_layers - 1 else work + (k % 2) * max_width
-        if layer_splits_rows(plan, &layers[k]):
+        if layers[k].kind == KIND_LAYER_NORM:
+            layer_norm_strided(src, dst, layers[k].n_out, 1, <const floating*>layers[k].weights,
+                               <const floating*>layers[k].biases, layers[k].eps)
+        elif layer_splits_rows(plan, &layers[k]):
             layer_rows_shared(&layers[k], src, dst, plan.n_threads, watch)
         else:
             dense_rows(&layers[k], src, dst, 0, layers[k].n_out)

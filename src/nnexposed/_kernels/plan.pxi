@@ -27,20 +27,29 @@ cdef inline Py_ssize_t blas_block_cols(Py_ssize_t batch) noexcept nogil:
 
 cdef inline bint blas_mode_allows(long long mode) noexcept nogil:
     """Whether the ``blas`` setting lets BLAS compute wide layers in this build."""
-    return mode == NNX_ALWAYS or mode == NNX_AUTO and not NNX_OWN_KERNELS_BEAT_BLAS
+    return mode == NNX_ALWAYS or mode == NNX_AUTO and NNX_BLAS_AUTO_MIN_WEIGHTS > 0
+
+
+cdef inline long long blas_min_weights(const long long* settings) noexcept nogil:
+    """Weights from which BLAS takes a layer: the ``blas_min_weights`` setting, and with
+    ``blas`` "auto" at least this build's NNX_BLAS_AUTO_MIN_WEIGHTS (see isa_tuning.h)."""
+    if settings[NNX_BLAS] == NNX_AUTO:
+        return max(settings[NNX_BLAS_MIN_WEIGHTS], <long long>NNX_BLAS_AUTO_MIN_WEIGHTS)
+    return settings[NNX_BLAS_MIN_WEIGHTS]
 
 
 cdef inline bint layer_uses_blas(const ForwardPlan* plan, const LayerPlan* layer,
                                  Py_ssize_t cols) noexcept nogil:
     """Whether BLAS computes this layer for a block of ``cols`` samples."""
-    return (plan.blas_usable and cols >= plan.blas_min_batch
+    return (layer.kind == KIND_DENSE and plan.blas_usable and cols >= plan.blas_min_batch
             and layer.n_in * layer.n_out >= plan.blas_min_weights
             and layer.n_in <= INT_MAX and layer.n_out <= INT_MAX)
 
 
 cdef inline bint layer_splits_rows(const ForwardPlan* plan, const LayerPlan* layer) noexcept nogil:
     """Whether a one-sample forward splits this layer's output neurons over the threads."""
-    return plan.n_threads > 1 and layer.n_in * layer.n_out >= plan.row_split_min_macs
+    return (layer.kind == KIND_DENSE and plan.n_threads > 1
+            and layer.n_in * layer.n_out >= plan.row_split_min_macs)
 
 
 cdef inline int threads_for_call(int threads, const long long* settings,
@@ -79,7 +88,8 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     one_sample    batch < 4                                                       1
     blas          a layer has >= blas_min_weights weights, blocks of              1 (BLAS
                   min(256, batch rounded up to 32) >= blas_min_batch samples;    threads
-                  ``blas`` "always", or "auto" in builds without AVX2; SciPy      itself)
+                  ``blas`` "always", or "auto" in builds without AVX-512 and     itself)
+                  layers of >= 2^22 weights (NNX_BLAS_AUTO_MIN_WEIGHTS); SciPy
     tiles         otherwise: blocks of 32 samples                                 min(all,
                                                                                   blocks) if
                                                                                   batch * macs
@@ -99,7 +109,7 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     plan.n_threads = 1
     plan.cols = 1
     plan.blas_usable = blas_found and blas_mode_allows(settings[NNX_BLAS])
-    plan.blas_min_weights = settings[NNX_BLAS_MIN_WEIGHTS]
+    plan.blas_min_weights = blas_min_weights(settings)
     plan.blas_min_batch = settings[NNX_BLAS_MIN_BATCH]
     plan.row_split_min_macs = settings[NNX_ROW_SPLIT_MIN_MACS]
     plan.may_share = (keeps_panels and batch < MIN_TILED_BATCH

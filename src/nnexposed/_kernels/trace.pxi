@@ -11,7 +11,12 @@ cdef void trace_row(const LayerPlan* layers, Py_ssize_t n_layers, const floating
     cdef floating* y
     for k in range(n_layers):
         n_out = layers[k].n_out
-        dense_rows(&layers[k], src, pre[k] + sample * n_out, 0, n_out)
+        if layers[k].kind == KIND_LAYER_NORM:
+            layer_norm_strided(src, pre[k] + sample * n_out, n_out, 1,
+                               <const floating*>layers[k].weights,
+                               <const floating*>layers[k].biases, layers[k].eps)
+        else:
+            dense_rows(&layers[k], src, pre[k] + sample * n_out, 0, n_out)
         y = post[k] + sample * n_out
         for j in range(n_out):
             y[j] = pre[k][sample * n_out + j]
@@ -34,8 +39,12 @@ cdef void trace_tile(const LayerPlan* layers, Py_ssize_t n_layers, const floatin
             src[i * TILE + t] = x[(first + t) * n_in + i] if t < n_rows else 0
     for k in range(n_layers):
         n_out = layers[k].n_out
-        dense_tile(src, <const floating*>layers[k].weights, <const floating*>layers[k].biases,
-                   dst, layers[k].n_in, n_out, TILE, False, NULL, 0)
+        if layers[k].kind == KIND_LAYER_NORM:
+            layer_norm_block(&layers[k], src, dst, TILE)
+        else:
+            dense_tile(src, <const floating*>layers[k].weights,
+                       <const floating*>layers[k].biases, dst, layers[k].n_in, n_out, TILE,
+                       False, NULL, 0)
         for t in range(n_rows):
             for j in range(n_out):
                 pre[k][(first + t) * n_out + j] = dst[j * TILE + t]

@@ -1,205 +1,36 @@
-"""Networks trained elsewhere: scikit-learn MLPs, PyTorch Sequentials and ONNX graphs.
+"""ONNX: chains of Gemm / MatMul(+Add) layers, activations (also written as element-wise
+subgraphs), BatchNormalization, LayerNormalization, constant element-wise scalers and the
+``ai.onnx.ml`` Scaler, as torch.onnx.export and skl2onnx write them (skl2onnx's label and
+ZipMap branches are pruned when the output computed is the probabilities)."""
 
-Each importer imports its library only when called and raises ImportError naming the extra
-to install (``pip install "nnexposed[torch]"``) when it is missing. The importers turn a
-model into a list of steps, linear maps and activations, and ``network_from_steps`` turns the
-steps into Dense layers: a linear map followed by an activation is one layer, a linear map
-followed by another linear map gets the identity activation, and an activation with no
-linear map before it gets an identity-weights layer.
-"""
+from __future__ import annotations
 
 import functools
-import importlib
 import math
 import os
+from typing import Any
 
 import numpy as np
 
 from nnexposed._validation import float_dtype_for
-from nnexposed.activations import DEFAULT_ALPHAS, activation_code
-from nnexposed.network import Dense, Network, layer_arrays
-
-EXTRAS = {"sklearn": "sklearn", "torch": "torch", "onnx": "onnx"}
-
-
-def _require(module, extra, caller):
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise ImportError(f"{caller} needs the optional dependency {module!r}; install it "
-                          f'with: pip install "nnexposed[{extra}]"') from error
-
-
-# --------------------------------------------------------------------------------------------
-# Steps -> layers
-# --------------------------------------------------------------------------------------------
-
-
-class Linear:
-    """A step ``x @ weights.T + biases``; weights: (n_out, n_in), biases: (n_out,) or None."""
-
-    def __init__(self, weights, biases=None):
-        self.weights, self.biases = layer_arrays(weights, biases)
-
-
-class Activation:
-    """A step applying an activation from ACTIVATIONS, with its alpha (None: the default)."""
-
-    def __init__(self, name, alpha=None):
-        activation_code(name)
-        self.name = name
-        self.alpha = DEFAULT_ALPHAS.get(name, 0.01) if alpha is None else float(alpha)
-
-
-def network_from_steps(steps, source="the model"):
-    """A Network computing the Linear and Activation ``steps`` in order."""
-    linears = [step for step in steps if isinstance(step, Linear)]
-    if not linears:
-        raise ValueError(f"{source} has no linear layer, so its input size is unknown")
-    dtype = float_dtype_for(np.result_type(*(step.weights.dtype for step in linears)))
-    layers = []
-    pending = None                  # a Linear waiting for its activation
-    width = linears[0].weights.shape[1]
-    for step in steps:
-        if isinstance(step, Linear):
-            if pending is not None:
-                layers.append(Dense(pending.weights, pending.biases, "linear"))
-            if step.weights.shape[1] != width:
-                raise ValueError(f"{source}: a linear layer expects {step.weights.shape[1]} "
-                                 f"inputs but gets {width}")
-            pending = step
-            width = step.weights.shape[0]
-        elif pending is not None:
-            layers.append(Dense(pending.weights, pending.biases, step.name, alpha=step.alpha))
-            pending = None
-        else:                       # an activation right after an activation, or first
-            layers.append(Dense(np.eye(width, dtype=dtype), None, step.name, alpha=step.alpha))
-    if pending is not None:
-        layers.append(Dense(pending.weights, pending.biases, "linear"))
-    return Network([layer.astype(dtype) for layer in layers])
-
-
-# --------------------------------------------------------------------------------------------
-# scikit-learn
-# --------------------------------------------------------------------------------------------
-
-SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh",
-                       "relu": "relu", "softmax": "softmax"}
-
-
-def from_sklearn(estimator):
-    """The Network of a fitted ``MLPClassifier`` or ``MLPRegressor``, in its dtype.
-
-    The output equals ``predict_proba`` (classifiers) or ``predict`` (regressors, as
-    (batch, n_outputs)). Binary classifiers end with their logistic unit p followed by a
-    linear layer giving ``[1 - p, p]``, the two columns of ``predict_proba``.
-    """
-    _require("sklearn", EXTRAS["sklearn"], "Network.from_sklearn")
-    from sklearn.neural_network import MLPClassifier, MLPRegressor
-
-    if not isinstance(estimator, (MLPClassifier, MLPRegressor)):
-        raise TypeError(f"from_sklearn expects a fitted MLPClassifier or MLPRegressor, "
-                        f"got {type(estimator).__name__}")
-    if not hasattr(estimator, "coefs_"):
-        raise ValueError(f"this {type(estimator).__name__} is not fitted yet; call fit first")
-    for name in (estimator.activation, estimator.out_activation_):
-        if name not in SKLEARN_ACTIVATIONS:
-            raise ValueError(f"unsupported scikit-learn activation {name!r}; expected one of: "
-                             f"{', '.join(SKLEARN_ACTIVATIONS)}")
-    steps = []
-    n_layers = len(estimator.coefs_)
-    for k, (coef, intercept) in enumerate(zip(estimator.coefs_, estimator.intercepts_)):
-        steps.append(Linear(np.asarray(coef).T, intercept))      # sklearn: (n_in, n_out)
-        last = k == n_layers - 1
-        name = estimator.out_activation_ if last else estimator.activation
-        steps.append(Activation(SKLEARN_ACTIVATIONS[name]))
-    if isinstance(estimator, MLPClassifier) and estimator.n_outputs_ == 1:
-        dtype = steps[0].weights.dtype
-        steps.append(Linear(np.array([[-1.0], [1.0]], dtype), np.array([1.0, 0.0], dtype)))
-    return network_from_steps(steps, type(estimator).__name__)
-
-
-# --------------------------------------------------------------------------------------------
-# PyTorch
-# --------------------------------------------------------------------------------------------
-
-TORCH_MODULES = ("Linear, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax(dim=-1), Identity, GELU, "
-                 "SiLU, ELU, Softplus, Flatten, Dropout and nested Sequential")
-
-
-def _torch_array(torch, tensor):
-    tensor = tensor.detach().cpu()
-    if tensor.dtype != torch.float64:
-        tensor = tensor.to(torch.float32)
-    return tensor.numpy().copy()
-
-
-def _torch_steps(torch, module, path, steps):
-    nn = torch.nn
-    kind = type(module)
-    where = f"{path} ({kind.__name__})" if path else kind.__name__
-    if kind is nn.Sequential:
-        for name, child in module.named_children():
-            _torch_steps(torch, child, f"{path}.{name}" if path else name, steps)
-    elif kind is nn.Linear:
-        biases = None if module.bias is None else _torch_array(torch, module.bias)
-        steps.append(Linear(_torch_array(torch, module.weight), biases))
-    elif kind in (nn.Identity, nn.Dropout):
-        pass                                       # Dropout is the identity at inference
-    elif kind is nn.Flatten:
-        if (module.start_dim, module.end_dim) != (1, -1):
-            raise ValueError(f"{where}: only Flatten(start_dim=1, end_dim=-1) is supported, "
-                             f"got start_dim={module.start_dim}, end_dim={module.end_dim}")
-    elif kind is nn.Softmax:
-        if module.dim not in (-1, 1):
-            raise ValueError(f"{where}: only Softmax over the features (dim=-1) is supported, "
-                             f"got dim={module.dim}")
-        steps.append(Activation("softmax"))
-    elif kind is nn.GELU:
-        if module.approximate not in ("none", "tanh"):
-            raise ValueError(f"{where}: unknown approximate={module.approximate!r}")
-        steps.append(Activation("gelu" if module.approximate == "none" else "gelu_tanh"))
-    elif kind is nn.Softplus:
-        # PyTorch returns x itself above the threshold, within 2e-9 of softplus from 20 on.
-        if module.beta != 1 or module.threshold < 20:
-            raise ValueError(f"{where}: only Softplus with beta=1 and threshold >= 20 is "
-                             f"supported, got beta={module.beta}, threshold={module.threshold}")
-        steps.append(Activation("softplus"))
-    elif kind is nn.LeakyReLU:
-        steps.append(Activation("leaky_relu", module.negative_slope))
-    elif kind is nn.ELU:
-        steps.append(Activation("elu", module.alpha))
-    elif kind in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.SiLU):
-        steps.append(Activation({nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh",
-                                 nn.SiLU: "silu"}[kind]))
-    else:
-        raise ValueError(f"unsupported PyTorch module {where}; supported: {TORCH_MODULES}")
-
-
-def from_torch(module):
-    """The Network of a ``torch.nn.Sequential`` (or one supported module).
-
-    float64 parameters give a float64 network, any other floating type float32. Dropout is
-    ignored (inference); anything but the supported modules raises ValueError naming it.
-    """
-    torch = _require("torch", EXTRAS["torch"], "Network.from_torch")
-    if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
-    steps = []
-    _torch_steps(torch, module, "", steps)
-    return network_from_steps(steps, f"the {type(module).__name__}")
-
-
-# --------------------------------------------------------------------------------------------
-# ONNX
-# --------------------------------------------------------------------------------------------
+from nnexposed.importers.steps import (
+    Activation,
+    Affine,
+    Linear,
+    Norm,
+    network_from_steps,
+    require,
+)
+from nnexposed.network import Network
 
 ONNX_ACTIVATIONS = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Sigmoid": "sigmoid",
                     "Tanh": "tanh", "Softmax": "softmax", "Elu": "elu", "Softplus": "softplus",
                     "Gelu": "gelu"}
 ONNX_IDENTITIES = ("Identity", "Dropout", "Flatten", "Cast", "Reshape")
-ONNX_OPERATORS = ", ".join(["Gemm", "MatMul", "Add"] + list(ONNX_ACTIVATIONS)
-                           + list(ONNX_IDENTITIES))
+ONNX_NORMALISATIONS = ("BatchNormalization", "LayerNormalization", "Scaler")
+ONNX_ARITHMETIC = ("Add", "Sub", "Mul", "Div")
+ONNX_OPERATORS = ", ".join(["Gemm", "MatMul"] + list(ONNX_ARITHMETIC) + list(ONNX_ACTIVATIONS)
+                           + list(ONNX_NORMALISATIONS) + list(ONNX_IDENTITIES))
 # ONNX TensorProto codes of the floating types that Cast may convert the features to.
 ONNX_FLOAT_TYPES = {1, 10, 11, 16}
 
@@ -259,6 +90,9 @@ def _onnx_constants(graph, numpy_helper, helper):
             value = helper.get_attribute_value(attribute)
             constants[node.output[0]] = (numpy_helper.to_array(value)
                                          if attribute.name == "value" else np.asarray(value))
+        elif node.op_type == "Identity" and node.input[0] in constants:
+            # The legacy exporter writes a parameter equal to another one as Identity of it.
+            constants[node.output[0]] = constants[node.input[0]]
     return constants
 
 
@@ -274,20 +108,37 @@ class _OnnxGraph:
         outputs = [o.name for o in graph.output]
         if len(inputs) != 1:
             raise ValueError(f"expected an ONNX graph with one input, got inputs {inputs}")
+        producers = {name: node for node in graph.node for name in node.output}
+        zipmaps = {node.output[0]: node.input[0] for node in graph.node
+                   if node.op_type == "ZipMap"}
         if output is None:
-            # skl2onnx's classifiers have outputs 'label' and 'probabilities'.
-            output = outputs[0] if len(outputs) == 1 else (
-                "probabilities" if "probabilities" in outputs else None)
-            if output is None:
+            # skl2onnx's classifiers have outputs label and probabilities, the latter as a
+            # tensor ('probabilities', with zipmap=False) or a ZipMap of it (by default).
+            candidates = ["probabilities"] if "probabilities" in outputs else [
+                name for name in outputs if name in zipmaps]
+            if len(outputs) == 1:
+                candidates = outputs
+            if len(candidates) != 1:
                 raise ValueError(f"the ONNX graph has outputs {outputs}; choose one with "
                                  f"output=")
+            output = candidates[0]
         elif output not in outputs:
             raise ValueError(f"no output {output!r} in the ONNX graph; its outputs are "
                              f"{outputs}")
+        # The probabilities, without the ZipMap that turns them into a list of dicts.
+        output = zipmaps.get(output, output)
         self.input, self.output = inputs[0], output
+        # Only the nodes that the output depends on: branches feeding other outputs (the
+        # label's ArgMax and Casts, ZipMap) are pruned.
+        needed, stack = set(), [output]
+        while stack:
+            producer = producers.get(stack.pop())
+            if producer is not None and id(producer) not in needed:
+                needed.add(id(producer))
+                stack.extend(producer.input)
         self.consumers = {}
         for node in graph.node:
-            if node.op_type == "Constant":
+            if node.op_type == "Constant" or id(node) not in needed:
                 continue
             for name in dict.fromkeys(node.input):
                 if name and name not in self.constants:
@@ -323,7 +174,7 @@ class _OnnxGraph:
     def _match(self, current, users, steps):
         if len(users) == 1:
             node = users[0]
-            if node.op_type in ("Gemm", "MatMul", "Add") + ONNX_IDENTITIES \
+            if node.op_type in ("Gemm", "MatMul") + ONNX_IDENTITIES + ONNX_NORMALISATIONS \
                     or node.op_type in ONNX_ACTIVATIONS:
                 return self._match_node(current, node, steps)
         elif len(users) > 1:
@@ -334,15 +185,38 @@ class _OnnxGraph:
             match = self._decomposed_activation(current)
             if match is not None:
                 return match
+        if len(users) == 1 and users[0].op_type in ONNX_ARITHMETIC:
+            affine = self._arithmetic(current, users[0])
+            if affine is not None:
+                return affine, users[0].output[0]
         found = ", ".join(node.op_type for node in users) or "nothing"
         raise ValueError(f"tensor {current!r} feeds {found}: unsupported ONNX operators; "
                          f"expected a chain of layers from the input to the output "
                          f"({ONNX_OPERATORS} or an element-wise form of a supported "
                          f"activation)")
 
+    def _arithmetic(self, current, node):
+        """The Affine step of x + c, c + x, x - c, c - x, x * c, c * x or x / c with a
+        constant scalar or per-feature c; None for anything else."""
+        if len(node.input) != 2 or list(node.input).count(current) != 1:
+            return None
+        first = node.input[0] == current
+        constant = self.constants.get(node.input[1] if first else node.input[0])
+        if constant is None or any(size != 1 for size in constant.shape[:-1]):
+            return None
+        constant = constant.reshape(-1).astype(np.float64)
+        where = f"ONNX {node.op_type} node {node.name!r}"
+        if node.op_type == "Add":
+            return Affine(1.0, constant, where)
+        if node.op_type == "Sub":
+            return Affine(1.0, -constant, where) if first else Affine(-1.0, constant, where)
+        if node.op_type == "Mul":
+            return Affine(constant, 0.0, where)
+        return Affine(1.0 / constant, 0.0, where) if first else None
+
     def _match_node(self, current, node, steps):
         op = node.op_type
-        if node.input[0] != current and op != "Add":
+        if node.input[0] != current:
             raise ValueError(f"ONNX {op} node {node.name!r} takes {current!r} as a weight "
                              f"operand; only x @ W layers are supported")
         if op == "Gemm":
@@ -353,15 +227,8 @@ class _OnnxGraph:
                 raise ValueError(f"ONNX MatMul node {node.name!r}: expected 2-D weights, got "
                                  f"shape {weights.shape}")
             return Linear(weights.T), node.output[0]
-        if op == "Add":
-            other = node.input[1] if node.input[0] == current else node.input[0]
-            if not steps or not isinstance(steps[-1], Linear):
-                raise ValueError(f"ONNX Add node {node.name!r}: only a bias added right after "
-                                 f"Gemm or MatMul is supported")
-            linear = steps[-1]
-            bias = self._bias(node, self.constants.get(other), linear.weights.shape[0], 1.0)
-            steps[-1] = Linear(linear.weights, linear.biases + bias)
-            return None, node.output[0]
+        if op in ONNX_NORMALISATIONS:
+            return self._normalisation(node), node.output[0]
         if op in ONNX_IDENTITIES:
             self._check_identity(node, steps)
             return None, node.output[0]
@@ -405,9 +272,7 @@ class _OnnxGraph:
 
     def _bias(self, node, value, n_out, scale):
         if value is None:
-            if node.op_type == "Gemm":
-                return None
-            raise ValueError(f"ONNX Add node {node.name!r}: the added term must be a constant")
+            return None
         value = np.asarray(value)
         while value.ndim > 1 and value.shape[0] == 1:
             value = value[0]
@@ -417,6 +282,26 @@ class _OnnxGraph:
             raise ValueError(f"ONNX {node.op_type} node {node.name!r}: bias of shape "
                              f"{value.shape} does not fit {n_out} outputs") from None
         return scale * value.astype(float_dtype_for(value.dtype))
+
+    def _normalisation(self, node):
+        op, where = node.op_type, f"ONNX {node.op_type} node {node.name!r}"
+        if op == "Scaler":                          # ai.onnx.ml: (x - offset) * scale
+            scale = np.asarray(self.attribute(node, "scale", [1.0]), np.float64)
+            offset = np.asarray(self.attribute(node, "offset", [0.0]), np.float64)
+            return Affine(scale, -offset * scale, where)
+        if op == "BatchNormalization":
+            if self.attribute(node, "training_mode", 0):
+                raise ValueError(f"{where}: training_mode=1 normalises with each batch's own "
+                                 f"statistics; only inference graphs are supported")
+            scale, bias, mean, var = (self.constant(node, k) for k in range(1, 5))
+            return Affine.batch_norm(mean, var, scale, bias,
+                                     self.attribute(node, "epsilon", 1e-5), where)
+        if self.attribute(node, "axis", -1) not in (-1, 1):     # LayerNormalization
+            raise ValueError(f"{where}: only axis=-1 (the features) is supported, got "
+                             f"axis={self.attribute(node, 'axis', -1)}")
+        scale = self.constant(node, 1)
+        return Norm(scale, self.constant(node, 2), self.attribute(node, "epsilon", 1e-5),
+                    source=where)
 
     def _activation(self, node):
         op = node.op_type
@@ -494,18 +379,20 @@ class _OnnxGraph:
             for name in node.input))
 
 
-def from_onnx(model, *, output=None):
+def from_onnx(model: Any, *, output: str | None = None) -> Network:
     """The Network of an ONNX MLP: a path, the file's bytes or an ``onnx.ModelProto``.
 
     Supported graphs are chains of Gemm / MatMul(+Add) and element-wise activations (Relu,
     LeakyRelu, Sigmoid, Tanh, Softmax, Gelu, Elu, Softplus, and element-wise subgraphs that
     compute gelu, gelu_tanh, silu, softplus, sigmoid or tanh, such as x * Sigmoid(x) or GELU
-    below opset 20), with Identity, Dropout, Flatten(axis=1), float Casts and Reshapes to
-    (batch, features) passed through; anything else is a ValueError naming the operators.
-    ``output``: the graph output to compute, needed when there are several (default: the
-    only one, or skl2onnx's 'probabilities').
+    below opset 20), BatchNormalization (inference), LayerNormalization (last axis), Add,
+    Sub, Mul and Div with constant scalars or per-feature vectors and the ``ai.onnx.ml``
+    Scaler (folded into the adjacent layer), with Identity, Dropout, Flatten(axis=1), float
+    Casts and Reshapes to (batch, features) passed through; anything else is a ValueError
+    naming the operators. ``output``: the graph output to compute, needed when there are
+    several (default: the only one, or skl2onnx's probabilities, as a tensor or through its
+    ZipMap). Nodes that only feed other outputs are ignored.
     """
-    _require("onnx", EXTRAS["onnx"], "Network.from_onnx")
-    onnx = importlib.import_module("onnx")
+    onnx = require("onnx", "onnx", "Network.from_onnx")
     proto = _onnx_model(onnx, model)
     return network_from_steps(_OnnxGraph(proto, output).steps(), "the ONNX graph")
