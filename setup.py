@@ -56,8 +56,13 @@ X86_64_VARIANTS = {
 }
 ISA_NAMES = {"nnexposed._core_baseline": "baseline", "nnexposed._core_avx2": "avx2",
              "nnexposed._core_avx512": "avx512"}
-# Compiled once, with the flags of the baseline kernels.
-BASELINE_MODULES = ("nnexposed._core_baseline", "nnexposed._cpu", "nnexposed._settings")
+# Compiled once, with the flags of the baseline kernels. nnexposed._quantized's ISA-specific
+# kernels carry per-function target attributes and are chosen at run time.
+BASELINE_MODULES = ("nnexposed._core_baseline", "nnexposed._cpu", "nnexposed._settings",
+                    "nnexposed._quantized")
+# Without contraction into fused multiply-adds (gcc/clang flag; MSVC does not contract by
+# default), so that the int8 kernels round as their NumPy reference does.
+GNU_MODULE_FLAGS = {"nnexposed._quantized": ["-ffp-contract=off"]}
 # Spelled out for compilers that do not know -march=x86-64-v2 (gcc < 11, clang < 12).
 X86_64_V2_FALLBACK = ["-msse3", "-mssse3", "-msse4.1", "-msse4.2", "-mpopcnt", "-mcx16"]
 
@@ -185,7 +190,8 @@ class BuildExt(build_ext):
         baseline_flags = variant_flags.get("nnexposed._core_baseline", [])
         for ext in self.extensions:
             isa_flags = variant_flags.get(ext.name, baseline_flags)
-            ext.extra_compile_args = flags + isa_flags + list(ext.extra_compile_args)
+            own_flags = [] if msvc else GNU_MODULE_FLAGS.get(ext.name, [])
+            ext.extra_compile_args = flags + isa_flags + own_flags + list(ext.extra_compile_args)
             ext.extra_link_args = link_flags + list(ext.extra_link_args)
         super().build_extensions()
         self._write_build_info(
@@ -218,7 +224,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION")],
         depends=glob.glob("src/nnexposed/_kernels/*"),
     )
-    for name in ("nnexposed._cpu", "nnexposed._settings", *X86_64_VARIANTS)
+    for name in ("nnexposed._cpu", "nnexposed._settings", "nnexposed._quantized", *X86_64_VARIANTS)
 ]
 
 setup(

@@ -21,7 +21,8 @@ import nnexposed
 from nnexposed.reference import forward_numpy
 
 # Column order of the results; nnexposed first, NumPy (the ratio base) second.
-IMPLEMENTATIONS = ["nnexposed", "numpy", "torch", "onnxruntime", "numba", "numba-parallel"]
+IMPLEMENTATIONS = ["nnexposed", "numpy", "torch", "onnxruntime", "numba", "numba-parallel",
+                   "onnxruntime-int8", "torch-int8", "torch-bf16", "nnexposed-float32"]
 LABELS = {
     "nnexposed": "nnexposed",
     "numpy": "NumPy",
@@ -29,6 +30,22 @@ LABELS = {
     "onnxruntime": "ONNX Runtime",
     "numba": "numba",
     "numba-parallel": "numba prange",
+    "onnxruntime-int8": "ORT int8",
+    "torch-int8": "torch int8",
+    "torch-bf16": "torch bf16",
+    "nnexposed-float32": "nnexposed fp32",
+}
+# The peers of a reduced-precision nnexposed network (not NumPy: its reference emulation of
+# int8 sums in int64 without BLAS, minutes on the big cases).
+# ORT int8: onnxruntime.quantization.quantize_dynamic(QInt8) of the float model (MatMulInteger
+# with DynamicQuantizeLinear); torch int8: torch.ao.quantization.quantize_dynamic(qint8);
+# torch bf16: the float model and input .to(torch.bfloat16).
+PRECISION_IMPLEMENTATIONS = {
+    "float32": IMPLEMENTATIONS[:6],
+    "float64": IMPLEMENTATIONS[:6],
+    "int8": ["nnexposed", "onnxruntime-int8", "torch-int8", "nnexposed-float32"],
+    "bfloat16": ["nnexposed", "torch-bf16", "nnexposed-float32"],
+    "float16": ["nnexposed", "nnexposed-float32"],
 }
 
 
@@ -53,8 +70,11 @@ def cpu_count():
 
 
 def _relu_linear(network):
-    """Each layer's (weights, biases, relu?) — the peers implement only ReLU/linear layers."""
+    """Each layer's (weights, biases, relu?) — the peers implement only ReLU/linear layers.
+    Reduced-precision networks give their weights dequantized to float32."""
     layers = []
+    if network.precision not in ("float32", "float64"):
+        network = network.astype("float32")
     for k, layer in enumerate(network.layers):
         if layer.activation not in ("relu", "linear"):
             raise Unavailable(f"layer {k} uses {layer.activation!r}; the peers implement "
@@ -136,8 +156,10 @@ def torch_conversion_us(x, y, time_per_call, repeat):
 # --------------------------------------------------------------------------------------------
 
 
-def onnx_model(network):
-    """The network as an ONNX ModelProto: Gemm(x, W, b, transB=1) then Relu per hidden layer."""
+def onnx_model(network, matmul=False):
+    """The network as an ONNX ModelProto: Gemm(x, W, b, transB=1) then Relu per hidden layer;
+    with ``matmul``, MatMul(x, W.T) + Add(b) instead of Gemm (what ORT's quantize_dynamic turns
+    into DynamicQuantizeLinear + MatMulInteger)."""
     from onnx import TensorProto, helper, numpy_helper
 
     elem = {np.dtype("float32"): TensorProto.FLOAT,
@@ -145,9 +167,15 @@ def onnx_model(network):
     nodes, initializers = [], []
     name = "x"
     for k, (weights, biases, relu) in enumerate(_relu_linear(network)):
-        initializers += [numpy_helper.from_array(np.ascontiguousarray(weights), f"W{k}"),
+        weights = np.ascontiguousarray(weights.T if matmul else weights)
+        initializers += [numpy_helper.from_array(weights, f"W{k}"),
                          numpy_helper.from_array(np.ascontiguousarray(biases), f"b{k}")]
-        nodes.append(helper.make_node("Gemm", [name, f"W{k}", f"b{k}"], [f"z{k}"], transB=1))
+        if matmul:
+            nodes += [helper.make_node("MatMul", [name, f"W{k}"], [f"m{k}"]),
+                      helper.make_node("Add", [f"m{k}", f"b{k}"], [f"z{k}"])]
+        else:
+            nodes.append(helper.make_node("Gemm", [name, f"W{k}", f"b{k}"], [f"z{k}"],
+                                          transB=1))
         name = f"z{k}"
         if relu:
             nodes.append(helper.make_node("Relu", [name], [f"a{k}"]))
@@ -181,6 +209,61 @@ def build_onnxruntime(network, x):
             "providers": session.get_providers(),
             "graph_optimization": str(options.graph_optimization_level).split(".")[-1]}
     return Prepared(session.run, (["y"], {"x": _as_2d(x)}), info)
+
+
+def build_onnxruntime_int8(network, x):
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:
+        missing = exc.name or "onnx"
+        raise Unavailable(f"{missing} is not installed (pip install '.[bench]')") from None
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        plain, quantized = os.path.join(folder, "model.onnx"), os.path.join(folder, "int8.onnx")
+        onnx.save(onnx_model(network, matmul=True), plain)
+        quantize_dynamic(plain, quantized, weight_type=QuantType.QInt8)
+        model_bytes = open(quantized, "rb").read()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = cpu_count()
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    info = {"version": ort.__version__, "threads": options.intra_op_num_threads,
+            "mode": "quantize_dynamic(weight_type=QInt8): DynamicQuantizeLinear+MatMulInteger"}
+    return Prepared(session.run, (["y"], {"x": _as_2d(x)}), info)
+
+
+def _torch_reduced(network, x, mode):
+    try:
+        import torch
+    except ImportError:
+        raise Unavailable("torch is not installed (pip install '.[bench]')") from None
+    float_model = build_torch(network.astype("float32"), x.astype(np.float32)).call
+    xt = torch.from_numpy(_as_2d(x))
+    if mode == "int8":
+        model = torch.ao.quantization.quantize_dynamic(float_model, {torch.nn.Linear},
+                                                       dtype=torch.qint8)
+        description = "torch.ao.quantization.quantize_dynamic(qint8)"
+    else:
+        model, xt = float_model.to(torch.bfloat16), xt.to(torch.bfloat16)
+        description = "model and input .to(torch.bfloat16)"
+    info = {"version": torch.__version__, "threads": torch.get_num_threads(),
+            "mode": f"{description}, torch.inference_mode(), input tensor made beforehand"}
+    return Prepared(model, (xt,), info, torch.inference_mode)
+
+
+def build_torch_int8(network, x):
+    return _torch_reduced(network, x, "int8")
+
+
+def build_torch_bf16(network, x):
+    return _torch_reduced(network, x, "bf16")
+
+
+def build_nnexposed_float32(network, x):
+    return build_nnexposed(network.astype("float32"), x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,13 +375,17 @@ BUILDERS = {
     "onnxruntime": build_onnxruntime,
     "numba": build_numba,
     "numba-parallel": build_numba_parallel,
+    "onnxruntime-int8": build_onnxruntime_int8,
+    "torch-int8": build_torch_int8,
+    "torch-bf16": build_torch_bf16,
+    "nnexposed-float32": build_nnexposed_float32,
 }
 
 
 def output_of(name, result):
     """The NumPy array of an implementation's result (ONNX Runtime returns a list)."""
-    if name == "onnxruntime":
+    if name.startswith("onnxruntime"):
         result = result[0]
-    elif name == "torch":
-        result = result.numpy()
+    elif name.startswith("torch"):
+        result = result.float().numpy()
     return np.asarray(result)

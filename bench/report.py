@@ -311,6 +311,16 @@ def markdown(results):
         "nnexposed is faster. `others' CPU` is the share of the machine's "
         f"{results['machine']['cpu_count']} cores that other processes used while the case "
         "was measured: such work slows the multi-threaded implementations most.")
+    reduced = [p for p in s.get("precisions", []) if p not in ("float32", "float64")]
+    if reduced:
+        intro += (
+            " Rows marked " + ", ".join(reduced) + " time `Network.quantize(precision)` against "
+            "the peers' own reduced-precision modes (ORT int8: `quantize_dynamic` QInt8; torch "
+            "int8: `quantize_dynamic` qint8; torch bf16: model and input in bfloat16), and "
+            "nnexposed's float32 network (`nnexposed fp32`, not counted as a peer). Their "
+            "outputs are checked "
+            "against the float32 network's, within " + ", ".join(
+                f"{s['rtol'][p]:g} × max|output| for {p}" for p in reduced) + ".")
     lines = [
         "# nnexposed microbenchmarks", "",
         (f"Median µs per call, {s['dtype']}, measured side by side in one process on "

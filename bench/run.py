@@ -1,6 +1,7 @@
 """Microbenchmarks of nnexposed.forward against NumPy, PyTorch, ONNX Runtime and numba.
 
     python bench/run.py [--quick] [--cases N1:1,N3:64] [--repeat 7] [--dtype float32] [--out DIR]
+                        [--precision float32,int8,bfloat16,float16]
     python bench/run.py --isa avx2,baseline [other options]     # one child process per ISA
 
 Every case of issue 3's table (networks N1..N4, float32, ReLU hidden, linear output, the same
@@ -62,8 +63,10 @@ OPENBLAS_CORETYPES = {"baseline": "Nehalem", "avx2": "Haswell", "avx512": "Skyla
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 # Outputs must match forward_numpy to this relative tolerance, with atol = rtol * max|output|
-# (summation orders differ between implementations).
-RTOL = {"float32": 2e-3, "float64": 1e-9}
+# (summation orders differ between implementations). Reduced precisions are checked against
+# the float32 network's output, within the error of their own quantization (the peers
+# quantize differently: docs/quantization.md has their errors).
+RTOL = {"float32": 2e-3, "float64": 1e-9, "int8": 0.08, "bfloat16": 0.02, "float16": 5e-3}
 MIN_REPEAT = 3  # a slow measurement gets fewer rounds than --repeat, but at least this many
 # time_per_call pauses before timing (settle=) in newer nnexposed versions; older ones do not.
 TIMER_SETTLES = "settle" in inspect.signature(time_per_call).parameters
@@ -106,6 +109,16 @@ def parse_impls(text):
             f"unknown implementation(s) {unknown}; expected some of "
             f"{', '.join(peers.IMPLEMENTATIONS)}")
     return ["nnexposed", "numpy"] + [n for n in peers.IMPLEMENTATIONS[2:] if n in names]
+
+
+def parse_precisions(text):
+    names = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    unknown = [n for n in names if n not in peers.PRECISION_IMPLEMENTATIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown precision(s) {unknown}; expected some of "
+            f"{', '.join(peers.PRECISION_IMPLEMENTATIONS)}")
+    return names
 
 
 def parse_isas(text):
@@ -172,13 +185,14 @@ def case_label(name, batch):
     return f"{name} batch {batch:,}"
 
 
-def max_error(out, ref):
-    """(max |out - ref|, allowed error) or raises ValueError on a shape mismatch."""
+def max_error(out, ref, rtol=None):
+    """(max |out - ref|, allowed error: rtol * max|ref|, by default the tolerance of ref's
+    dtype) or raises ValueError on a shape mismatch."""
+    rtol = RTOL[str(ref.dtype)] if rtol is None else rtol
     out = np.asarray(out).reshape(ref.shape) if np.size(out) == ref.size else None
     if out is None:
         raise ValueError("output has the wrong size")
     scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-    rtol = RTOL[str(ref.dtype)]
     err = float(np.max(np.abs(out.astype(np.float64) - ref))) if ref.size else 0.0
     if np.isnan(out).any() != np.isnan(ref).any():
         err = float("inf")
@@ -212,15 +226,21 @@ def wait_quiet(limit, log, threshold=0.25, window=1.0):
         log(f"    other processes use {busy:.0%} of the machine; waiting")
 
 
-def run_case(name, batch, args, log):
-    """Measure one case with every implementation; returns the results row."""
+def run_case(name, batch, args, log, precision=None):
+    """Measure one case with every implementation of ``precision`` (None: float, the
+    benchmark's dtype); returns the results row."""
     sizes = NETWORKS[name]
     network = Network.from_sizes(sizes, dtype=args.dtype, seed=0)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((sizes[0],) if batch == 1 else (batch, sizes[0])).astype(args.dtype)
     ref = forward_numpy(network, x)
-    row = {"case": case_label(name, batch), "id": f"{name}:{batch}", "network": name,
-           "sizes": list(sizes), "batch": batch, "dtype": args.dtype,
+    precision = precision or args.dtype
+    if precision != args.dtype:
+        network = network.quantize(precision)
+    impls = [impl for impl in args.impls if impl in peers.PRECISION_IMPLEMENTATIONS[precision]]
+    label = case_label(name, batch) + ("" if precision == args.dtype else f" {precision}")
+    row = {"case": label, "id": f"{name}:{batch}", "network": name,
+           "sizes": list(sizes), "batch": batch, "dtype": args.dtype, "precision": precision,
            "macs": batch * sum(a * b for a, b in zip(sizes, sizes[1:])),
            "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg")
            else None, "impls": {}}
@@ -229,7 +249,7 @@ def run_case(name, batch, args, log):
     case_start = cpu_times()
 
     prepared = {}
-    for impl in args.impls:
+    for impl in impls:
         entry = row["impls"][impl] = {"status": None}
         try:
             prep = peers.BUILDERS[impl](network, x)
@@ -240,7 +260,7 @@ def run_case(name, batch, args, log):
                     out = prep.call(*prep.args)
                     times.append(time.perf_counter() - start)
                 estimate = min(times)
-            err, allowed = max_error(peers.output_of(impl, out), ref)
+            err, allowed = max_error(peers.output_of(impl, out), ref, RTOL[precision])
         except peers.Unavailable as exc:
             entry.update(status="skipped", note=str(exc))
             continue
@@ -285,12 +305,13 @@ def run_case(name, batch, args, log):
     row["others_busy"] = others_busy(case_start, cpu_times())
 
     base = row["impls"]["nnexposed"].get("us")
-    numpy_us = row["impls"]["numpy"].get("us")
+    numpy_us = row["impls"].get("numpy", {}).get("us")
     for impl in order:
         entry = row["impls"][impl]
         entry["ratio"] = entry["us"] / base if base else None  # peer / nnexposed
         entry["speedup_vs_numpy"] = numpy_us / entry["us"] if numpy_us else None
-    timed_peers = [i for i in order if i != "nnexposed"]
+    # nnexposed's own float32 network is a reference column, not a peer
+    timed_peers = [i for i in order if i not in ("nnexposed", "nnexposed-float32")]
     best = min(timed_peers, key=lambda i: row["impls"][i]["us"], default=None)
     row["best_peer"] = best
     row["best_peer_us"] = row["impls"][best]["us"] if best else None
@@ -324,6 +345,11 @@ def main(argv=None):
                         help="comma-separated cases, e.g. N1:1,N3:64 or N2 (its table rows)")
     parser.add_argument("--impls", type=parse_impls, default=list(peers.IMPLEMENTATIONS),
                         help="peers to run besides nnexposed and numpy, e.g. torch,numba")
+    parser.add_argument("--precision", type=parse_precisions, default=None,
+                        help="comma-separated precisions, each case timed in each: the "
+                             "dtype's float (its float peers), int8 (ORT and torch int8), "
+                             "bfloat16 (torch bf16), float16; every one beside nnexposed "
+                             "float32. Default: the dtype's float only")
     parser.add_argument("--max-time", type=float, default=None,
                         help="seconds of calls per measurement before repeats are cut down "
                              f"(to no fewer than {MIN_REPEAT}); default 2, 0.5 with --quick")
@@ -354,6 +380,10 @@ def main(argv=None):
     if args.settle is None:
         args.settle = 0.1 if args.quick else 0.2
     cases = args.cases or (QUICK_CASES if args.quick else CASES)
+    precisions = args.precision or [args.dtype]
+    if args.dtype == "float64" and set(precisions) - {"float64"}:
+        parser.error("--precision int8/bfloat16/float16/float32 compare with float32 "
+                     "networks; leave out --dtype float64")
 
     def log(message):
         print(message, file=sys.stderr, flush=True)
@@ -370,18 +400,20 @@ def main(argv=None):
 
     load_before = load()
     rows = []
-    for k, (name, batch) in enumerate(cases):
-        log(f"[{k + 1}/{len(cases)}] {case_label(name, batch)} {NETWORKS[name]}")
-        rows.append(run_case(name, batch, args, log))
+    runs = [(case, precision) for case in cases for precision in precisions]
+    for k, ((name, batch), precision) in enumerate(runs):
+        log(f"[{k + 1}/{len(runs)}] {case_label(name, batch)} {precision} {NETWORKS[name]}")
+        rows.append(run_case(name, batch, args, log, precision))
     settings = {
         "command": "python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "repeat": args.repeat, "min_repeat": MIN_REPEAT, "max_time_s": args.max_time,
         "min_time_s": args.min_time, "settle_s": args.settle,
-        "wait_quiet_s": args.wait_quiet, "dtype": args.dtype,
+        "wait_quiet_s": args.wait_quiet, "dtype": args.dtype, "precisions": precisions,
         "quick": args.quick,
         "isa": _dispatch.ISA,
         "expect_isa": args.expect_isa,
-        "rtol": RTOL[args.dtype], "seconds": round(time.time() - started, 1),
+        "rtol": {p: RTOL[p] for p in precisions},
+        "seconds": round(time.time() - started, 1),
         "load_average_before": load_before,
         "load_average_after": load(),
     }

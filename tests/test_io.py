@@ -162,6 +162,14 @@ BAD_HEADERS = [
     (with_changes(GOOD_HEADER, format="other"), "expected format 'nnexposed-model'"),
     (with_changes(GOOD_HEADER, version=3), "unsupported format version 3; this nnexposed "
                                            "reads versions 1 and 2"),
+    # Version 2's precision is optional (the dtype's), but must be one nnexposed knows.
+    (with_changes(GOOD_HEADER, version=2, precision="float32"),
+     "expected precision 'int8', 'float16', 'bfloat16' or the header's dtype 'float64'"),
+    (with_changes(GOOD_HEADER, version=2, precision="int8"), "int8 networks compute in float32"),
+    (with_changes(GOOD_HEADER, precision="float64"), r"unexpected \['precision'\]"),
+    (with_changes(GOOD_HEADER, version=2, layers=[{**GOOD_HEADER["layers"][0], "kind": "conv"},
+                                                  *GOOD_HEADER["layers"][1:]]),
+     "unknown kind 'conv'; expected one of: 'dense', 'layer_norm'"),
     (with_changes(GOOD_HEADER, version="1"), "unsupported format version '1'"),
     (with_changes(GOOD_HEADER, version=True), "unsupported format version True"),
     ({k: v for k, v in GOOD_HEADER.items() if k != "dtype"}, r"missing \['dtype'\]"),

@@ -94,11 +94,12 @@ def bench_case(network, batch, *, repeat=7, seed=0, python=True):
         "network": "-".join(map(str, network.sizes)),
         "batch": batch,
         "dtype": str(network.dtype),
+        "precision": network.precision,
         "nnexposed_us": 1e6 * time_per_call(forward, network, x, repeat=repeat),
         "numpy_us": 1e6 * time_per_call(forward_numpy, network, x, repeat=repeat),
         "python_us": None,
     }
-    if python and macs <= PYTHON_MAX_MACS:
+    if python and macs <= PYTHON_MAX_MACS and network.precision != "int8":
         row["python_us"] = 1e6 * time_per_call(forward_python, network, x,
                                                repeat=max(1, min(repeat, 3)))
     row["speedup_vs_numpy"] = row["numpy_us"] / row["nnexposed_us"]
@@ -131,7 +132,7 @@ def format_table(rows):
     """The rows as an aligned text table; where other processes used the CPUs while a row
     was timed, a column of their share and a note below the table."""
     header = ("network", "batch", "dtype", "nnexposed µs", "numpy µs", "python µs",
-              "vs numpy")
+              "vs numpy", "precision")
     shares = [r.get("others_busy") for r in rows]
     notice = busy_notice(max((s for s in shares if s is not None), default=None))
 
@@ -140,7 +141,8 @@ def format_table(rows):
 
     cells = [header] + [
         (r["network"], f"{r['batch']:,}", r["dtype"], fmt(r["nnexposed_us"]),
-         fmt(r["numpy_us"]), fmt(r["python_us"]), f"{r['speedup_vs_numpy']:.1f}x")
+         fmt(r["numpy_us"]), fmt(r["python_us"]), f"{r['speedup_vs_numpy']:.1f}x",
+         r.get("precision", r["dtype"]))
         for r in rows
     ]
     if notice:

@@ -26,6 +26,7 @@ from nnexposed.activations import ACTIVATIONS
 from nnexposed.inference import forward
 from nnexposed.io import load
 from nnexposed.network import Network, summary_table
+from nnexposed.precision import PRECISIONS
 from nnexposed.reference import forward_numpy
 
 DEFAULT_SIZES = [(3, 5, 5, 5, 2), (784, 256, 256, 10)]
@@ -70,6 +71,15 @@ def _positive_ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated positive integers like 1,1000, got {text!r}")
     return values
+
+
+def _precisions(text: str) -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [value for value in values if value not in PRECISIONS]
+    if not values or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated precisions from {','.join(PRECISIONS)}, got {text!r}")
+    return list(dict.fromkeys(values))
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -260,6 +270,9 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
                         metavar="PATH", help="a saved model, as a positional MODEL (repeatable)")
     parser.add_argument("--batch", type=_positive_ints, default=DEFAULT_BATCHES,
                         help="comma-separated batch sizes (default: 1,1000)")
+    parser.add_argument("--precision", type=_precisions, default=None,
+                        help="comma-separated precisions to time each network in, e.g. "
+                             "float32,int8,bfloat16 (default: the network's own)")
     add_repeat_argument(parser)
     parser.add_argument("--json", metavar="FILE", type=_output_file,
                         help="also write the results as JSON")
@@ -275,6 +288,12 @@ def run_bench(args: argparse.Namespace) -> int:
     _check_activation_options(args, specs)
     plot = _plot_module() if args.plot else None
     networks = [_build_network(args, spec) for spec in specs or DEFAULT_SIZES]
+    if args.precision:
+        if args.dtype == "float64" and set(args.precision) - {"float32", "float64"}:
+            raise CommandError("--precision int8/bfloat16/float16 networks compute in "
+                               "float32; leave out --dtype float64")
+        networks = [network if precision == network.precision else network.quantize(precision)
+                    for network in networks for precision in args.precision]
     rows = benchmark.run(networks, args.batch, None, repeat=args.repeat,
                          progress=_progress)
     print(benchmark.format_table(rows))

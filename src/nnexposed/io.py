@@ -8,10 +8,19 @@ The file is an ordinary NumPy ``.npz`` archive (``np.load(path)`` reads it) hold
 - ``weights_0``, ``biases_0``, ``weights_1``, ...: each layer's (n_out, n_in) and (n_out,)
   arrays in the header's dtype.
 
-Version 2 adds layer normalisation: a layer ``{"kind": "layer_norm", "n_in": n, "n_out": n,
-"activation": ..., "alpha": ..., "eps": 1e-05}`` whose ``weights_k`` and ``biases_k`` are its
-weight and bias, both (n,). ``save`` writes version 1 for networks of Dense layers only, so
-their files still load in older versions of nnexposed; ``load`` reads both versions.
+Version 2 holds what version 1 cannot; ``save`` writes it only for such networks (networks
+of float32/float64 Dense layers are still written as version 1, which every nnexposed
+reads), and ``load`` reads both versions. Its header adds:
+
+- ``"precision"``: how the weights are stored, ``"float32"`` / ``"float64"`` (the header's
+  dtype; the default when the key is absent) or ``"int8"`` | ``"bfloat16"`` | ``"float16"``
+  (reduced precisions: dtype ``"float32"``). Reduced-precision weights are int8, uint16 (the
+  bit patterns of bfloat16 values) or float16, the biases float32, and int8 layers have
+  ``scales_0``, ... (n_out,) float32 arrays beside them.
+- ``"kind"`` in each layer: ``"dense"`` (the default when absent) or ``"layer_norm"``, a
+  layer ``{"kind": "layer_norm", "n_in": n, "n_out": n, "activation": ..., "alpha": ...,
+  "eps": 1e-05}`` whose ``weights_k`` and ``biases_k`` are its weight and bias, both (n,),
+  in the header's dtype. Reduced-precision networks hold Dense layers only.
 
 ``load`` checks all of it (every array's npy header before reading the array, so a hostile
 file cannot make it allocate more than the header describes) and raises ``ValueError`` naming
@@ -35,12 +44,21 @@ from numpy.lib import format as npy_format
 from nnexposed._validation import FLOAT_DTYPES
 from nnexposed.activations import ACTIVATIONS
 from nnexposed.network import Dense, LayerNorm, Network
+from nnexposed.precision import bfloat16_dtype
 
 FORMAT_NAME = "nnexposed-model"
 FORMAT_VERSION = 2
-# Versions that load() reads; save() writes version 1 unless the network needs version 2.
+# Versions that load() reads; save() writes version 1 unless the network needs version 2
+# (LayerNorm layers or a reduced precision).
 READ_VERSIONS = (1, FORMAT_VERSION)
 HEADER_KEYS = {"format", "version", "dtype", "layers"}
+# Version 2 headers may also say how the weights are stored (absent: in the header's dtype).
+OPTIONAL_HEADER_KEYS = {2: {"precision"}}
+# How reduced-precision weights are stored in the file (bfloat16 as its bit patterns, so
+# that np.load reads every array without ml_dtypes).
+FILE_WEIGHT_DTYPES = {"int8": np.dtype(np.int8), "float16": np.dtype(np.float16),
+                      "bfloat16": np.dtype(np.uint16)}
+LAYER_KINDS = ("dense", "layer_norm")
 LAYER_KEYS = {"n_in", "n_out", "activation", "alpha"}
 LAYER_NORM_KEYS = LAYER_KEYS | {"kind", "eps"}
 # The JSON header of any real model is far smaller; a bigger one is refused unread.
@@ -65,24 +83,36 @@ FOREIGN_FILES = {
 
 def archive_arrays(network):
     """The arrays a model file holds, by name: ``header`` (JSON bytes) then each layer's."""
+    reduced = network.precision in FILE_WEIGHT_DTYPES
+    norms = any(isinstance(layer, LayerNorm) for layer in network.layers)
+    version = 2 if reduced or norms else 1
     specs = []
     for layer in network.layers:
         spec = {"n_in": layer.n_in, "n_out": layer.n_out, "activation": layer.activation,
                 "alpha": layer.alpha}
         if isinstance(layer, LayerNorm):
             spec.update(kind="layer_norm", eps=layer.eps)
+        elif version >= 2:
+            spec.update(kind="dense")
         specs.append(spec)
     header = {
         "format": FORMAT_NAME,
-        "version": 2 if any("kind" in spec for spec in specs) else 1,
+        "version": version,
         "dtype": str(network.dtype),
+        **({"precision": network.precision} if version >= 2 else {}),
         "layers": specs,
     }
     arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
     for k, layer in enumerate(network.layers):
-        norm = isinstance(layer, LayerNorm)
-        arrays[f"weights_{k}"] = layer.weight if norm else layer.weights
-        arrays[f"biases_{k}"] = layer.bias if norm else layer.biases
+        if isinstance(layer, LayerNorm):
+            arrays[f"weights_{k}"] = layer.weight
+            arrays[f"biases_{k}"] = layer.bias
+            continue
+        arrays[f"weights_{k}"] = (layer.weights.view(FILE_WEIGHT_DTYPES[network.precision])
+                                  if reduced else layer.weights)
+        arrays[f"biases_{k}"] = layer.biases
+        if layer.scales is not None:
+            arrays[f"scales_{k}"] = layer.scales
     return arrays
 
 
@@ -244,8 +274,12 @@ def _read_network(archive, max_bytes=DEFAULT_MAX_BYTES):
         raise _ModelFileError("no 'header' array: not an nnexposed model file")
     header = _parse_header(_read_array(archive, "header", np.dtype(np.uint8), None))
     dtype = np.dtype(header["dtype"])
-    n_bytes = sum(spec["n_out"] * (2 if "kind" in spec else spec["n_in"] + 1)
-                  for spec in header["layers"]) * dtype.itemsize
+    precision = header.get("precision", header["dtype"])
+    weight_dtype = FILE_WEIGHT_DTYPES.get(precision, dtype)
+    n_bytes = sum(spec["n_out"] * 2 * dtype.itemsize if _is_norm(spec) else
+                  spec["n_out"] * (spec["n_in"] * weight_dtype.itemsize + dtype.itemsize
+                                   + (dtype.itemsize if precision == "int8" else 0))
+                  for spec in header["layers"])
     if max_bytes is not None and n_bytes > max_bytes:
         raise _ModelFileError(f"its header declares layers of {n_bytes:,} bytes, more than "
                               f"max_bytes={max_bytes:,}; pass load(path, max_bytes=...) to "
@@ -253,6 +287,8 @@ def _read_network(archive, max_bytes=DEFAULT_MAX_BYTES):
     expected = {"header.npy"}
     for k in range(len(header["layers"])):
         expected |= {f"weights_{k}.npy", f"biases_{k}.npy"}
+        if precision == "int8":
+            expected.add(f"scales_{k}.npy")
     if members != expected:
         details = []
         if expected - members:
@@ -263,15 +299,28 @@ def _read_network(archive, max_bytes=DEFAULT_MAX_BYTES):
                               f"{len(header['layers'])} layers: {'; '.join(details)}")
     layers = []
     for k, spec in enumerate(header["layers"]):
-        norm = "kind" in spec
-        weights = _read_array(archive, f"weights_{k}", dtype,
-                              (spec["n_out"],) if norm else (spec["n_out"], spec["n_in"]))
+        if _is_norm(spec):
+            weight = _read_array(archive, f"weights_{k}", dtype, (spec["n_out"],))
+            bias = _read_array(archive, f"biases_{k}", dtype, (spec["n_out"],))
+            try:
+                layers.append(LayerNorm(weight, bias, spec["eps"], spec["activation"],
+                                        alpha=spec["alpha"]))
+            except (ValueError, TypeError) as error:
+                raise _ModelFileError(f"layer {k}: {error}") from None
+            continue
+        weights = _read_array(archive, f"weights_{k}", weight_dtype,
+                              (spec["n_out"], spec["n_in"]))
         biases = _read_array(archive, f"biases_{k}", dtype, (spec["n_out"],))
-        if norm:
-            layers.append(LayerNorm(weights, biases, spec["eps"], spec["activation"],
-                                    alpha=spec["alpha"]))
-        else:
-            layers.append(Dense(weights, biases, spec["activation"], alpha=spec["alpha"]))
+        scales = None
+        if precision == "int8":
+            scales = _read_array(archive, f"scales_{k}", dtype, (spec["n_out"],))
+        elif precision == "bfloat16":
+            weights = weights.view(bfloat16_dtype())
+        try:
+            layers.append(Dense(weights, biases, spec["activation"], alpha=spec["alpha"],
+                                scales=scales, precision=precision))
+        except (ValueError, TypeError) as error:
+            raise _ModelFileError(f"layer {k}: {error}") from None
     return Network(layers)
 
 
@@ -333,10 +382,20 @@ def _parse_header(raw):
     if not _is_int(version) or version not in READ_VERSIONS:
         raise _ModelFileError(f"unsupported format version {version!r}; this nnexposed reads "
                               f"versions {' and '.join(map(str, READ_VERSIONS))}")
-    _check_keys(header, HEADER_KEYS, "the header")
+    optional = OPTIONAL_HEADER_KEYS.get(version, set())
+    _check_keys(header, HEADER_KEYS | (optional & set(header)), "the header")
     if header["dtype"] not in [str(dtype) for dtype in FLOAT_DTYPES]:
         raise _ModelFileError(f"expected dtype 'float32' or 'float64' in the header, "
                               f"got {header['dtype']!r}")
+    precision = header.get("precision", header["dtype"])
+    if precision != header["dtype"]:
+        if not isinstance(precision, str) or precision not in FILE_WEIGHT_DTYPES:
+            raise _ModelFileError(f"expected precision {', '.join(map(repr, FILE_WEIGHT_DTYPES))}"
+                                  f" or the header's dtype {header['dtype']!r} in the header, "
+                                  f"got {precision!r}")
+        if header["dtype"] != "float32":
+            raise _ModelFileError(f"{precision} networks compute in float32, "
+                                  f"the header says {header['dtype']!r}")
     layers = header["layers"]
     if not isinstance(layers, list) or not layers:
         raise _ModelFileError(f"expected a non-empty list of layers in the header, "
@@ -345,8 +404,21 @@ def _parse_header(raw):
         where = f"layer {k} of the header"
         if not isinstance(spec, dict):
             raise _ModelFileError(f"{where} must be a JSON object, got {spec!r}")
-        norm = version >= 2 and "kind" in spec
-        _check_keys(spec, LAYER_NORM_KEYS if norm else LAYER_KEYS, where)
+        if version >= 2 and "kind" in spec and (not isinstance(spec["kind"], str)
+                                                or spec["kind"] not in LAYER_KINDS):
+            raise _ModelFileError(f"{where}: unknown kind {spec['kind']!r}; expected one of: "
+                                  f"{', '.join(map(repr, LAYER_KINDS))}")
+        norm = version >= 2 and _is_norm(spec)
+        if version < 2:
+            keys = LAYER_KEYS
+        elif norm:
+            keys = LAYER_NORM_KEYS
+        else:   # a Dense layer, its kind optional
+            keys = LAYER_KEYS | ({"kind"} & set(spec))
+        _check_keys(spec, keys, where)
+        if norm and precision in FILE_WEIGHT_DTYPES:
+            raise _ModelFileError(f"{where}: {precision} networks hold Dense layers only, "
+                                  f"not layer_norm ones")
         for key in ("n_in", "n_out"):
             if not _is_int(spec[key]) or spec[key] < 1:
                 raise _ModelFileError(f"{where}: {key} must be a positive integer, "
@@ -360,9 +432,6 @@ def _parse_header(raw):
             raise _ModelFileError(f"{where}: alpha must be a finite number, got {alpha!r}")
         if norm:
             eps = spec["eps"]
-            if spec["kind"] != "layer_norm":
-                raise _ModelFileError(f"{where}: unknown kind {spec['kind']!r}; expected "
-                                      f"'layer_norm'")
             if spec["n_in"] != spec["n_out"]:
                 raise _ModelFileError(f"{where}: a layer_norm layer has n_in == n_out, got "
                                       f"{spec['n_in']} and {spec['n_out']}")
@@ -374,6 +443,10 @@ def _parse_header(raw):
             raise _ModelFileError(f"{where}: n_in is {spec['n_in']} but layer {k - 1} has "
                                   f"n_out {layers[k - 1]['n_out']}")
     return header
+
+
+def _is_norm(spec):
+    return spec.get("kind") == "layer_norm"
 
 
 def _check_keys(mapping, keys, where):

@@ -13,7 +13,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from nnexposed import activations as _activations
 from nnexposed import kernels
+from nnexposed import precision as _precision
 from nnexposed._config import clamp_threads
 from nnexposed._validation import (
     as_c_array,
@@ -62,8 +64,41 @@ def _read_only_copy(array):
     return copy
 
 
-def _dense_from_state(weights, biases, activation, alpha):
-    return Dense(weights, biases, activation, alpha=alpha)
+def _dense_from_state(weights, biases, activation, alpha, scales=None):
+    return Dense(weights, biases, activation, alpha=alpha, scales=scales,
+                 precision=_precision.precision_of(weights))
+
+
+def _reduced_layer_arrays(weights, biases, scales, precision):
+    """Validated (weights, biases, scales) of a reduced-precision layer: weights (n_out, n_in)
+    of the precision's storage dtype, biases (n_out,) float32 (None: zeros), scales (n_out,)
+    float32 for int8 (None otherwise)."""
+    w = np.asarray(weights)
+    expected = _precision.storage_dtype(precision)
+    if w.dtype != expected:
+        raise TypeError(f"{precision} layers take weights of dtype {expected}, "
+                        f"got {w.dtype}")
+    if w.ndim != 2 or 0 in w.shape:
+        raise ValueError(f"expected weights of shape (n_out, n_in) with n_out, n_in >= 1, "
+                         f"got shape {w.shape}")
+    _, b = layer_arrays(np.zeros((w.shape[0], 1), np.float32), biases, np.dtype(np.float32))
+    if precision != "int8":
+        if scales is not None:
+            raise ValueError(f"scales are for int8 layers, not {precision} ones")
+        return np.ascontiguousarray(w), b, None
+    if scales is None:
+        raise ValueError("int8 layers need scales: one float32 per output neuron")
+    if w.shape[1] > _precision.INT8_MAX_INPUTS:
+        raise ValueError(f"int8 layers take at most {_precision.INT8_MAX_INPUTS} inputs, "
+                         f"got {w.shape[1]}")
+    s = as_real_array(scales, "scales")
+    if s.shape != (w.shape[0],):
+        raise ValueError(f"expected scales of shape ({w.shape[0]},) for weights of shape "
+                         f"{w.shape}, got shape {s.shape}")
+    s = as_c_array(s, np.float32)
+    if not (np.isfinite(s).all() and (s >= 0).all()):
+        raise ValueError("int8 scales must be finite and >= 0")
+    return np.ascontiguousarray(w), b, s
 
 
 class Dense:
@@ -73,20 +108,46 @@ class Dense:
     ``nnexposed.ACTIVATIONS``; alpha: the negative slope of ``leaky_relu`` (default 0.01) or
     the alpha of ``elu`` (default 1.0), unused by the other activations. The arrays are
     copied and stored read-only, in float32 (float16/float32 weights) or float64 (otherwise).
+
+    Reduced-precision layers (see ``nnexposed.precision``) keep their weights as given:
+    int8 weights with ``scales`` (n_out,), one float32 per output neuron;
+    ``ml_dtypes.bfloat16`` weights; float16 weights with ``precision="float16"`` (without
+    it, float16 weights are widened to float32 as before). Their biases are float32.
+    ``precision``: None infers it from the weights' dtype; otherwise it must match it.
     """
 
-    __slots__ = ("weights", "biases", "activation", "alpha")
+    __slots__ = ("weights", "biases", "activation", "alpha", "scales")
     weights: FloatArray
     biases: FloatArray
     activation: str
     alpha: float
+    scales: FloatArray | None
 
-    def __init__(self, weights, biases, activation="linear", *, alpha=DEFAULT):
-        w, b = layer_arrays(weights, biases)
+    def __init__(self, weights, biases, activation="linear", *, alpha=DEFAULT, scales=None,
+                 precision=None):
+        given = getattr(weights, "dtype", None)
+        if precision is None:
+            # int8 weights without scales are plain integers, as before reduced precisions.
+            if scales is not None:
+                precision = "int8"
+            elif given is not None and np.dtype(given).name == "bfloat16":
+                precision = "bfloat16"
+        else:
+            precision = _precision.as_precision(precision)
+            if precision in _precision.FLOAT_PRECISIONS:
+                if scales is not None:
+                    raise ValueError(f"scales are for int8 layers, not {precision} ones")
+                precision = None
+        if precision is None:
+            w, b = layer_arrays(weights, biases)
+            s = None
+        else:
+            w, b, s = _reduced_layer_arrays(weights, biases, scales, precision)
         activation_code(activation)
         set_attr = object.__setattr__
         set_attr(self, "weights", _read_only_copy(w))
         set_attr(self, "biases", _read_only_copy(b))
+        set_attr(self, "scales", None if s is None else _read_only_copy(s))
         set_attr(self, "activation", activation)
         set_attr(self, "alpha", resolve_alpha(alpha, activation))
 
@@ -97,7 +158,8 @@ class Dense:
         raise AttributeError("Dense layers are immutable; build a new one instead")
 
     def __reduce__(self):
-        return _dense_from_state, (self.weights, self.biases, self.activation, self.alpha)
+        return _dense_from_state, (self.weights, self.biases, self.activation, self.alpha,
+                                   self.scales)
 
     @property
     def n_in(self):
@@ -113,18 +175,44 @@ class Dense:
 
     @property
     def dtype(self):
-        return self.weights.dtype
+        """The dtype the layer computes in (float32 for reduced precisions)."""
+        return self.biases.dtype
+
+    @property
+    def precision(self):
+        """How the weights are stored: "float32", "float64", "int8", "bfloat16", "float16"."""
+        return _precision.precision_of(self.weights)
+
+    @property
+    def nbytes(self):
+        """Bytes of weights, biases and scales."""
+        return sum(a.nbytes for a in (self.weights, self.biases, self.scales) if a is not None)
 
     def astype(self, dtype):
-        """The same layer with float32 or float64 arrays."""
+        """The same layer with float32 or float64 arrays (reduced precisions: dequantized)."""
         dtype = as_compute_dtype(dtype)
-        return Dense(self.weights.astype(dtype), self.biases.astype(dtype), self.activation,
+        weights = self.weights
+        if self.precision in _precision.REDUCED_PRECISIONS:
+            weights = _precision.dequantize_weights(weights, self.scales)
+        return Dense(weights.astype(dtype), self.biases.astype(dtype), self.activation,
                      alpha=self.alpha)
+
+    def quantize(self, precision):
+        """The same layer with weights stored in ``precision`` (see ``Network.quantize``)."""
+        precision = _precision.as_precision(precision)
+        if precision in _precision.FLOAT_PRECISIONS:
+            return self.astype(precision)
+        float_layer = self if self.scales is None else self.astype(np.float32)
+        weights, scales = _precision.quantize_weights(float_layer.weights, precision)
+        return Dense(weights, self.biases.astype(np.float32), self.activation,
+                     alpha=self.alpha, scales=scales, precision=precision)
 
     def __repr__(self):
         alpha = f", alpha={self.alpha}" if self.activation in DEFAULT_ALPHAS else ""
+        precision = ("" if self.precision in _precision.FLOAT_PRECISIONS
+                     else f", precision={self.precision!r}")
         return (f"Dense(n_in={self.n_in}, n_out={self.n_out}, "
-                f"activation={self.activation!r}{alpha}, dtype={self.dtype})")
+                f"activation={self.activation!r}{alpha}, dtype={self.dtype}{precision})")
 
 
 def _layer_norm_from_state(weight, bias, eps, activation, alpha):
@@ -211,11 +299,29 @@ class LayerNorm:
     def dtype(self):
         return self.weight.dtype
 
+    @property
+    def precision(self):
+        """"float32" or "float64": LayerNorm layers have no reduced precision."""
+        return str(self.dtype)
+
+    @property
+    def nbytes(self):
+        """Bytes of weight and bias."""
+        return self.weight.nbytes + self.bias.nbytes
+
     def astype(self, dtype):
         """The same layer with float32 or float64 arrays."""
         dtype = as_compute_dtype(dtype)
         return LayerNorm(self.weight.astype(dtype), self.bias.astype(dtype), self.eps,
                          self.activation, alpha=self.alpha)
+
+    def quantize(self, precision):
+        """The same layer in "float32" or "float64"; reduced precisions raise ValueError."""
+        precision = _precision.as_precision(precision)
+        if precision in _precision.FLOAT_PRECISIONS:
+            return self.astype(precision)
+        raise ValueError(f"LayerNorm layers cannot be quantized to {precision}; only networks "
+                         f"of Dense layers can")
 
     def __repr__(self):
         alpha = f", alpha={self.alpha}" if self.activation in DEFAULT_ALPHAS else ""
@@ -299,11 +405,26 @@ class Network:
             if layers[k].n_in != layers[k - 1].n_out:
                 raise ValueError(f"layer {k} expects {layers[k].n_in} inputs but layer {k - 1} "
                                  f"gives {layers[k - 1].n_out} outputs")
+        precisions = {layer.precision for layer in layers}
+        reduced = precisions - set(_precision.FLOAT_PRECISIONS)
+        if reduced and any(isinstance(layer, LayerNorm) for layer in layers):
+            raise ValueError(f"{', '.join(sorted(reduced))} networks hold Dense layers only, "
+                             f"not LayerNorm layers; keep networks with LayerNorm layers in "
+                             f"float32 or float64")
+        if reduced and len(precisions) > 1:
+            raise ValueError(f"all layers of a {', '.join(sorted(reduced))} network must share "
+                             f"its precision, got {', '.join(layer.precision for layer in layers)}"
+                             f"; quantize the network as a whole with Network.quantize")
         dtype = np.result_type(*(layer.dtype for layer in layers))
         layers = tuple(layer if layer.dtype == dtype else layer.astype(dtype)
                        for layer in layers)
         self._layers = layers
         norms = [layer for layer in layers if isinstance(layer, LayerNorm)]
+        if reduced:
+            from nnexposed import _quantized
+            # the same forward(x, out, threads) as kernels.CompiledNetwork
+            self._compiled: Any = _quantized.QuantizedNetwork(layers)
+            return
         self._compiled = kernels.CompiledNetwork(
             [layer.weight if isinstance(layer, LayerNorm) else layer.weights
              for layer in layers],
@@ -384,8 +505,10 @@ class Network:
         Read with eval semantics (BatchNorm's running statistics, Dropout ignored). Needs
         ``pip install "nnexposed[torch]"``; unsupported layers raise ValueError.
         """
+        from nnexposed._quantized_import import torch_without_dynamic_linears, with_int8_layers
         from nnexposed.importers.torch import from_torch
-        return from_torch(module)
+        module, int8_layers = torch_without_dynamic_linears(module)
+        return with_int8_layers(from_torch(module), int8_layers)
 
     @classmethod
     def from_onnx(cls, model, *, output=None):
@@ -394,8 +517,10 @@ class Network:
         ``output`` names the graph output to compute when there are several. Needs
         ``pip install "nnexposed[onnx]"``; unsupported operators raise ValueError.
         """
+        from nnexposed._quantized_import import onnx_without_integer_matmuls, with_int8_layers
         from nnexposed.importers.onnx import from_onnx
-        return from_onnx(model, output=output)
+        model, int8_layers = onnx_without_integer_matmuls(model)
+        return with_int8_layers(from_onnx(model, output=output), int8_layers)
 
     @classmethod
     def from_keras(cls, model: Any) -> Network:
@@ -473,9 +598,32 @@ class Network:
         """float32 or float64."""
         return self._layers[0].dtype
 
+    @property
+    def precision(self):
+        """How the weights are stored: "float32", "float64", "int8", "bfloat16" or "float16"."""
+        return self._layers[0].precision
+
+    @property
+    def nbytes(self):
+        """Bytes of the layers' weights, biases and (int8) scales."""
+        return sum(layer.nbytes for layer in self._layers)
+
     def astype(self, dtype):
-        """The same network in float32 or float64."""
+        """The same network in float32 or float64 (reduced precisions: dequantized)."""
         return Network([layer.astype(dtype) for layer in self._layers])
+
+    def quantize(self, precision: str) -> Network:
+        """A new network with its weights stored in ``precision``; inputs and outputs stay
+        float32.
+
+        precision: "int8" (symmetric per output neuron: int8 weights and a float32 scale
+        each; inputs quantized per sample to 8 bits when the network runs, int32 sums),
+        "bfloat16" (needs ``pip install "nnexposed[bfloat16]"``) or "float16" (float32
+        sums); "float32"/"float64" is ``astype``. Biases stay float32. A reduced-precision
+        network is requantized from its dequantized weights. See ``docs/quantization.md``
+        for the error against float32.
+        """
+        return Network([layer.quantize(precision) for layer in self._layers])
 
     def forward(self, x: npt.ArrayLike, *, out: FloatArray | None = None,
                 threads: int | None = None) -> FloatArray:
@@ -510,12 +658,26 @@ class Network:
             ``self(x)``. Memory: 2 * sum of the layers' n_out values per sample (both arrays
             of every layer), plus the forward pass's own workspace.
         """
+        if self.precision in _precision.REDUCED_PRECISIONS:
+            return self._reduced_trace(x, threads)
         if threads is None:
             pairs = self._compiled.trace(x)
         else:
             pairs = self._compiled.trace(x, clamp_threads(threads))
         # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost.
         return tuple([tuple.__new__(LayerValues, pair) for pair in pairs])
+
+    def _reduced_trace(self, x, threads):
+        """trace of a reduced-precision network, layer by layer through its kernels."""
+        values = []
+        for layer in self._layers:
+            affine = Network([Dense(layer.weights, layer.biases, "linear", scales=layer.scales,
+                                    precision=layer.precision)])
+            pre = affine.forward(x, threads=threads)
+            alpha = {"alpha": layer.alpha} if layer.activation in DEFAULT_ALPHAS else {}
+            x = getattr(_activations, layer.activation)(pre, **alpha)
+            values.append(LayerValues(pre, x))
+        return tuple(values)
 
     def plot(self, x=None, *, ax=None):
         """A matplotlib Figure of the network; see ``nnexposed.plot.plot_network``.
@@ -541,11 +703,15 @@ class Network:
             values = [_value_columns(layer, layer_values.output)
                       for layer, layer_values in zip(self._layers, self.trace(x))]
         return summary_table(self.sizes, [layer.activation for layer in self._layers],
-                             self.dtype, values, [_kind(layer) for layer in self._layers])
+                             self.dtype, values, [_kind(layer) for layer in self._layers],
+                             precision=self.precision, nbytes=self.nbytes)
 
     def __repr__(self):
         activations = tuple(layer.activation for layer in self._layers)
-        return f"Network(sizes={self.sizes}, activations={activations}, dtype={self.dtype})"
+        precision = ("" if self.precision in _precision.FLOAT_PRECISIONS
+                     else f", precision={self.precision!r}")
+        return (f"Network(sizes={self.sizes}, activations={activations}, "
+                f"dtype={self.dtype}{precision})")
 
 
 def _kind(layer: Dense | LayerNorm) -> str:
@@ -554,7 +720,8 @@ def _kind(layer: Dense | LayerNorm) -> str:
 
 def summary_table(sizes: Sequence[int], activations: Sequence[str], dtype: npt.DTypeLike,
                   values: Sequence[Sequence[str]] | None = None,
-                  kinds: Sequence[str] | None = None) -> str:
+                  kinds: Sequence[str] | None = None, *, precision: str | None = None,
+                  nbytes: int | None = None) -> str:
     """The table of ``Network.summary()`` from the layer sizes alone, allocating nothing.
 
     Parameters
@@ -569,6 +736,10 @@ def summary_table(sizes: Sequence[int], activations: Sequence[str], dtype: npt.D
         Each layer's output range, fraction of zeros and dead units, as columns.
     kinds : sequence of str, length n_layers, optional
         Each layer's kind, "dense" (the default) or "layer_norm".
+    precision : str, optional
+        How the weights are stored, when not in ``dtype`` ("int8", ...).
+    nbytes : int, optional
+        The bytes of weights, biases and scales, when not ``dtype``'s size of each parameter.
 
     Returns
     -------
@@ -602,5 +773,6 @@ def summary_table(sizes: Sequence[int], activations: Sequence[str], dtype: npt.D
         rule, line(header), rule.replace("=", "-"),
         *(line(row) for row in rows),
         rule,
-        f"Total params: {total:,} ({dtype}, {total * dtype.itemsize:,} bytes)",
+        f"Total params: {total:,} ({precision or dtype}, "
+        f"{total * dtype.itemsize if nbytes is None else nbytes:,} bytes)",
     ])

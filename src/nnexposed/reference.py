@@ -12,6 +12,7 @@ from scipy.special import erfc as _erfc
 
 from nnexposed._validation import as_network_input
 from nnexposed.network import LayerNorm, LayerValues, Network
+from nnexposed.precision import REDUCED_PRECISIONS, dequantize_weights, int8_matmul_reference
 
 # sqrt(1/2) and 2 * sqrt(2/pi), for gelu and its tanh approximation.
 SQRT_HALF = math.sqrt(0.5)
@@ -94,12 +95,18 @@ def layer_norm_python(values, weight, bias, eps):
 
 
 def forward_python(network, x):
-    """``nnexposed.forward`` written as plain Python loops over lists of floats."""
+    """``nnexposed.forward`` written as plain Python loops over lists of floats.
+
+    bfloat16 and float16 networks run on their weights widened to float32; int8 networks
+    are not covered (use ``forward_numpy``).
+    """
     _check_network(network)
+    if network.precision == "int8":
+        raise ValueError("forward_python runs float, bfloat16 and float16 networks; "
+                         "forward_numpy is the reference of int8 ones")
     x = as_network_input(x, network.dtype, network.n_in)
     samples = x.tolist() if x.ndim == 2 else [x.tolist()]
-    layers = [(isinstance(layer, LayerNorm),
-               (layer.weight if isinstance(layer, LayerNorm) else layer.weights).tolist(),
+    layers = [(isinstance(layer, LayerNorm), _python_weights(layer),
                (layer.bias if isinstance(layer, LayerNorm) else layer.biases).tolist(),
                getattr(layer, "eps", 0.0), layer.activation, layer.alpha)
               for layer in network.layers]
@@ -112,6 +119,15 @@ def forward_python(network, x):
         results.append(values)
     result = np.array(results, dtype=network.dtype).reshape(len(samples), network.n_out)
     return result if x.ndim == 2 else result[0]
+
+
+def _python_weights(layer):
+    """A layer's weights as nested lists of floats (reduced precisions widened)."""
+    if isinstance(layer, LayerNorm):
+        return layer.weight.tolist()
+    if layer.precision in REDUCED_PRECISIONS:
+        return dequantize_weights(layer.weights, layer.scales).tolist()
+    return layer.weights.tolist()
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,7 +177,12 @@ NUMPY_ACTIVATIONS = {
 
 
 def forward_numpy(network, x):
-    """``nnexposed.forward`` written as idiomatic NumPy."""
+    """``nnexposed.forward`` written as idiomatic NumPy.
+
+    int8 layers quantize each sample's inputs and sum in integers exactly as the kernels do
+    (``nnexposed.precision.int8_matmul_reference``); bfloat16 and float16 layers compute in
+    float32 with their weights widened to float32.
+    """
     _check_network(network)
     x = as_network_input(x, network.dtype, network.n_in)
     for layer in network.layers:
@@ -172,7 +193,7 @@ def forward_numpy(network, x):
 def _pre_activation_numpy(layer, x):
     if isinstance(layer, LayerNorm):
         return layer_norm_numpy(x, layer.weight, layer.bias, layer.eps)
-    return x @ layer.weights.T + layer.biases
+    return _affine_numpy(layer, x)
 
 
 def layer_norm_numpy(x, weight, bias, eps):
@@ -196,6 +217,17 @@ def trace_numpy(network, x):
         x = NUMPY_ACTIVATIONS[layer.activation](pre, layer.alpha)
         values.append(LayerValues(pre, x))
     return tuple(values)
+
+
+def _affine_numpy(layer, x):
+    """``x @ weights.T + biases`` of one layer, as its kernels compute it."""
+    if layer.precision == "int8":
+        pre = int8_matmul_reference(x.reshape(-1, layer.n_in), layer.weights, layer.scales,
+                                    layer.biases)
+        return pre[0] if x.ndim == 1 else pre
+    if layer.precision in REDUCED_PRECISIONS:
+        return x @ dequantize_weights(layer.weights, None).T + layer.biases
+    return x @ layer.weights.T + layer.biases
 
 
 def _check_network(network):

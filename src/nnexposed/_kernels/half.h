@@ -1,0 +1,232 @@
+/* bfloat16 and float16 layers: weights stored in 16 bits, widened to float32 and summed in
+ * float32. Batched: the weights of 4 neurons at a time are widened into a float32 buffer
+ * (n_in x 4, interleaved), then every 32-sample tile of the block runs 4 x 32 accumulators
+ * that the compiler keeps in vector registers. One sample: the weights are widened in
+ * registers as they stream (these layers are memory-bound at one sample).
+ *
+ * Layouts as in int8.h: weights (n_out, n_in) uint16 bit patterns; a block's float
+ * activations x[i][t] and y[j][t] feature-major, cols a multiple of NNX_HALF_TILE. */
+#ifndef NNX_HALF_H
+#define NNX_HALF_H
+
+#include "quantized_common.h"
+
+#define NNX_HALF_TILE 32
+#define NNX_HALF_ROWS 4
+
+enum { NNX_BFLOAT16 = 0, NNX_FLOAT16 = 1 };
+
+static inline float nnx_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline float nnx_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu, bits;
+    float f;
+    if (exponent == 0x1f) {
+        bits = sign | 0x7f800000u | (mantissa << 13);
+    } else if (exponent == 0) {                  /* zero or subnormal: mantissa * 2**-24 */
+        f = (float)mantissa * 5.9604644775390625e-8f;
+        return sign ? -f : f;
+    } else {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    }
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Widen weights[first + r][i] into buffer[i * 4 + r] for r < rows (<= 4); rows past `rows`
+ * are zeros. */
+#define NNX_HALF_WIDEN_LOOP(CONVERT)                                                          \
+    for (i = 0; i < n_in; i++)                                                                \
+        for (r = 0; r < NNX_HALF_ROWS; r++)                                                   \
+            buffer[i * NNX_HALF_ROWS + r] = r < rows ? CONVERT(w[r * n_in + i]) : 0.0f;
+
+/* The batched kernel, compiled per target (the compiler vectorises the 32-sample loops for
+ * it). x (n_in, cols), y (n_out, cols); buffer: 4 * n_in floats. */
+#define NNX_HALF_DEFINE_TILE(SUFFIX, TARGET, WIDEN_F16, MULADD)                              \
+TARGET static void nnx_half_tile_##SUFFIX(                                                   \
+        const float* x, const uint16_t* weights, int kind, const float* biases,              \
+        ptrdiff_t n_in, ptrdiff_t n_out, ptrdiff_t cols, float* y, int relu,                 \
+        float* buffer) {                                                                     \
+    ptrdiff_t j, i, r, t, t0;                                                                \
+    for (j = 0; j < n_out; j += NNX_HALF_ROWS) {                                             \
+        ptrdiff_t rows = n_out - j < NNX_HALF_ROWS ? n_out - j : NNX_HALF_ROWS;              \
+        const uint16_t* w = weights + j * n_in;                                              \
+        if (kind == NNX_BFLOAT16) {                                                          \
+            NNX_HALF_WIDEN_LOOP(nnx_bf16_to_f32)                                             \
+        } else {                                                                             \
+            WIDEN_F16                                                                        \
+        }                                                                                    \
+        for (t0 = 0; t0 < cols; t0 += NNX_HALF_TILE) {                                       \
+            float acc[NNX_HALF_ROWS][NNX_HALF_TILE];                                         \
+            for (r = 0; r < NNX_HALF_ROWS; r++)                                              \
+                for (t = 0; t < NNX_HALF_TILE; t++) acc[r][t] = 0;                           \
+            for (i = 0; i < n_in; i++) {                                                     \
+                const float* xi = x + i * cols + t0;                                         \
+                const float* wi = buffer + i * NNX_HALF_ROWS;                                \
+                for (r = 0; r < NNX_HALF_ROWS; r++)                                          \
+                    for (t = 0; t < NNX_HALF_TILE; t++)                                      \
+                        acc[r][t] = MULADD(wi[r], xi[t], acc[r][t]);                         \
+            }                                                                                \
+            for (r = 0; r < rows; r++)                                                       \
+                for (t = 0; t < NNX_HALF_TILE; t++) {                                        \
+                    float v = acc[r][t] + biases[j + r];                                     \
+                    y[(j + r) * cols + t0 + t] = relu && v < 0 ? 0.0f : v;                   \
+                }                                                                            \
+        }                                                                                    \
+    }                                                                                        \
+}
+
+#define NNX_MULADD(a, b, c) ((a) * (b) + (c))
+NNX_HALF_DEFINE_TILE(portable, , NNX_HALF_WIDEN_LOOP(nnx_f16_to_f32), NNX_MULADD)
+
+/* One sample, portable: y[j] for j in [first, last). */
+static void nnx_half_row_portable(const float* x, const uint16_t* weights, int kind,
+                                  const float* biases, ptrdiff_t n_in, ptrdiff_t first,
+                                  ptrdiff_t last, float* y, int relu) {
+    ptrdiff_t j, i;
+    for (j = first; j < last; j++) {
+        const uint16_t* w = weights + j * n_in;
+        float sum = 0;
+        if (kind == NNX_BFLOAT16)
+            for (i = 0; i < n_in; i++) sum += nnx_bf16_to_f32(w[i]) * x[i];
+        else
+            for (i = 0; i < n_in; i++) sum += nnx_f16_to_f32(w[i]) * x[i];
+        float v = sum + biases[j];
+        y[j] = relu && v < 0 ? 0.0f : v;
+    }
+}
+
+#if defined(NNX_X86)
+
+/* float16 widened with F16C, 8 at a time. */
+#define NNX_HALF_WIDEN_F16C                                                                   \
+    for (i = 0; i + 8 <= n_in; i += 8) {                                                      \
+        __m256 v[NNX_HALF_ROWS];                                                              \
+        float lanes[NNX_HALF_ROWS][8];                                                        \
+        for (r = 0; r < NNX_HALF_ROWS; r++) {                                                 \
+            v[r] = r < rows ? _mm256_cvtph_ps(_mm_loadu_si128(                                \
+                                  (const __m128i*)(w + r * n_in + i))) : _mm256_setzero_ps(); \
+            _mm256_storeu_ps(lanes[r], v[r]);                                                 \
+        }                                                                                     \
+        for (t = 0; t < 8; t++)                                                               \
+            for (r = 0; r < NNX_HALF_ROWS; r++)                                               \
+                buffer[(i + t) * NNX_HALF_ROWS + r] = lanes[r][t];                            \
+    }                                                                                         \
+    for (; i < n_in; i++)                                                                     \
+        for (r = 0; r < NNX_HALF_ROWS; r++)                                                   \
+            buffer[i * NNX_HALF_ROWS + r] = r < rows ? nnx_f16_to_f32(w[r * n_in + i]) : 0.0f;
+
+/* fused multiply-adds where the target has them (the module is built without contraction) */
+NNX_HALF_DEFINE_TILE(avx2, NNX_TARGET_AVX2, NNX_HALF_WIDEN_F16C, fmaf)
+NNX_HALF_DEFINE_TILE(avx512, NNX_TARGET_AVX512, NNX_HALF_WIDEN_F16C, fmaf)
+
+/* 16 weights of a row as float32: bfloat16 shifted into the high half, float16 by F16C. */
+NNX_TARGET_AVX512 static inline __m512 nnx_half_load16(const uint16_t* w, int kind) {
+    __m256i h = _mm256_loadu_si256((const __m256i*)w);
+    if (kind == NNX_BFLOAT16)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
+
+/* One sample, 4 neurons x 16 lanes of partial sums, widened in registers. */
+NNX_TARGET_AVX512 static void nnx_half_row_avx512(
+        const float* x, const uint16_t* weights, int kind, const float* biases,
+        ptrdiff_t n_in, ptrdiff_t first, ptrdiff_t last, float* y, int relu) {
+    ptrdiff_t j, i, r, nr;
+    ptrdiff_t whole = n_in / 16 * 16;
+    for (j = first; j < last; j += nr) {
+        __m512 acc[4];
+        float sums[4];
+        nr = last - j >= 4 ? 4 : 1;
+        for (r = 0; r < 4; r++) acc[r] = _mm512_setzero_ps();
+        for (i = 0; i < whole; i += 16) {
+            __m512 xv = _mm512_loadu_ps(x + i);
+            for (r = 0; r < nr; r++)
+                acc[r] = _mm512_fmadd_ps(nnx_half_load16(weights + (j + r) * n_in + i, kind),
+                                         xv, acc[r]);
+        }
+        for (r = 0; r < nr; r++) {
+            sums[r] = _mm512_reduce_add_ps(acc[r]);
+            for (i = whole; i < n_in; i++) {
+                uint16_t h = weights[(j + r) * n_in + i];
+                sums[r] += (kind == NNX_BFLOAT16 ? nnx_bf16_to_f32(h) : nnx_f16_to_f32(h)) * x[i];
+            }
+            float v = sums[r] + biases[j + r];
+            y[j + r] = relu && v < 0 ? 0.0f : v;
+        }
+    }
+}
+
+NNX_TARGET_AVX2 static inline __m256 nnx_half_load8(const uint16_t* w, int kind) {
+    __m128i h = _mm_loadu_si128((const __m128i*)w);
+    if (kind == NNX_BFLOAT16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+NNX_TARGET_AVX2 static void nnx_half_row_avx2(
+        const float* x, const uint16_t* weights, int kind, const float* biases,
+        ptrdiff_t n_in, ptrdiff_t first, ptrdiff_t last, float* y, int relu) {
+    ptrdiff_t j, i, r, nr;
+    ptrdiff_t whole = n_in / 8 * 8;
+    for (j = first; j < last; j += nr) {
+        __m256 acc[4];
+        float sums[4];
+        nr = last - j >= 4 ? 4 : 1;
+        for (r = 0; r < 4; r++) acc[r] = _mm256_setzero_ps();
+        for (i = 0; i < whole; i += 8) {
+            __m256 xv = _mm256_loadu_ps(x + i);
+            for (r = 0; r < nr; r++)
+                acc[r] = _mm256_fmadd_ps(nnx_half_load8(weights + (j + r) * n_in + i, kind),
+                                         xv, acc[r]);
+        }
+        for (r = 0; r < nr; r++) {
+            float lanes[8];
+            _mm256_storeu_ps(lanes, acc[r]);
+            sums[r] = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+                      + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+            for (i = whole; i < n_in; i++) {
+                uint16_t h = weights[(j + r) * n_in + i];
+                sums[r] += (kind == NNX_BFLOAT16 ? nnx_bf16_to_f32(h) : nnx_f16_to_f32(h)) * x[i];
+            }
+            float v = sums[r] + biases[j + r];
+            y[j + r] = relu && v < 0 ? 0.0f : v;
+        }
+    }
+}
+
+#endif  /* NNX_X86 */
+
+typedef void (*nnx_half_tile_fn)(const float*, const uint16_t*, int, const float*, ptrdiff_t,
+                                 ptrdiff_t, ptrdiff_t, float*, int, float*);
+typedef void (*nnx_half_row_fn)(const float*, const uint16_t*, int, const float*, ptrdiff_t,
+                                ptrdiff_t, ptrdiff_t, float*, int);
+
+typedef struct {
+    nnx_half_tile_fn tile;
+    nnx_half_row_fn row;
+} nnx_half_kernels;
+
+static nnx_half_kernels nnx_half_kernels_for(int set) {
+    nnx_half_kernels k = {nnx_half_tile_portable, nnx_half_row_portable};
+#if defined(NNX_X86)
+    if (set >= NNX_Q_AVX512) {
+        k.tile = nnx_half_tile_avx512;
+        k.row = nnx_half_row_avx512;
+    } else if (set == NNX_Q_AVX2) {
+        k.tile = nnx_half_tile_avx2;
+        k.row = nnx_half_row_avx2;
+    }
+#else
+    (void)set;
+#endif
+    return k;
+}
+
+#endif  /* NNX_HALF_H */

@@ -1,0 +1,476 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
+"""Compiled forward pass of reduced-precision networks: int8, bfloat16 and float16 weights.
+
+One build for every CPU of the platform: the kernels for ISA extensions (AVX2, AVX-512,
+AVX-512 VNNI) carry per-function target attributes (``_kernels/int8.h``, ``_kernels/half.h``)
+and are called only when the CPU runs them. The kernel set is chosen at import from the
+float kernels' choice (``nnexposed._dispatch.ISA``, so ``NNEXPOSED_ISA`` forces it too) and
+the CPU's extensions; ``use_kernel_set`` switches it (for tests).
+
+Inputs and outputs are float32. Batches run in blocks of up to BLOCK samples, all layers on
+a block while it is in cache, blocks spread over OpenMP threads; one sample (and batches
+below MIN_TILED_BATCH, as the float kernels) layer by layer, wide layers' neurons shared
+among threads.
+"""
+
+from cython.parallel cimport prange, threadid
+from libc.math cimport exp, expf, fabs, fabsf, tanh, tanhf
+from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from cython cimport floating
+
+cimport numpy as cnp
+
+import os
+
+import numpy as np
+
+from nnexposed._validation import as_network_input, check_out
+from nnexposed.activations import activation_code
+
+cnp.import_array()
+
+cdef extern from "_kernels/int8.h" nogil:
+    enum:
+        NNX_Q_PORTABLE
+        NNX_Q_AVX2
+        NNX_Q_AVX512
+        NNX_Q_AVX512_VNNI
+        NNX_I8_TILE
+    ctypedef void (*nnx_i8_tile_fn)(
+        const uint8_t*, const int8_t*, const int32_t*, const float*, const float*, Py_ssize_t,
+        Py_ssize_t, Py_ssize_t, const float*, const int32_t*, float*, int) noexcept nogil
+    ctypedef void (*nnx_i8_row_fn)(
+        const uint8_t*, const int8_t*, const int32_t*, const float*, const float*, Py_ssize_t,
+        Py_ssize_t, Py_ssize_t, float, int32_t, float*, int) noexcept nogil
+    ctypedef void (*nnx_i8_quantize_cols_fn)(
+        const float*, Py_ssize_t, Py_ssize_t, uint8_t*, float*, int32_t*, float*) noexcept nogil
+    ctypedef void (*nnx_i8_quantize_rows_fn)(
+        const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, uint8_t*, float*,
+        int32_t*) noexcept nogil
+    ctypedef struct nnx_i8_kernels:
+        nnx_i8_tile_fn tile
+        nnx_i8_row_fn row
+        nnx_i8_quantize_cols_fn quantize_cols
+        nnx_i8_quantize_rows_fn quantize_rows
+    nnx_i8_kernels nnx_i8_kernels_for(int kernel_set)
+    int nnx_cpu_avx512_vnni()
+
+cdef extern from "_kernels/half.h" nogil:
+    enum:
+        NNX_BFLOAT16
+        NNX_FLOAT16
+        NNX_HALF_TILE
+        NNX_HALF_ROWS
+    ctypedef void (*nnx_half_tile_fn)(
+        const float*, const uint16_t*, int, const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+        float*, int, float*) noexcept nogil
+    ctypedef void (*nnx_half_row_fn)(
+        const float*, const uint16_t*, int, const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+        float*, int) noexcept nogil
+    ctypedef struct nnx_half_kernels:
+        nnx_half_tile_fn tile
+        nnx_half_row_fn row
+    nnx_half_kernels nnx_half_kernels_for(int kernel_set)
+
+include "_kernels/declarations.pxi"
+include "_kernels/activations.pxi"
+
+cdef enum:
+    PRECISION_INT8 = 0
+    PRECISION_BFLOAT16 = 1
+    PRECISION_FLOAT16 = 2
+    # Samples per block of the batched path (a multiple of both kernels' tiles).
+    BLOCK = 128
+    # One-sample layers of at least this many weights share their neurons among threads,
+    # SHARED_ROW_CHUNK at a time.
+    ROW_PARALLEL_MIN_WEIGHTS = 1 << 20
+    SHARED_ROW_CHUNK = 64
+    THREAD_LIMIT = 256
+
+# Below this many multiply-adds per call, waking threads costs more than it saves.
+cdef Py_ssize_t PARALLEL_MIN_MACS = 1 << 22
+
+PRECISION_CODES = {"int8": PRECISION_INT8, "bfloat16": PRECISION_BFLOAT16,
+                   "float16": PRECISION_FLOAT16}
+# Best first. int8: VNNI (vpdpbusd), then AVX2 (vpmaddwd; also what AVX-512 CPUs without
+# VNNI run), then portable C. bfloat16/float16: widened in AVX-512 or AVX2 (F16C)
+# registers, else portable C.
+KERNEL_SETS = ("avx512_vnni", "avx512", "avx2", "baseline")
+cdef dict SET_CODES = {"avx512_vnni": NNX_Q_AVX512_VNNI, "avx512": NNX_Q_AVX512,
+                       "avx2": NNX_Q_AVX2, "baseline": NNX_Q_PORTABLE}
+
+cdef nnx_i8_kernels int8_kernels = nnx_i8_kernels_for(NNX_Q_PORTABLE)
+cdef nnx_half_kernels half_kernels = nnx_half_kernels_for(NNX_Q_PORTABLE)
+cdef str current_set = "baseline"
+
+# GNU OpenMP hangs in a fork()ed child of a process that ran a parallel region, so such a
+# child runs single-threaded (as the float kernels do).
+cdef bint openmp_started = False
+cdef bint openmp_unusable = False
+
+
+def _after_fork_in_child():
+    global openmp_unusable
+    openmp_unusable = openmp_unusable or openmp_started
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def supported_kernel_sets():
+    """The kernel sets this CPU and OS run, best first."""
+    from nnexposed._cpu import cpu_supports
+    usable = ["baseline"]
+    if cpu_supports("avx2"):
+        usable.insert(0, "avx2")
+    if cpu_supports("avx512"):
+        usable.insert(0, "avx512")
+        if nnx_cpu_avx512_vnni():
+            usable.insert(0, "avx512_vnni")
+    return tuple(usable)
+
+
+def default_kernel_set(isa):
+    """The best kernel set this CPU runs within the float kernels' ISA ``isa``."""
+    allowed = {"avx512": KERNEL_SETS, "avx2": ("avx2", "baseline")}.get(isa, ("baseline",))
+    return next(name for name in supported_kernel_sets() if name in allowed)
+
+
+def kernel_set():
+    """The name of the kernel set in use."""
+    return current_set
+
+
+def use_kernel_set(name):
+    """Run reduced-precision networks on the kernel set ``name`` (one of
+    ``supported_kernel_sets()``); returns the previous one. Not for use while forwards run."""
+    global int8_kernels, half_kernels, current_set
+    if name not in SET_CODES:
+        raise ValueError(f"unknown kernel set {name!r}; expected one of: "
+                         f"{', '.join(KERNEL_SETS)}")
+    if name not in supported_kernel_sets():
+        raise ValueError(f"this CPU cannot run the {name} kernels; it runs: "
+                         f"{', '.join(supported_kernel_sets())}")
+    previous = current_set
+    int8_kernels = nnx_i8_kernels_for(SET_CODES[name])
+    half_kernels = nnx_half_kernels_for(SET_CODES[name])
+    current_set = name
+    return previous
+
+
+def _choose_at_import():
+    from nnexposed import _dispatch
+    use_kernel_set(default_kernel_set(_dispatch.ISA))
+
+
+_choose_at_import()
+
+
+ctypedef struct QLayer:
+    Py_ssize_t n_in
+    Py_ssize_t n_out
+    Py_ssize_t n_in4          # n_in rounded up to 4 (int8 weights are padded with zeros)
+    int precision
+    int activation
+    float alpha
+    const int8_t* q           # int8: (n_out, n_in4)
+    const int32_t* row_sums   # int8: q's row sums, for the inputs' zero points
+    const float* scales       # int8: (n_out,)
+    const uint16_t* half      # bfloat16 / float16: (n_out, n_in) bit patterns
+    const float* biases
+
+
+cdef inline void layer_activate(const QLayer* layer, float* values,
+                                Py_ssize_t n_samples) noexcept nogil:
+    """The activation of a layer (ReLU is applied by the kernels) over ``n_samples``
+    outputs stored feature-major."""
+    cdef Py_ssize_t t
+    if layer.activation == ACT_SOFTMAX:
+        for t in range(n_samples):
+            softmax_strided(values + t, layer.n_out, n_samples)
+    elif layer.activation != ACT_LINEAR and layer.activation != ACT_RELU:
+        activate(values, layer.n_out * n_samples, layer.activation, layer.alpha)
+
+
+cdef void layer_row(const QLayer* layer, const float* x, float* y, uint8_t* xq,
+                    int n_threads) noexcept nogil:
+    """y = activation(layer(x)) for one sample; xq: n_in4 bytes."""
+    cdef float x_scale
+    cdef int32_t zero_point
+    cdef Py_ssize_t chunk, first, last
+    cdef Py_ssize_t n_chunks = (layer.n_out + SHARED_ROW_CHUNK - 1) // SHARED_ROW_CHUNK
+    cdef int relu = layer.activation == ACT_RELU
+    cdef int kind = NNX_BFLOAT16 if layer.precision == PRECISION_BFLOAT16 else NNX_FLOAT16
+    if layer.n_in * layer.n_out < ROW_PARALLEL_MIN_WEIGHTS:
+        n_threads = 1
+    if layer.precision == PRECISION_INT8:
+        int8_kernels.quantize_rows(x, layer.n_in, 1, 1, xq, &x_scale, &zero_point)
+        if n_threads > 1:
+            for chunk in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
+                first = chunk * SHARED_ROW_CHUNK
+                last = min(first + SHARED_ROW_CHUNK, layer.n_out)
+                int8_kernels.row(xq, layer.q, layer.row_sums, layer.scales, layer.biases,
+                                 layer.n_in4, first, last, x_scale, zero_point, y, relu)
+        else:
+            int8_kernels.row(xq, layer.q, layer.row_sums, layer.scales, layer.biases,
+                             layer.n_in4, 0, layer.n_out, x_scale, zero_point, y, relu)
+    elif n_threads > 1:
+        for chunk in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
+            first = chunk * SHARED_ROW_CHUNK
+            last = min(first + SHARED_ROW_CHUNK, layer.n_out)
+            half_kernels.row(x, layer.half, kind, layer.biases, layer.n_in, first, last, y,
+                             relu)
+    else:
+        half_kernels.row(x, layer.half, kind, layer.biases, layer.n_in, 0, layer.n_out, y,
+                         relu)
+    layer_activate(layer, y, 1)
+
+
+cdef void network_block(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
+                        const float* x, float* out, Py_ssize_t rows, Py_ssize_t cols,
+                        char* work) noexcept nogil:
+    """All layers on ``rows`` samples of x (rows, n_in) into out (rows, n_out), as a block
+    of ``cols`` samples (a multiple of the tiles; the samples past ``rows`` are zeros).
+
+    work: block_work_bytes(max_width, cols) bytes.
+    """
+    cdef Py_ssize_t i, j, k, t
+    cdef Py_ssize_t n_in = layers[0].n_in
+    cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
+    cdef float* src = <float*>work
+    cdef float* dst = src + max_width * cols
+    cdef float* swap
+    cdef float* x_scale = dst + max_width * cols
+    cdef int32_t* zero_point = <int32_t*>(x_scale + cols)
+    cdef float* scratch = <float*>(zero_point + cols)
+    cdef uint8_t* xq = <uint8_t*>(scratch + scratch_floats(max_width, cols))
+    cdef const QLayer* layer
+    cdef int kind
+    if layers[0].precision == PRECISION_INT8:
+        int8_kernels.quantize_rows(x, n_in, rows, cols, xq, x_scale, zero_point)
+    else:
+        for i in range(n_in):
+            for t in range(rows):
+                src[i * cols + t] = x[t * n_in + i]
+            for t in range(rows, cols):
+                src[i * cols + t] = 0
+    for k in range(n_layers):
+        layer = &layers[k]
+        if layer.precision == PRECISION_INT8:
+            if k > 0:
+                int8_kernels.quantize_cols(src, layer.n_in, cols, xq, x_scale, zero_point,
+                                           scratch)
+            int8_kernels.tile(xq, layer.q, layer.row_sums, layer.scales, layer.biases,
+                              layer.n_in4, layer.n_out, cols, x_scale, zero_point, dst,
+                              layer.activation == ACT_RELU)
+        else:
+            kind = NNX_BFLOAT16 if layer.precision == PRECISION_BFLOAT16 else NNX_FLOAT16
+            half_kernels.tile(src, layer.half, kind, layer.biases, layer.n_in, layer.n_out,
+                              cols, dst, layer.activation == ACT_RELU, scratch)
+        layer_activate(layer, dst, cols)
+        swap = src
+        src = dst
+        dst = swap
+    for t in range(rows):
+        for j in range(n_out):
+            out[t * n_out + j] = src[j * cols + t]
+
+
+cdef inline Py_ssize_t scratch_floats(Py_ssize_t max_width, Py_ssize_t cols) noexcept nogil:
+    """The kernels' scratch: widened 16-bit weights (half.h), per-sample ranges (int8.h)."""
+    return max(<Py_ssize_t>NNX_HALF_ROWS * max_width, 2 * cols)
+
+
+cdef inline Py_ssize_t block_work_bytes(Py_ssize_t max_width, Py_ssize_t cols) noexcept nogil:
+    """Workspace of network_block: two float blocks, per-sample scales and zero points, the
+    kernels' scratch and the quantized block (64 bytes to spare)."""
+    cdef Py_ssize_t width4 = (max_width + 3) // 4 * 4
+    return ((2 * max_width * cols + 2 * cols + scratch_floats(max_width, cols)) * 4
+            + width4 * cols + 64)
+
+
+cdef int network_forward(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
+                         const float* x, float* out, Py_ssize_t batch,
+                         int n_threads) noexcept nogil:
+    """Forward ``batch`` samples (rows of x). Returns -1 if out of memory."""
+    cdef Py_ssize_t n_in = layers[0].n_in
+    cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
+    cdef Py_ssize_t s, k, block, n_blocks, first, cols, work_bytes
+    cdef float* row_work
+    cdef char* work
+    cdef const float* src
+    cdef float* dst
+    if batch < MIN_TILED_BATCH:
+        # two float vectors, then the quantized one
+        row_work = <float*>PyMem_RawMalloc(2 * max_width * sizeof(float) + max_width + 64)
+        if row_work == NULL:
+            return -1
+        for s in range(batch):
+            src = x + s * n_in
+            for k in range(n_layers):
+                dst = out + s * n_out if k == n_layers - 1 else row_work + (k % 2) * max_width
+                layer_row(&layers[k], src, dst, <uint8_t*>(row_work + 2 * max_width),
+                          n_threads)
+                src = dst
+        PyMem_RawFree(row_work)
+        return 0
+    # Blocks of BLOCK samples, smaller when that leaves threads idle.
+    cols = (batch + n_threads - 1) // n_threads
+    cols = min(<Py_ssize_t>BLOCK, (cols + NNX_I8_TILE - 1) // NNX_I8_TILE * NNX_I8_TILE)
+    n_blocks = (batch + cols - 1) // cols
+    n_threads = <int>max(1, min(n_threads, n_blocks))
+    work_bytes = (block_work_bytes(max_width, cols) + 63) // 64 * 64
+    work = <char*>PyMem_RawMalloc(n_threads * work_bytes)
+    if work == NULL:
+        return -1
+    if n_threads == 1:
+        for block in range(n_blocks):
+            first = block * cols
+            network_block(layers, n_layers, max_width, x + first * n_in, out + first * n_out,
+                          min(cols, batch - first), cols, work)
+    else:
+        for block in prange(n_blocks, num_threads=n_threads, schedule="dynamic"):
+            first = block * cols
+            network_block(layers, n_layers, max_width, x + first * n_in, out + first * n_out,
+                          min(cols, batch - first), cols, work + threadid() * work_bytes)
+    PyMem_RawFree(work)
+    return 0
+
+
+cdef inline bint is_float32_c_array(object arr):
+    return (cnp.PyArray_Check(arr)
+            and cnp.PyArray_TYPE(<cnp.ndarray>arr) == cnp.NPY_FLOAT32
+            and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>arr)
+            and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>arr))
+
+
+cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b):
+    cdef char* a0 = cnp.PyArray_BYTES(a)
+    cdef char* b0 = cnp.PyArray_BYTES(b)
+    cdef Py_ssize_t a_len = cnp.PyArray_NBYTES(a)
+    cdef Py_ssize_t b_len = cnp.PyArray_NBYTES(b)
+    return a_len > 0 and b_len > 0 and a0 < b0 + b_len and b0 < a0 + a_len
+
+
+cdef class QuantizedNetwork:
+    """The layers of a reduced-precision network as the kernels see them.
+
+    Built by ``nnexposed.Network`` from validated ``Dense`` layers of one reduced precision;
+    keeps the arrays the kernels read (int8 weights padded to a multiple of 4 inputs, their
+    row sums; 16-bit weights as uint16 views) and never writes to them.
+    """
+    cdef QLayer* layers
+    cdef Py_ssize_t n_layers
+    cdef Py_ssize_t max_width
+    cdef Py_ssize_t macs_per_sample
+    cdef readonly Py_ssize_t n_in
+    cdef readonly Py_ssize_t n_out
+    cdef readonly object dtype
+    cdef tuple arrays
+
+    def __cinit__(self, layers):
+        cdef Py_ssize_t k, n_layers = len(layers)
+        cdef cnp.ndarray q, row_sums, scales, half, biases
+        kept = []
+        if n_layers == 0:
+            raise ValueError("a network needs at least one layer")
+        self.layers = <QLayer*>PyMem_RawMalloc(n_layers * sizeof(QLayer))
+        if self.layers == NULL:
+            raise MemoryError()
+        self.n_layers = n_layers
+        self.dtype = np.dtype(np.float32)
+        self.max_width = 0
+        self.macs_per_sample = 0
+        for k, dense in enumerate(layers):
+            n_out, n_in = dense.weights.shape
+            if k > 0 and n_in != self.layers[k - 1].n_out:
+                raise ValueError(f"layer {k} expects {n_in} inputs but layer {k - 1} gives "
+                                 f"{self.layers[k - 1].n_out}")
+            precision = PRECISION_CODES[dense.precision]
+            biases = np.ascontiguousarray(dense.biases, np.float32)
+            self.layers[k].n_in = n_in
+            self.layers[k].n_out = n_out
+            self.layers[k].n_in4 = (n_in + 3) // 4 * 4
+            self.layers[k].precision = precision
+            self.layers[k].activation = activation_code(dense.activation)
+            self.layers[k].alpha = dense.alpha
+            self.layers[k].biases = <const float*>cnp.PyArray_DATA(biases)
+            self.layers[k].q = NULL
+            self.layers[k].row_sums = NULL
+            self.layers[k].scales = NULL
+            self.layers[k].half = NULL
+            kept.append(biases)
+            if precision == PRECISION_INT8:
+                q = np.zeros((n_out, self.layers[k].n_in4), np.int8)
+                q[:, :n_in] = dense.weights
+                row_sums = q.sum(axis=1, dtype=np.int32)
+                scales = np.ascontiguousarray(dense.scales, np.float32)
+                self.layers[k].q = <const int8_t*>cnp.PyArray_DATA(q)
+                self.layers[k].row_sums = <const int32_t*>cnp.PyArray_DATA(row_sums)
+                self.layers[k].scales = <const float*>cnp.PyArray_DATA(scales)
+                kept += [q, row_sums, scales]
+            else:
+                half = np.ascontiguousarray(dense.weights).view(np.uint16)
+                self.layers[k].half = <const uint16_t*>cnp.PyArray_DATA(half)
+                kept.append(half)
+            self.max_width = max(self.max_width, n_in, n_out)
+            self.macs_per_sample += n_in * n_out
+        self.arrays = tuple(kept)
+        self.n_in = self.layers[0].n_in
+        self.n_out = self.layers[n_layers - 1].n_out
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.layers)
+
+    def forward(self, x, out=None, int threads=0):
+        """Run all layers on float32 x: (n_in,) -> (n_out,) or (batch, n_in) ->
+        (batch, n_out). ``threads`` <= 0 uses get_num_threads(); small jobs use one."""
+        global openmp_started
+        cdef cnp.ndarray xa, oa
+        cdef cnp.npy_intp dims[2]
+        cdef int ndim, status
+        cdef Py_ssize_t batch
+        if is_float32_c_array(x):
+            xa = <cnp.ndarray>x
+        else:
+            xa = as_network_input(x, self.dtype, self.n_in)
+        ndim = cnp.PyArray_NDIM(xa)
+        if not (1 <= ndim <= 2 and cnp.PyArray_DIM(xa, ndim - 1) == self.n_in):
+            xa = as_network_input(xa, self.dtype, self.n_in)  # raises with the details
+        batch = 1 if ndim == 1 else cnp.PyArray_DIM(xa, 0)
+        dims[0] = batch
+        dims[ndim - 1] = self.n_out
+        if out is None:
+            oa = <cnp.ndarray>cnp.PyArray_EMPTY(ndim, dims, cnp.NPY_FLOAT32, 0)
+        else:
+            if not (is_float32_c_array(out) and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)
+                    and cnp.PyArray_NDIM(<cnp.ndarray>out) == ndim
+                    and cnp.PyArray_DIM(<cnp.ndarray>out, 0) == dims[0]
+                    and cnp.PyArray_DIM(<cnp.ndarray>out, ndim - 1) == dims[ndim - 1]):
+                check_out(out, tuple([dims[i] for i in range(ndim)]), self.dtype)
+                raise ValueError("out is not a writeable, C-contiguous array of the result's "
+                                 "shape and dtype")
+            oa = <cnp.ndarray>out
+            if overlaps(xa, oa):
+                xa = xa.copy()
+        if batch == 0:
+            return oa
+        if openmp_unusable or batch * self.macs_per_sample < PARALLEL_MIN_MACS:
+            threads = 1
+        else:
+            if threads <= 0:
+                from nnexposed._config import get_num_threads
+                threads = get_num_threads()
+            threads = min(threads, THREAD_LIMIT)
+            if threads > 1:
+                openmp_started = True
+        with nogil:
+            status = network_forward(self.layers, self.n_layers, self.max_width,
+                                     <const float*>cnp.PyArray_DATA(xa),
+                                     <float*>cnp.PyArray_DATA(oa), batch, threads)
+        if status != 0:
+            raise MemoryError("no memory for the forward pass workspace")
+        return oa
