@@ -46,18 +46,21 @@ def as_precision(precision):
     return precision
 
 
+# The precision of weights by their scalar type (dtype.name and dtype comparisons cost
+# microseconds, and Network.trace asks on every call); bfloat16 is ml_dtypes', found by name.
+_PRECISION_OF_TYPE = {np.int8: "int8", np.float16: "float16", np.float32: "float32",
+                      np.float64: "float64"}
+
+
 def precision_of(weights):
     """The precision that weights of this dtype are stored in, or None for other dtypes."""
     dtype = weights.dtype
-    if dtype == np.int8:
-        return "int8"
-    if dtype == np.float16:
-        return "float16"
-    if dtype.name == "bfloat16":
+    if not dtype.isnative:
+        return None
+    precision = _PRECISION_OF_TYPE.get(dtype.type)
+    if precision is None and dtype.type.__name__ == "bfloat16":
         return "bfloat16"
-    if dtype in (np.float32, np.float64):
-        return dtype.name
-    return None
+    return precision
 
 
 def storage_dtype(precision):
