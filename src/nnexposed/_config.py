@@ -122,8 +122,26 @@ def set_config(**settings: Any) -> None:
 def config_context(**settings: Any) -> Iterator[None]:
     """Change settings for the calling thread until the ``with`` block ends.
 
-    Takes the arguments of ``set_config``. Other threads, and the threads the kernels start
-    for this one's calls, are unaffected; contexts nest.
+    Other threads, and the threads the kernels start for this one's calls, are unaffected;
+    contexts nest.
+
+    Parameters
+    ----------
+    **settings
+        The arguments of ``set_config``.
+
+    Returns
+    -------
+    context manager
+        Applies the settings on entering the ``with`` block, restores the previous ones on
+        leaving it.
+
+    Raises
+    ------
+    TypeError
+        For an unknown setting.
+    ValueError
+        For a setting's invalid value.
     """
     encoded = _encode_all(settings)
     stack = _local.__dict__.setdefault("overrides", [])

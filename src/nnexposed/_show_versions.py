@@ -47,8 +47,14 @@ def versions() -> dict[str, dict[str, object]]:
 
 
 def show_versions() -> None:
-    """Print the versions of Python, nnexposed and its dependencies, and the build of the
-    kernels in use (for bug reports; ``nnexposed info`` prints the same).
+    """Print the versions of Python, nnexposed, its dependencies and the kernels' build.
+
+    For bug reports: the build of the kernels in use; ``nnexposed info`` prints the same.
+
+    Returns
+    -------
+    None
+        Prints the sections of ``versions()``.
 
     Examples
     --------

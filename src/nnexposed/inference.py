@@ -67,6 +67,28 @@ def trace(network, x, *, threads=None):
     """Every layer's (pre-activation, output) from one compiled forward pass.
 
     Same as ``network.trace(x, threads=threads)``; see ``Network.trace``.
+
+    Parameters
+    ----------
+    network : Network
+        The network to run.
+    x : array_like, shape (n_in,) or (batch, n_in)
+        Input samples, cast to ``network.dtype``.
+    threads : int, optional
+        At most this many threads (default ``get_num_threads()``).
+
+    Returns
+    -------
+    tuple of LayerValues
+        One ``(pre_activation, output)`` pair per layer, each of shape (batch, n_out) of
+        that layer, or (n_out,) for x of shape (n_in,).
+
+    Raises
+    ------
+    TypeError
+        For a network that is not a ``nnexposed.Network``.
+    ValueError, TypeError
+        For x of another shape, non-real dtypes, a bad ``threads``.
     """
     if not isinstance(network, Network):
         raise TypeError(f"trace expects a nnexposed.Network, got {type(network).__name__}")

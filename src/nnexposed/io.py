@@ -192,13 +192,28 @@ def load(path: str | os.PathLike[str] | IO[bytes], *,
          max_bytes: int | None = DEFAULT_MAX_BYTES) -> Network:
     """The ``Network`` saved in ``path`` (a path or a binary file object).
 
-    ``max_bytes``: the most memory the model's arrays may need (default 4 GiB; None for no
-    limit). A file whose header declares more is refused before anything is allocated, as is
-    any array that the archive claims to inflate from implausibly little compressed data.
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+        The model file.
+    max_bytes : int or None, default 4 GiB
+        The most memory the model's arrays may need (None for no limit). A file whose header
+        declares more is refused before anything is allocated, as is any array that the
+        archive claims to inflate from implausibly little compressed data.
 
-    Raises ValueError when the file is not a valid model file of this format and version
-    (truncated, corrupted, inconsistent, hostile or too big) — naming the importer to use
-    for a PyTorch, ONNX, safetensors or Keras file — and OSError when it cannot be read.
+    Returns
+    -------
+    Network
+
+    Raises
+    ------
+    ValueError
+        When the file is not a valid model file of this format and version (truncated,
+        corrupted, inconsistent, hostile or too big) — naming the importer to use for a
+        PyTorch, ONNX, safetensors or Keras file — or ``max_bytes`` is not a positive int
+        or None.
+    OSError
+        When the file cannot be read.
     """
     if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(
             max_bytes, int) or max_bytes < 1):

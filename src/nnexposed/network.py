@@ -104,16 +104,41 @@ def _reduced_layer_arrays(weights, biases, scales, precision):
 class Dense:
     """One fully connected layer: ``activation(x @ weights.T + biases)``.
 
-    weights: (n_out, n_in); biases: (n_out,) or None for zeros; activation: a name from
-    ``nnexposed.ACTIVATIONS``; alpha: the negative slope of ``leaky_relu`` (default 0.01) or
-    the alpha of ``elu`` (default 1.0), unused by the other activations. The arrays are
-    copied and stored read-only, in float32 (float16/float32 weights) or float64 (otherwise).
+    Parameters
+    ----------
+    weights : array_like, shape (n_out, n_in)
+        The layer's weights, ``weights[neuron][input]``; n_out, n_in >= 1.
+    biases : array_like, shape (n_out,), or None
+        The layer's biases; None for zeros.
+    activation : str, default "linear"
+        A name from ``nnexposed.ACTIVATIONS``.
+    alpha : float, optional
+        The negative slope of ``leaky_relu`` (default 0.01) or the alpha of ``elu``
+        (default 1.0), unused by the other activations.
+    scales : array_like, shape (n_out,), optional
+        int8 layers only: one float32 scale per output neuron (finite, >= 0).
+    precision : str, optional
+        None infers it from the weights' dtype; otherwise it must match it.
+
+    Raises
+    ------
+    ValueError
+        For weights, biases or scales of the wrong shape, an unknown activation, scales
+        given to a non-int8 layer or missing from an int8 one, or int8 scales that are not
+        finite and >= 0.
+    TypeError
+        For arrays that are not real numbers, or reduced-precision weights not of the
+        precision's storage dtype.
+
+    Notes
+    -----
+    The arrays are copied and stored read-only, in float32 (float16/float32 weights) or
+    float64 (otherwise).
 
     Reduced-precision layers (see ``nnexposed.precision``) keep their weights as given:
     int8 weights with ``scales`` (n_out,), one float32 per output neuron;
     ``ml_dtypes.bfloat16`` weights; float16 weights with ``precision="float16"`` (without
     it, float16 weights are widened to float32 as before). Their biases are float32.
-    ``precision``: None infers it from the weights' dtype; otherwise it must match it.
     """
 
     __slots__ = ("weights", "biases", "activation", "alpha", "scales")
@@ -488,22 +513,56 @@ class Network:
 
     @classmethod
     def from_sklearn(cls, estimator: Any) -> Network:
-        """A fitted scikit-learn ``MLPClassifier`` / ``MLPRegressor``, or a Pipeline of
-        scalers ending with one, as a Network.
+        """A fitted scikit-learn MLP, or a Pipeline of scalers ending with one, as a Network.
 
-        Its output equals ``predict_proba`` / ``predict`` (as (batch, n_outputs)), in the
-        estimator's dtype. Needs ``pip install "nnexposed[sklearn]"``.
+        Needs ``pip install "nnexposed[sklearn]"``.
+
+        Parameters
+        ----------
+        estimator : MLPClassifier, MLPRegressor or Pipeline
+            A fitted ``MLPClassifier`` / ``MLPRegressor``, or a Pipeline of scalers ending
+            with one.
+
+        Returns
+        -------
+        Network
+            Its output equals ``predict_proba`` / ``predict`` (as (batch, n_outputs)), in
+            the estimator's dtype.
+
+        Raises
+        ------
+        TypeError
+            For an estimator that is not one of these.
+        ValueError
+            For an estimator or scaler not fitted yet, or an unsupported activation or
+            Pipeline step.
         """
         from nnexposed.importers.sklearn import from_sklearn
         return from_sklearn(estimator)
 
     @classmethod
     def from_torch(cls, module: Any) -> Network:
-        """A PyTorch model as a Network: any ``nn.Module`` whose forward is a chain of
-        supported layers, a TorchScript module or a ``torch.export`` program.
+        """A PyTorch model as a Network.
 
         Read with eval semantics (BatchNorm's running statistics, Dropout ignored). Needs
-        ``pip install "nnexposed[torch]"``; unsupported layers raise ValueError.
+        ``pip install "nnexposed[torch]"``.
+
+        Parameters
+        ----------
+        module : torch.nn.Module, TorchScript module or torch.export program
+            Any ``nn.Module`` whose forward is a chain of supported layers, a TorchScript
+            module or a ``torch.export`` program.
+
+        Returns
+        -------
+        Network
+
+        Raises
+        ------
+        TypeError
+            For a module that is none of these (a Keras model, say).
+        ValueError
+            For unsupported layers.
         """
         from nnexposed._quantized_import import torch_without_dynamic_linears, with_int8_layers
         from nnexposed.importers.torch import from_torch
@@ -514,8 +573,26 @@ class Network:
     def from_onnx(cls, model, *, output=None):
         """An ONNX MLP (path, bytes or ``onnx.ModelProto``) as a Network.
 
-        ``output`` names the graph output to compute when there are several. Needs
-        ``pip install "nnexposed[onnx]"``; unsupported operators raise ValueError.
+        Needs ``pip install "nnexposed[onnx]"``.
+
+        Parameters
+        ----------
+        model : str, os.PathLike, bytes or onnx.ModelProto
+            The ONNX model.
+        output : str, optional
+            The graph output to compute when there are several.
+
+        Returns
+        -------
+        Network
+
+        Raises
+        ------
+        TypeError
+            For a model that is not a path, bytes or an ``onnx.ModelProto``.
+        ValueError
+            For an unreadable model, unsupported operators, several outputs and no
+            ``output``, or an ``output`` not in the graph.
         """
         from nnexposed._quantized_import import onnx_without_integer_matmuls, with_int8_layers
         from nnexposed.importers.onnx import from_onnx
@@ -526,7 +603,23 @@ class Network:
     def from_keras(cls, model: Any) -> Network:
         """A Keras 3 model (Sequential or a functional chain) as a Network.
 
-        Needs ``pip install "nnexposed[keras]"``; unsupported layers raise ValueError.
+        Needs ``pip install "nnexposed[keras]"``.
+
+        Parameters
+        ----------
+        model : keras.Model
+            A built Sequential or functional model with one input and one output.
+
+        Returns
+        -------
+        Network
+
+        Raises
+        ------
+        TypeError
+            For a model that is not a Keras Model.
+        ValueError
+            For unsupported layers, or a model not built yet or not a chain of layers.
         """
         from nnexposed.importers.keras import from_keras
         return from_keras(model)
@@ -534,9 +627,28 @@ class Network:
     @classmethod
     def from_state_dict(cls, state_dict: Any, activation: str = "relu",
                         output_activation: str = "linear") -> Network:
-        """The Linear layers of a PyTorch state dict (a mapping, or a ``.pt`` / ``.pth`` /
-        ``.safetensors`` path) as a Network, with ``activation`` between them and
-        ``output_activation`` after the last one.
+        """The Linear layers of a PyTorch state dict as a Network.
+
+        Parameters
+        ----------
+        state_dict : mapping or path
+            A mapping of names to tensors, or a ``.pt`` / ``.pth`` / ``.safetensors`` path.
+        activation : str, default "relu"
+            The activation between the Linear layers.
+        output_activation : str, default "linear"
+            The activation after the last one.
+
+        Returns
+        -------
+        Network
+
+        Raises
+        ------
+        TypeError
+            For a state_dict that is neither a mapping nor a path.
+        ValueError
+            For an empty state dict, or entries that are not Linear layers' weights and
+            biases that chain.
         """
         from nnexposed.importers.state_dict import from_state_dict
         return from_state_dict(state_dict, activation, output_activation)
@@ -609,19 +721,50 @@ class Network:
         return sum(layer.nbytes for layer in self._layers)
 
     def astype(self, dtype):
-        """The same network in float32 or float64 (reduced precisions: dequantized)."""
+        """The same network in float32 or float64 (reduced precisions: dequantized).
+
+        Parameters
+        ----------
+        dtype : {"float32", "float64"} or numpy.dtype
+            The new network's dtype.
+
+        Returns
+        -------
+        Network
+
+        Raises
+        ------
+        TypeError
+            For a dtype other than float32 or float64.
+        """
         return Network([layer.astype(dtype) for layer in self._layers])
 
     def quantize(self, precision: str) -> Network:
-        """A new network with its weights stored in ``precision``; inputs and outputs stay
-        float32.
+        """A new network with its weights stored in ``precision``.
 
-        precision: "int8" (symmetric per output neuron: int8 weights and a float32 scale
-        each; inputs quantized per sample to 8 bits when the network runs, int32 sums),
-        "bfloat16" (needs ``pip install "nnexposed[bfloat16]"``) or "float16" (float32
-        sums); "float32"/"float64" is ``astype``. Biases stay float32. A reduced-precision
-        network is requantized from its dequantized weights. See ``docs/quantization.md``
-        for the error against float32.
+        Inputs and outputs stay float32. Biases stay float32. A reduced-precision network is
+        requantized from its dequantized weights. See ``docs/quantization.md`` for the error
+        against float32.
+
+        Parameters
+        ----------
+        precision : {"int8", "bfloat16", "float16", "float32", "float64"}
+            "int8" (symmetric per output neuron: int8 weights and a float32 scale each;
+            inputs quantized per sample to 8 bits when the network runs, int32 sums),
+            "bfloat16" (needs ``pip install "nnexposed[bfloat16]"``) or "float16" (float32
+            sums); "float32"/"float64" is ``astype``.
+
+        Returns
+        -------
+        Network
+
+        Raises
+        ------
+        TypeError
+            For a precision that is not a str.
+        ValueError
+            For an unknown precision, or a reduced precision for a network with LayerNorm
+            layers.
         """
         return Network([layer.quantize(precision) for layer in self._layers])
 
@@ -630,7 +773,27 @@ class Network:
         """The forward pass, in one call into compiled code; also ``network(x)``.
 
         Same as ``nnexposed.forward(network, x, out=out, threads=threads)``, which describes
-        the parameters.
+        the parameters in full.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_in,) or (batch, n_in)
+            One sample or a batch of real numbers.
+        out : ndarray, shape (n_out,) or (batch, n_out), optional
+            Where to write the result: writeable, C-contiguous, of the result's shape and
+            dtype.
+        threads : int, optional
+            At most this many threads (default ``get_num_threads()``).
+
+        Returns
+        -------
+        ndarray, shape (n_out,) or (batch, n_out)
+            The last layer's output (``out`` when given).
+
+        Raises
+        ------
+        ValueError, TypeError
+            For x or out of another shape, non-real dtypes, a bad ``threads``.
         """
         if threads is None:
             return self._compiled.forward(x, out)
@@ -682,8 +845,25 @@ class Network:
     def plot(self, x=None, *, ax=None):
         """A matplotlib Figure of the network; see ``nnexposed.plot.plot_network``.
 
-        x: optional (n_in,) sample whose values colour the nodes; ax: optional Axes to draw
-        in. Needs ``pip install "nnexposed[plot]"``.
+        Needs ``pip install "nnexposed[plot]"``.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_in,), optional
+            One sample whose values colour the nodes.
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw in.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+
+        Raises
+        ------
+        ImportError
+            Without matplotlib.
+        ValueError
+            For x of another shape.
         """
         from nnexposed.plot import plot_network
         return plot_network(self, x, ax=ax)

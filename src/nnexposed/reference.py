@@ -99,6 +99,25 @@ def forward_python(network, x):
 
     bfloat16 and float16 networks run on their weights widened to float32; int8 networks
     are not covered (use ``forward_numpy``).
+
+    Parameters
+    ----------
+    network : Network
+        The network to run.
+    x : array_like, shape (n_in,) or (batch, n_in)
+        Input samples, cast to ``network.dtype``.
+
+    Returns
+    -------
+    ndarray, shape (n_out,) or (batch, n_out)
+        The last layer's output, in ``network.dtype``.
+
+    Raises
+    ------
+    TypeError
+        For a network that is not a ``nnexposed.Network``, or x not of real numbers.
+    ValueError
+        For x of another shape, or an int8 network.
     """
     _check_network(network)
     if network.precision == "int8":
@@ -182,6 +201,25 @@ def forward_numpy(network, x):
     int8 layers quantize each sample's inputs and sum in integers exactly as the kernels do
     (``nnexposed.precision.int8_matmul_reference``); bfloat16 and float16 layers compute in
     float32 with their weights widened to float32.
+
+    Parameters
+    ----------
+    network : Network
+        The network to run.
+    x : array_like, shape (n_in,) or (batch, n_in)
+        Input samples, cast to ``network.dtype``.
+
+    Returns
+    -------
+    ndarray, shape (n_out,) or (batch, n_out)
+        The last layer's output.
+
+    Raises
+    ------
+    TypeError
+        For a network that is not a ``nnexposed.Network``, or x not of real numbers.
+    ValueError
+        For x of another shape.
     """
     _check_network(network)
     x = as_network_input(x, network.dtype, network.n_in)
@@ -208,7 +246,28 @@ def layer_norm_numpy(x, weight, bias, eps):
 
 
 def trace_numpy(network, x):
-    """``Network.trace`` written as idiomatic NumPy: (pre-activation, output) per layer."""
+    """``Network.trace`` written as idiomatic NumPy: (pre-activation, output) per layer.
+
+    Parameters
+    ----------
+    network : Network
+        The network to run.
+    x : array_like, shape (n_in,) or (batch, n_in)
+        Input samples, cast to ``network.dtype``.
+
+    Returns
+    -------
+    tuple of LayerValues
+        One ``(pre_activation, output)`` pair per layer, each of shape (batch, n_out) of
+        that layer, or (n_out,) for x of shape (n_in,).
+
+    Raises
+    ------
+    TypeError
+        For a network that is not a ``nnexposed.Network``, or x not of real numbers.
+    ValueError
+        For x of another shape.
+    """
     _check_network(network)
     x = as_network_input(x, network.dtype, network.n_in)
     values = []
