@@ -21,6 +21,7 @@ PAGES = [path for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.m
          if path.exists()]
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 FENCE = re.compile(r"^\s*(```|:::).*$", re.MULTILINE)
+IMPORT = re.compile(r"^\s*(?:import\s+([\w.]+)|from\s+([\w.]+)\s+import)", re.MULTILINE)
 
 
 def python_modules():
@@ -74,4 +75,18 @@ def test_page_examples(page):
     text = FENCE.sub("", page.read_text())
     test = doctest.DocTestParser().get_doctest(text, {}, str(page.relative_to(ROOT)),
                                                str(page), 0)
+    for module in imported_modules(test):
+        try:
+            importlib.import_module(module)
+        except ImportError as error:  # a page of an optional extra that is not installed
+            pytest.skip(f"{page.name} imports {module}: {error}")
     run(test)
+
+
+def imported_modules(test):
+    """The modules the examples of a doctest import (``import a.b``, ``from a.b import c``)."""
+    modules = []
+    for example in test.examples:
+        for match in IMPORT.finditer(example.source):
+            modules.append(match.group(1) or match.group(2))
+    return modules

@@ -155,7 +155,7 @@ class Dense:
             # int8 weights without scales are plain integers, as before reduced precisions.
             if scales is not None:
                 precision = "int8"
-            elif given is not None and np.dtype(given).name == "bfloat16":
+            elif given is not None and np.dtype(given).type.__name__ == "bfloat16":
                 precision = "bfloat16"
         else:
             precision = _precision.as_precision(precision)

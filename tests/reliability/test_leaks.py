@@ -164,7 +164,9 @@ def test_network_constructions_do_not_leak():
         nnexposed.Network(layers)
         nnexposed.Network.from_sizes([4, 8, 2], seed=1)
 
-    check_flat(construct, 10**4 // SCALE + 10)
+    # Not scaled down under the sanitizers: rounds of a few calls cannot tell a leak from
+    # error-message strings and NumPy's caches freed later (hundreds of bytes either way).
+    check_flat(construct, 10**4 + 10)
 
 
 def test_dense_activations_and_errors_do_not_leak():
@@ -187,4 +189,4 @@ def test_dense_activations_and_errors_do_not_leak():
         except (ValueError, TypeError):
             pass
 
-    check_flat(call, 10**5 // 10 // SCALE + 10)
+    check_flat(call, 10**4 + 10)   # not scaled down: see test_network_constructions
