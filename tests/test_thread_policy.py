@@ -206,11 +206,52 @@ def test_a_loss_backs_off_in_proportion(policy):
     assert backoff == 50 * 3_000_000
     state = kernels.thread_policy()
     assert state["losses"] == 1 and state["last_backoff_ns"] == backoff
-    assert 0 < state["backing_off_ns"] <= backoff
-    # a small loss still backs off for the minimum
-    kernels.reset_thread_policy()
+    assert 0 < state["backing_off_ns"] <= backoff and state["debt_ns"] == 0
+
+
+def test_small_losses_add_up_and_savings_pay_them(policy):
+    """Losses under a fifth of the caller's time are no stalls: they back off only once they
+    add up to more than 0.1 ms beyond the savings."""
+    now = policy._now_ns()
     policy._observe_parallel_forward(now - 200_000, now - 150_000, 0, 0)
-    assert policy._observe_parallel_forward(now - 100_000, now, 120_000, 100_000) == 10 * MS
+    for _ in range(3):  # 30 us lost each time, of 1 ms
+        assert policy._observe_parallel_forward(now, now + 10_000, 1_030_000, 1_000_000) == 0
+    assert kernels.thread_policy()["debt_ns"] == 90_000
+    assert policy._observe_parallel_forward(now, now + 10_000, 500_000, 1_000_000) == 0
+    assert kernels.thread_policy()["debt_ns"] == -410_000
+    for _ in range(4):  # 120 us lost each time
+        assert policy._observe_parallel_forward(now, now + 10_000, 1_120_000, 1_000_000) == 0
+    assert policy._observe_parallel_forward(now, now + 10_000, 1_120_000, 1_000_000) == 10 * MS
+    assert kernels.thread_policy()["losses"] == 1
+
+
+def test_the_credit_of_savings_is_capped_at_10_ms(policy):
+    now = policy._now_ns()
+    policy._observe_parallel_forward(now - 200_000, now - 150_000, 0, 0)
+    assert policy._observe_parallel_forward(now, now + 10_000, 0, 1_000 * MS) == 0
+    assert kernels.thread_policy()["debt_ns"] == -10 * MS
+    # 10.05 ms lost of 100 ms (no stall): paid but for 50 us; 0.1 ms more backs off
+    assert policy._observe_parallel_forward(now, now + 10_000, 110_050_000, 100 * MS) == 0
+    assert kernels.thread_policy()["debt_ns"] == 50_000
+    assert policy._observe_parallel_forward(now, now + 10_000, 100_100_000, 100 * MS) > 0
+
+
+def test_stalls_more_often_than_one_in_200_back_off(policy):
+    """A forward slower than the caller alone by a fifth is a stall: four in a row pass (the
+    credit of savings pays them), the fifth backs off; then one more passes per 200
+    forwards."""
+    now = policy._now_ns()
+    policy._observe_parallel_forward(now - 200_000, now - 150_000, 0, 0)
+    policy._observe_parallel_forward(now, now + 10_000, 0, 1_000 * MS)  # full credit
+    for _ in range(4):  # 1 ms lost, of 0.1 ms
+        assert policy._observe_parallel_forward(now, now + 10_000, 1_100_000, 100_000) == 0
+    assert policy._observe_parallel_forward(now, now + 10_000, 1_100_000, 100_000) == 50 * MS
+    assert kernels.thread_policy()["debt_ns"] == 0
+    later = now + 1_000 * MS
+    for _ in range(199):
+        policy._observe_parallel_forward(later, later + 10_000, 50_000, 100_000)
+    assert policy._observe_parallel_forward(later, later + 10_000, 1_100_000, 100_000) == 0
+    assert policy._observe_parallel_forward(later, later + 10_000, 1_100_000, 100_000) > 0
 
 
 def test_waking_sleeping_threads_is_no_loss(policy):
@@ -219,12 +260,18 @@ def test_waking_sleeping_threads_is_no_loss(policy):
     assert policy._observe_parallel_forward(now - 10_000, now, 150_000, 10_000) == 0
     assert kernels.thread_policy()["losses"] == 0
     assert policy._observe_parallel_forward(now + 10 * MS, now + 11 * MS, 400_000, 10_000) > 0
+    # the allowance forgives, it saves nothing
+    kernels.reset_thread_policy()
+    assert policy._observe_parallel_forward(now - 10_000, now, 10_000, 100_000) == 0
+    assert kernels.thread_policy()["debt_ns"] == -90_000
+    assert policy._observe_parallel_forward(now + 10 * MS, now + 11 * MS, 150_000, 100_000) == 0
+    assert kernels.thread_policy()["debt_ns"] == -90_000
 
 
 def test_repeated_losses_double_the_backoff_up_to_two_seconds(policy):
     now = policy._now_ns()
     policy._observe_parallel_forward(now - 200_000, now - 150_000, 0, 0)
-    first = policy._observe_parallel_forward(now - 100_000, now, 200_000, 100_000)
+    first = policy._observe_parallel_forward(now - 100_000, now, 300_000, 100_000)
     assert first == 10 * MS
     backoffs = [first]
     end = now + first
@@ -327,3 +374,102 @@ def test_a_late_thread_changes_no_bit(rng, path, member, delayed):
 def test_delay_hook_checks_its_argument():
     with pytest.raises(ValueError, match="ns must be >= -1"):
         kernels._build._delay_thread(1, -2)
+
+
+# ---------------------------------------------------------------------------------------------
+# A process-wide thread budget shared by the forward passes running at once
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def budget():
+    """The kernels' test entries to the budget; every thread given back afterwards."""
+    yield kernels._build
+    assert kernels.threads_in_use() == 0
+
+
+def test_calls_at_once_share_the_budget(budget):
+    take, give_back = budget._take_threads, budget._give_back_threads
+    assert take(2, 2) == 2  # alone: all it wants
+    assert take(2, 2) == 1  # a second call meanwhile: its own thread only
+    assert take(4, 2) == 1  # asking for 4 (above the budget): 4 less the 3 in use
+    assert kernels.threads_in_use() == 4
+    give_back(2)
+    assert take(3, 2) == 1  # 3 less the 2 still in use
+    give_back(1)
+    give_back(1)
+    give_back(1)
+    assert take(4, 2) == 4 and take(3, 8) == 3 and take(8, 8) == 1
+    give_back(4)
+    give_back(3)
+    give_back(1)
+    assert take(3, 8) == 3 and take(8, 8) == 5
+    give_back(3)
+    give_back(5)
+
+
+@pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
+@pytest.mark.parametrize("path", PARALLEL_PATHS)
+def test_a_call_finding_the_budget_used_runs_on_its_own_thread(rng, path, budget):
+    """While other calls hold the process's threads, a forward runs on one thread (the
+    one-sample paths as one_sample), bit for bit as ever; threads again once they are back."""
+    network, x, sharing = path_case(rng, path, np.float32)
+    expected = forward(network, x, threads=1)
+    nnexposed.set_num_threads(2)
+    try:
+        with _config.config_context(shared_panels=sharing):
+            taken = budget._take_threads(2, 2)
+            try:
+                before = kernels.thread_policy()["parallel_forwards"]
+                with _config.counting_paths() as counts:
+                    result = forward(network, x, threads=2)
+                np.testing.assert_array_equal(result, expected)
+                assert kernels.thread_policy()["parallel_forwards"] == before
+                assert counts["parallel_regions"] == 0
+                if x.ndim == 1:
+                    assert counts["one_sample"] == 1
+                assert kernels.threads_in_use() == taken
+            finally:
+                budget._give_back_threads(taken)
+            assert_one_parallel_forward(network, x, 2, expected)
+    finally:
+        nnexposed.set_num_threads(None)
+
+
+@pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
+def test_python_threads_calling_at_once_stay_within_the_budget(rng, budget):
+    """Four Python threads forwarding at once, 2 threads each allowed: at most the budget
+    plus one thread per other call in use, never 2 per call; the same results bit for bit,
+    and every thread given back."""
+    import threading
+
+    network, x, _ = path_case(rng, "blocks", np.float32)
+    expected = forward(network, x, threads=1)
+    callers, calls = 4, 30
+    seen, results, stop = [], [], threading.Event()
+
+    def call():
+        for _ in range(calls):
+            results.append(forward(network, x, threads=2))
+
+    def watch():
+        while not stop.is_set():
+            seen.append(kernels.threads_in_use())
+
+    nnexposed.set_num_threads(2)
+    watcher = threading.Thread(target=watch)
+    workers = [threading.Thread(target=call) for _ in range(callers)]
+    try:
+        watcher.start()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        stop.set()
+        watcher.join()
+        nnexposed.set_num_threads(None)
+    assert len(results) == callers * calls
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
+    assert max(seen) <= 2 + callers - 1

@@ -36,6 +36,9 @@ cdef extern from "_kernels/settings.h":
     void nnx_set_last_shared_end(nnx_shared_state* state, long long ns) noexcept nogil
     int nnx_openmp_unusable(nnx_shared_state* state) noexcept nogil
     void nnx_note_openmp_started(nnx_shared_state* state) noexcept nogil
+    int nnx_take_threads(nnx_shared_state* state, int wanted, int budget) noexcept nogil
+    void nnx_give_back_threads(nnx_shared_state* state, int taken) noexcept nogil
+    int nnx_threads_in_use(nnx_shared_state* state) noexcept nogil
 
 cdef nnx_shared_state* shared_state() noexcept nogil
 cdef void read_settings(long long* values) noexcept nogil

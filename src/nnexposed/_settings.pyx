@@ -14,6 +14,7 @@ cdef extern from "_kernels/settings_store.h":
         long long counts[NNX_N_COUNTERS]
         int openmp_started
         int openmp_unusable
+        int threads_in_use
     nnx_shared_state_fields nnx_state
     void nnx_read_settings(long long* out) noexcept nogil
     void nnx_set_thread_override(const nnx_settings* override) noexcept nogil
@@ -113,6 +114,7 @@ def count_paths(bint enable):
 
 
 def _after_fork_in_child():
+    nnx_store_int(&nnx_state.threads_in_use, 0)  # the parent's forward passes are not here
     if nnx_load_int(&nnx_state.openmp_started):
         nnx_store_int(&nnx_state.openmp_unusable, 1)
 

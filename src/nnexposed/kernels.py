@@ -24,6 +24,7 @@ blas_available = _build.blas_available
 allow_backoff = _build.allow_backoff
 thread_policy = _build.thread_policy
 reset_thread_policy = _build.reset_thread_policy
+threads_in_use = _build.threads_in_use
 
 __all__ = [
     "ACTIVATION_NAMES",
@@ -37,4 +38,5 @@ __all__ = [
     "openmp_enabled",
     "reset_thread_policy",
     "thread_policy",
+    "threads_in_use",
 ]

@@ -16,6 +16,13 @@
 #define nnx_add_int(p, v) _InterlockedExchangeAdd((volatile long*)(p), (v))
 #define nnx_load_acquire_int(p) (*(volatile const int*)(p))
 #define nnx_store_release_int(p, v) (*(volatile int*)(p) = (v))
+/* *p = desired if *p == *expected (returns 1); else *expected = *p (returns 0). */
+static int nnx_cas_int(int* p, int* expected, int desired) {
+    long seen = _InterlockedCompareExchange((volatile long*)p, desired, *expected);
+    if (seen == *expected) return 1;
+    *expected = (int)seen;
+    return 0;
+}
 #else
 #define nnx_load_ll(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define nnx_store_ll(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
@@ -25,6 +32,9 @@
 #define nnx_add_int(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
 #define nnx_load_acquire_int(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define nnx_store_release_int(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+/* *p = desired if *p == *expected (returns 1); else *expected = *p (returns 0). */
+#define nnx_cas_int(p, expected, desired) \
+    __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)
 #endif
 
 #endif

@@ -201,6 +201,7 @@ cdef class CompiledNetwork:
                 status = network_forward(&plan, self.layers, self.n_layers, self.max_width,
                                          <const double*>cnp.PyArray_DATA(xa),
                                          <double*>cnp.PyArray_DATA(oa), batch, &watch)
+        give_back_threads(&plan, settings_state)
         if status != 0:
             raise MemoryError("no memory for the forward pass workspace")
         if watch.regions > 0:
@@ -218,7 +219,7 @@ cdef class CompiledNetwork:
         cdef void** post
         cdef cnp.ndarray xa, pre_k, post_k
         cdef Py_ssize_t k, batch
-        cdef int ndim, status
+        cdef int ndim, status, taken = 0
         cdef cnp.npy_intp dims[2]
         cdef long long settings[NNX_N_SETTINGS]
         if is_behaved(x, self.typenum) and cnp.PyArray_NDIM(<cnp.ndarray>x) in (1, 2) and (
@@ -248,6 +249,8 @@ cdef class CompiledNetwork:
                 or threads > 1 and backing_off()):
             threads = 1
         elif threads > 1:
+            taken = threads = nnx_take_threads(settings_state, threads,
+                                               threads_for_call(0, settings, settings_state))
             nnx_note_openmp_started(settings_state)
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
@@ -258,6 +261,8 @@ cdef class CompiledNetwork:
                 status = network_trace(self.layers, self.n_layers, self.max_width,
                                        <const double*>cnp.PyArray_DATA(xa), <double**>pre,
                                        <double**>post, batch, threads)
+        if taken > 0:
+            nnx_give_back_threads(settings_state, taken)
         PyMem_RawFree(pre)
         if status != 0:
             raise MemoryError("no memory for the trace workspace")

@@ -11,6 +11,7 @@ cdef enum:
 ctypedef struct ForwardPlan:
     int path                 # a PATH_* (also the index of its counter)
     int n_threads            # threads of the parallel regions (1: none)
+    int threads_taken        # from the process's budget (give_back_threads), 0: none
     Py_ssize_t cols          # batched paths: samples per block
     bint may_share           # a one-sample forward that could share panels (see threads_awake)
     # The per-layer choices within the path: layer_uses_blas, layer_splits_rows.
@@ -65,6 +66,25 @@ cdef inline int threads_for_call(int threads, const long long* settings,
     return min(threads, NNX_MAX_THREADS)
 
 
+cdef inline void take_threads(ForwardPlan* plan, const long long* settings,
+                              nnx_shared_state* state) noexcept nogil:
+    """Take the plan's threads from the process's budget (the ``threads`` setting, else the
+    default); with only its own thread left, a one-sample forward runs alone."""
+    if plan.n_threads <= 1:
+        return
+    plan.threads_taken = nnx_take_threads(state, plan.n_threads,
+                                          threads_for_call(0, settings, state))
+    plan.n_threads = plan.threads_taken
+    if plan.n_threads == 1 and (plan.path == PATH_SHARED_PANELS or plan.path == PATH_ROW_SPLIT):
+        plan.path = PATH_ONE_SAMPLE
+
+
+cdef inline void give_back_threads(ForwardPlan* plan, nnx_shared_state* state) noexcept nogil:
+    if plan.threads_taken > 0:
+        nnx_give_back_threads(state, plan.threads_taken)
+        plan.threads_taken = 0
+
+
 cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
                               Py_ssize_t macs_per_sample, bint keeps_panels, Py_ssize_t batch,
                               int threads, const long long* settings, bint blas_found,
@@ -99,7 +119,10 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
 
     After a fork() of a process that ran threads, every path runs on one thread; so does
     every path but a forced ("always") shared_panels while the process backs off after a
-    parallel forward that was slower than one thread (thread_policy.pxi).
+    parallel forward that was slower than one thread (thread_policy.pxi). The threads come
+    from a budget shared by the forward passes running at once (nnx_take_threads): a call
+    may get fewer, one-sample paths then running on one thread if it gets only its own; the
+    caller gives them back with give_back_threads.
     """
     cdef ForwardPlan plan
     cdef Py_ssize_t k, n_blocks
@@ -107,6 +130,7 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     cdef bint parallel_worth_it = batch * macs_per_sample >= settings[NNX_PARALLEL_MIN_MACS]
     threads = threads_for_call(threads, settings, state)
     plan.n_threads = 1
+    plan.threads_taken = 0
     plan.cols = 1
     plan.blas_usable = blas_found and blas_mode_allows(settings[NNX_BLAS])
     plan.blas_min_weights = blas_min_weights(settings)
@@ -127,6 +151,7 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
                         plan.path = PATH_ROW_SPLIT
                         plan.n_threads = threads
                     break
+        take_threads(&plan, settings, state)
         return plan
     plan.cols = blas_block_cols(batch)
     plan.path = PATH_TILES
@@ -139,4 +164,5 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
         n_blocks = (batch + TILE - 1) // TILE
         if parallel_worth_it and threads > 1 and n_blocks > 1 and not backing_off():
             plan.n_threads = <int>min(threads, n_blocks)
+    take_threads(&plan, settings, state)
     return plan

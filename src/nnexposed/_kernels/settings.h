@@ -54,6 +54,8 @@ typedef struct nnx_shared_state {
        a child runs single-threaded. */
     int openmp_started;
     int openmp_unusable;
+    /* Threads of the forward passes running now that took threads (nnx_take_threads). */
+    int threads_in_use;
 } nnx_shared_state;
 
 /* Count one event, while a test counts them. */
@@ -72,6 +74,29 @@ static inline int nnx_openmp_unusable(nnx_shared_state* state) {
 }
 static inline void nnx_note_openmp_started(nnx_shared_state* state) {
     if (!nnx_load_int(&state->openmp_started)) nnx_store_int(&state->openmp_started, 1);
+}
+
+/* Threads for a forward pass that wants ``wanted`` (> 1, its calling thread included), from a
+   process-wide budget that the forward passes running at once share: the process's thread
+   count (``budget``), or ``wanted`` if that is more. Gives what is left of it, at least the
+   calling thread and at most ``wanted``; nnx_give_back_threads returns them. So several
+   Python threads calling at once do not start threads x calls OS threads. */
+static inline int nnx_take_threads(nnx_shared_state* state, int wanted, int budget) {
+    int limit = budget > wanted ? budget : wanted;
+    int in_use = nnx_load_int(&state->threads_in_use);
+    int granted;
+    do {
+        granted = limit - in_use;
+        if (granted > wanted) granted = wanted;
+        if (granted < 1) granted = 1;
+    } while (!nnx_cas_int(&state->threads_in_use, &in_use, in_use + granted));
+    return granted;
+}
+static inline void nnx_give_back_threads(nnx_shared_state* state, int taken) {
+    nnx_add_int(&state->threads_in_use, -taken);
+}
+static inline int nnx_threads_in_use(nnx_shared_state* state) {
+    return nnx_load_int(&state->threads_in_use);
 }
 
 #endif

@@ -63,15 +63,29 @@ def _delay_thread(int member, long long ns):
 # A parallel region ends when all its threads have: one that another process keeps off its
 # core (a busy loop, another process's threads) holds the caller up for a scheduler time
 # slice, milliseconds, where the forward pass takes microseconds. Each parallel forward is
-# compared with the caller's own pace (its computing time over its share of the work): when
-# it took longer than the caller alone would have (by more than waking sleeping threads may
-# cost), that is a loss, and the process's forwards run on one thread
-# for LOSS_FACTOR times the loss, at least MIN_BACKOFF_NS; a loss soon after a back-off
-# doubles it, up to MAX_BACKOFF_NS. So the time lost to probing stays about 1/LOSS_FACTOR of
-# the time run on one thread, and an idle machine (no losses) keeps its threads.
+# compared with the caller's own pace (its computing time over its share of the work): the
+# time it took beyond what the caller alone would have taken (less what waking sleeping
+# threads may cost) is a loss, and time it took less is a saving. Two things end in a
+# back-off, during which the process's forwards run on one thread:
+# - the mean: losses and savings add up into a balance; savings build a credit of up to
+#   CREDIT_LIMIT_NS, which pays for the odd stall of an idle machine (another process run on
+#   a core for a few milliseconds now and then), and the losses may pass it by DEBT_LIMIT_NS;
+# - the tail: a forward slower than the caller alone by STALL_SHARE of its time (and by
+#   STALL_MIN_NS) is a stall, and stalls may come once in STALL_CALLS parallel forwards (a
+#   few in a row at most, MAX_STALLS): more, and the 99th percentile would be the stalls'.
+# A back-off lasts LOSS_FACTOR times the debt or the stall, at least MIN_BACKOFF_NS, and
+# leaves no credit and no stall allowance; one soon after the previous one doubles it, up to
+# MAX_BACKOFF_NS. So under lasting contention the time lost to probing stays about
+# 1/LOSS_FACTOR of the time run on one thread, and an idle machine keeps its threads.
 
 cdef long long THREADS_AWAKE_NS = 300_000      # idle OpenMP threads spin this long (about)
 cdef long long WAKE_ALLOWANCE_NS = 200_000     # waking sleeping threads costs up to this
+cdef long long DEBT_LIMIT_NS = 100_000
+cdef long long CREDIT_LIMIT_NS = 10_000_000
+cdef double STALL_SHARE = 0.2
+cdef long long STALL_MIN_NS = 20_000
+cdef long long STALL_CALLS = 200
+cdef double MAX_STALLS = 4
 cdef long long LOSS_FACTOR = 50
 cdef long long MIN_BACKOFF_NS = 10_000_000
 cdef long long MAX_BACKOFF_NS = 2_000_000_000
@@ -81,7 +95,9 @@ ctypedef struct ThreadPolicy:
     long long backoff_ns           # length of the last back-off
     long long last_parallel_end
     long long parallel_forwards
-    long long losses
+    long long losses               # back-offs started
+    long long debt_ns              # losses less savings, from -CREDIT_LIMIT_NS
+    double stalls_allowed          # up to MAX_STALLS, 1 / STALL_CALLS more a forward
     long long backed_off_forwards  # forwards that would have used threads
     double last_caller_share       # of the last parallel forward's work, the caller's
 
@@ -110,17 +126,25 @@ cdef long long observe_parallel(long long started, long long ended, long long el
     """Judge a parallel forward from ``started`` to ``ended`` (ns) whose parallel regions
     took ``elapsed`` ns, ``serial`` ns on the caller alone; returns the back-off it starts
     (0: none)."""
-    cdef long long allowance = 0
-    cdef long long loss, backoff
+    cdef long long loss = elapsed - serial
+    cdef long long backoff
+    cdef bint stalled
     if started - policy.last_parallel_end > THREADS_AWAKE_NS:
-        allowance = WAKE_ALLOWANCE_NS
-    loss = elapsed - serial - allowance
+        # Forgives (up to) the cost of waking the threads; counts no saving of its own.
+        loss -= min(WAKE_ALLOWANCE_NS, max(loss, 0))
     policy.parallel_forwards += 1
     policy.last_parallel_end = ended
-    if loss <= 0:
+    policy.debt_ns = max(-CREDIT_LIMIT_NS, policy.debt_ns + loss)
+    policy.stalls_allowed = min(MAX_STALLS, policy.stalls_allowed + 1.0 / STALL_CALLS)
+    stalled = loss > max(STALL_MIN_NS, <long long>(STALL_SHARE * serial))
+    if stalled:
+        policy.stalls_allowed -= 1
+    if policy.debt_ns <= DEBT_LIMIT_NS and policy.stalls_allowed >= 0:
         return 0
     policy.losses += 1
-    backoff = max(LOSS_FACTOR * loss, MIN_BACKOFF_NS)
+    backoff = max(LOSS_FACTOR * max(policy.debt_ns, loss), MIN_BACKOFF_NS)
+    policy.debt_ns = 0
+    policy.stalls_allowed = 0
     if ended - policy.backoff_until < policy.backoff_ns:
         backoff = max(backoff, 2 * policy.backoff_ns)
     policy.backoff_ns = min(backoff, MAX_BACKOFF_NS)
@@ -130,12 +154,14 @@ cdef long long observe_parallel(long long started, long long ended, long long el
 
 def thread_policy():
     """The back-off's state: ``backing_off_ns`` (left of the current back-off, 0 if none),
-    ``last_backoff_ns``, counts of ``parallel_forwards``, ``losses`` among them and
-    ``backed_off_forwards`` (run on one thread instead of several), and the share of the
-    last parallel forward's multiply-adds that the calling thread computed."""
+    ``last_backoff_ns``, counts of ``parallel_forwards``, ``losses`` (back-offs started) and
+    ``backed_off_forwards`` (run on one thread instead of several), ``debt_ns`` (losses less
+    savings since the last back-off; negative: a credit), and the share of the last parallel forward's multiply-adds
+    that the calling thread computed."""
     return {"backing_off_ns": max(0, policy.backoff_until - nnx_now_ns()),
             "last_backoff_ns": policy.backoff_ns,
             "parallel_forwards": policy.parallel_forwards, "losses": policy.losses,
+            "debt_ns": policy.debt_ns,
             "backed_off_forwards": policy.backed_off_forwards,
             "last_caller_share": policy.last_caller_share}
 
@@ -148,8 +174,13 @@ def reset_thread_policy():
     policy.last_parallel_end = 0
     policy.parallel_forwards = 0
     policy.losses = 0
+    policy.debt_ns = 0
+    policy.stalls_allowed = MAX_STALLS
     policy.backed_off_forwards = 0
     policy.last_caller_share = 0
+
+
+reset_thread_policy()
 
 
 def allow_backoff(allowed):

@@ -50,3 +50,19 @@ cdef enum:
 cdef inline bint threads_awake(nnx_shared_state* state) noexcept nogil:
     """Whether the last one-sample forward that could share its layers ended just now."""
     return nnx_now_ns() - nnx_last_shared_end(state) < SPLIT_AWAKE_NS
+
+
+def threads_in_use():
+    """Threads that the forward passes running now took from the process's budget."""
+    return nnx_threads_in_use(settings_state)
+
+
+def _take_threads(int wanted, int budget):
+    """Test entry: take up to ``wanted`` threads from the budget as a forward pass does
+    (nnx_take_threads); returns how many were taken."""
+    return nnx_take_threads(settings_state, wanted, budget)
+
+
+def _give_back_threads(int taken):
+    """Test entry: give back what _take_threads took."""
+    nnx_give_back_threads(settings_state, taken)
