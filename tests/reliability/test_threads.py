@@ -1,6 +1,9 @@
 """Thread safety: 16 Python threads sharing one network, each with its own inputs, for a few
 seconds, give results bit-identical to serial calls — with one OpenMP thread per call, and
-with OpenMP threads inside each call as well (32 OS threads on however many cores).
+with OpenMP threads inside each call as well (32 OS threads on however many cores: the
+process's thread budget, which calls running at once share, raised to 32 for it; with the
+default budget most of the calls would run on their own thread, as
+tests/test_thread_policy.py checks).
 
 Each stress runs in a child interpreter with a timeout, so a deadlock fails the test instead
 of hanging the run. ``--stress-seconds S`` sets the duration of each stress (default 3).
@@ -104,7 +107,7 @@ def test_16_threads_share_a_network_bit_identical_to_serial(seconds):
 def test_16_threads_with_openmp_threads_inside(seconds):
     # 2 OpenMP threads per call on batches above the threshold for starting threads: the
     # tiled kernel splits blocks over them; no deadlock, no oversubscription blow-up.
-    report = stress(seconds, 16, 2, [64, 256, 64, 8], [2000, 700, None, 5000])
+    report = stress(seconds, 16, 2, [64, 256, 64, 8], [2000, 700, None, 5000], threads=32)
     assert report["calls"] >= 16
     assert report["counts"]["parallel_regions"] > 0 or not report["openmp"], report
 
@@ -112,7 +115,7 @@ def test_16_threads_with_openmp_threads_inside(seconds):
 def test_16_threads_one_sample_rows_split_over_openmp_threads(seconds):
     # One sample through a 2050 x 2048 layer (2**22 multiply-adds and more: threads start)
     # splits its rows over the OpenMP threads.
-    report = stress(seconds, 16, 2, [2048, 2050, 4], [None, 1, 2])
+    report = stress(seconds, 16, 2, [2048, 2050, 4], [None, 1, 2], threads=32)
     assert report["counts"]["row_split"] > 0 and report["counts"]["one_sample"] == 0, report
     assert report["counts"]["parallel_regions"] > 0 or not report["openmp"], report
 

@@ -156,8 +156,8 @@ def thread_policy():
     """The back-off's state: ``backing_off_ns`` (left of the current back-off, 0 if none),
     ``last_backoff_ns``, counts of ``parallel_forwards``, ``losses`` (back-offs started) and
     ``backed_off_forwards`` (run on one thread instead of several), ``debt_ns`` (losses less
-    savings since the last back-off; negative: a credit), and the share of the last parallel forward's multiply-adds
-    that the calling thread computed."""
+    savings since the last back-off; negative: a credit), and the share of the last parallel
+    forward's multiply-adds that the calling thread computed."""
     return {"backing_off_ns": max(0, policy.backoff_until - nnx_now_ns()),
             "last_backoff_ns": policy.backoff_ns,
             "parallel_forwards": policy.parallel_forwards, "losses": policy.losses,
