@@ -115,7 +115,8 @@ def predict(network: Network, df: DataFrame, *, input_cols: str | Iterable[str],
         return pa.StructArray.from_arrays([pa.array(y[:, k]) for k in range(y.shape[1])],
                                           names=outputs)
 
-    scores = F.arrow_udf(score, scores_type)(*features)
+    # (PySpark's stubs lack this form, whose kind is told by the type hints)
+    scores = F.arrow_udf(score, scores_type)(*features)  # type: ignore[call-overload]
     # Spark evaluates the UDF once for all the fields taken from its struct.
     return df.select("*", *[scores.getField(name).alias(name) for name in outputs])
 
