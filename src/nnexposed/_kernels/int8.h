@@ -16,6 +16,23 @@
 
 /* Samples per tile of the batched kernels; blocks hold a multiple of it. */
 #define NNX_I8_TILE 32
+/* Neurons per panel of the packed weights that the VNNI tile kernel reads. */
+#define NNX_I8_PANEL 16
+
+/* Panels from q (n_out, n_in4): panel p, group g holds q[16p + r][4g..4g+3] as 32-bit lane
+ * r < 16 (zero past n_out); packed: ceil(n_out / 16) * 16 * n_in4 / 4 lanes. */
+static void nnx_i8_pack_weights(const int8_t* q, ptrdiff_t n_in4, ptrdiff_t n_out,
+                                uint32_t* packed) {
+    ptrdiff_t n_groups = n_in4 / 4, p, g, r;
+    for (p = 0; p * NNX_I8_PANEL < n_out; p++)
+        for (g = 0; g < n_groups; g++)
+            for (r = 0; r < NNX_I8_PANEL; r++) {
+                uint32_t lane = 0;
+                if (p * NNX_I8_PANEL + r < n_out)
+                    memcpy(&lane, q + (p * NNX_I8_PANEL + r) * n_in4 + 4 * g, 4);
+                packed[(p * n_groups + g) * NNX_I8_PANEL + r] = lane;
+            }
+}
 
 static inline float nnx_i8_finish(int32_t acc, int32_t zero_point, int32_t row_sum,
                                   float x_scale, float w_scale, float bias) {
@@ -210,29 +227,28 @@ NNX_TARGET_VNNI static inline __m512 nnx_i8_finish_vnni(
     return relu ? _mm512_max_ps(_mm512_setzero_ps(), v) : v;
 }
 
-/* NR neurons x 32 samples: 2 * NR accumulators. */
+/* NR neurons (of a panel, from `lane`) x 32 samples: 2 * NR accumulators. */
 #define NNX_I8_VNNI_BLOCK(NR)                                                                 \
     {                                                                                         \
         __m512i acc[NR][2];                                                                   \
+        const uint32_t* w = panel + lane;                                                     \
+        const uint32_t* x = (const uint32_t*)xq + t0;                                         \
         int r;                                                                                \
         for (r = 0; r < NR; r++) {                                                            \
             acc[r][0] = _mm512_setzero_si512();                                               \
             acc[r][1] = _mm512_setzero_si512();                                               \
         }                                                                                     \
-        for (g = 0; g < n_in4; g += 4) {                                                      \
-            const uint8_t* x = xq + (g * cols + t0 * 4);                                      \
+        for (g = 0; g < n_groups; g++, w += NNX_I8_PANEL, x += cols) {                        \
             __m512i x0 = _mm512_loadu_si512((const void*)x);                                  \
-            __m512i x1 = _mm512_loadu_si512((const void*)(x + 64));                           \
+            __m512i x1 = _mm512_loadu_si512((const void*)(x + 16));                           \
             for (r = 0; r < NR; r++) {                                                        \
-                int32_t packed;                                                               \
-                memcpy(&packed, w + r * n_in4 + g, 4);                                        \
-                __m512i wv = _mm512_set1_epi32(packed);                                       \
+                __m512i wv = _mm512_set1_epi32((int)w[r]);                                    \
                 acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x0, wv);                           \
                 acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x1, wv);                           \
             }                                                                                 \
         }                                                                                     \
-        for (r = 0; r < NR; r++) {                                                            \
-            ptrdiff_t jr = j + r;                                                             \
+        for (r = 0; r < NR && r < rows; r++) {                                                \
+            ptrdiff_t jr = p * NNX_I8_PANEL + lane + r;                                       \
             float* out = y + jr * cols + t0;                                                  \
             _mm512_storeu_ps(out, nnx_i8_finish_vnni(acc[r][0], zp0, row_sums[jr], xs0,      \
                                                      w_scales[jr], biases[jr], relu));        \
@@ -241,24 +257,26 @@ NNX_TARGET_VNNI static inline __m512 nnx_i8_finish_vnni(
         }                                                                                     \
     }
 
+/* q: nnx_i8_pack_weights' panels. Neurons outer, sample tiles inner: half a panel's
+ * weights stay in L1 while the block's tiles pass. */
 NNX_TARGET_VNNI static void nnx_i8_tile_vnni(
         const uint8_t* xq, const int8_t* q, const int32_t* row_sums, const float* w_scales,
         const float* biases, ptrdiff_t n_in4, ptrdiff_t n_out, ptrdiff_t cols,
         const float* x_scale, const int32_t* zero_point, float* y, int relu) {
-    ptrdiff_t j, t0, g, nr;
-    /* neurons outer, sample tiles inner: a block of neurons' weights stays in L1 while the
-     * block's tiles pass */
-    for (j = 0; j < n_out; j += nr) {
-        const int8_t* w = q + j * n_in4;
-        nr = n_out - j >= 8 ? 8 : (n_out - j >= 4 ? 4 : 1);
-        for (t0 = 0; t0 < cols; t0 += NNX_I8_TILE) {
-            __m512 xs0 = _mm512_loadu_ps(x_scale + t0);
-            __m512 xs1 = _mm512_loadu_ps(x_scale + t0 + 16);
-            __m512i zp0 = _mm512_loadu_si512((const void*)(zero_point + t0));
-            __m512i zp1 = _mm512_loadu_si512((const void*)(zero_point + t0 + 16));
-            if (nr == 8) NNX_I8_VNNI_BLOCK(8)
-            else if (nr == 4) NNX_I8_VNNI_BLOCK(4)
-            else NNX_I8_VNNI_BLOCK(1)
+    ptrdiff_t n_groups = n_in4 / 4, p, lane, t0, g, rows;
+    for (p = 0; p * NNX_I8_PANEL < n_out; p++) {
+        const uint32_t* panel = (const uint32_t*)q + p * n_groups * NNX_I8_PANEL;
+        for (lane = 0; lane < NNX_I8_PANEL; lane += 8) {
+            rows = n_out - p * NNX_I8_PANEL - lane;
+            if (rows <= 0) break;
+            for (t0 = 0; t0 < cols; t0 += NNX_I8_TILE) {
+                __m512 xs0 = _mm512_loadu_ps(x_scale + t0);
+                __m512 xs1 = _mm512_loadu_ps(x_scale + t0 + 16);
+                __m512i zp0 = _mm512_loadu_si512((const void*)(zero_point + t0));
+                __m512i zp1 = _mm512_loadu_si512((const void*)(zero_point + t0 + 16));
+                if (rows > 4) NNX_I8_VNNI_BLOCK(8)
+                else NNX_I8_VNNI_BLOCK(4)
+            }
         }
     }
 }
@@ -414,24 +432,27 @@ typedef void (*nnx_i8_quantize_cols_fn)(const float*, ptrdiff_t, ptrdiff_t, uint
 typedef void (*nnx_i8_quantize_rows_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                         uint8_t*, float*, int32_t*);
 
+/* panels: the tile kernel reads nnx_i8_pack_weights' panels (the row kernel always q). */
 typedef struct {
     nnx_i8_tile_fn tile;
     nnx_i8_row_fn row;
     nnx_i8_quantize_cols_fn quantize_cols;
     nnx_i8_quantize_rows_fn quantize_rows;
+    int panels;
 } nnx_i8_kernels;
 
 /* The kernels of a set (NNX_Q_*); the caller has checked that the CPU runs them. Sets
  * without int8 kernels of their own take the next lower one. */
 static nnx_i8_kernels nnx_i8_kernels_for(int set) {
     nnx_i8_kernels k = {nnx_i8_tile_portable, nnx_i8_row_portable,
-                        nnx_i8_quantize_cols_portable, nnx_i8_quantize_rows_portable};
+                        nnx_i8_quantize_cols_portable, nnx_i8_quantize_rows_portable, 0};
 #if defined(NNX_X86)
     if (set >= NNX_Q_AVX512_VNNI) {      /* the BF16 set: every such CPU has VNNI */
         k.tile = nnx_i8_tile_vnni;
         k.row = nnx_i8_row_vnni;
         k.quantize_cols = nnx_i8_quantize_cols_avx512;
         k.quantize_rows = nnx_i8_quantize_rows_avx512;
+        k.panels = 1;
     } else if (set != NNX_Q_PORTABLE) {
         k.tile = nnx_i8_tile_avx2;
         k.row = nnx_i8_row_avx2;
