@@ -213,6 +213,65 @@ static void nnx_i8_row_portable(const uint8_t* xq, const int8_t* q, const int32_
 NNX_I8_DEFINE_QUANTIZERS(avx2, NNX_TARGET_AVX2)
 NNX_I8_DEFINE_QUANTIZERS(avx512, NNX_TARGET_AVX512)
 
+/* quantize_rows in AVX-512 registers, 16 inputs at a time: the same operations in the same
+ * order as nnx_i8_level (multiply, add the rounding constant, truncate), so the same bits. */
+NNX_TARGET_AVX512 static void nnx_i8_quantize_rows_avx512_wide(
+        const float* x, ptrdiff_t n, ptrdiff_t rows, ptrdiff_t cols, uint8_t* xq,
+        float* x_scale, int32_t* zero_point) {
+    uint32_t* lanes = (uint32_t*)xq;
+    ptrdiff_t n4 = (n + 3) / 4 * 4, t, i, k;
+    for (t = 0; t < cols; t++) {
+        const float* row = x + t * n;
+        float inv = 0;
+        int32_t zp = 0;
+        x_scale[t] = 0;
+        if (t < rows) {
+            __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();
+            __mmask16 nan = 0;
+            for (i = 0; i < n; i += 16) {
+                __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+                __m512 v = _mm512_maskz_loadu_ps(m, row + i);
+                low = _mm512_min_ps(low, v);
+                high = _mm512_max_ps(high, v);
+                nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+            }
+            nnx_i8_params(_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high), nan != 0,
+                          &inv, &x_scale[t], &zp);
+        }
+        zero_point[t] = zp;
+        if (inv == 0) {
+            if (cols == 1) memset(xq, 0, (size_t)n4);
+            else for (i = 0; i < n4 / 4; i++) lanes[i * cols + t] = 0;
+            continue;
+        }
+        {
+            const __m512 scale = _mm512_set1_ps(inv), magic = _mm512_set1_ps(NNX_ROUND_MAGIC);
+            const __m512i offset = _mm512_set1_epi32(zp - 12582912);
+            const __m512i top = _mm512_set1_epi32(255);
+            for (i = 0; i < n4; i += 16) {
+                __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+                __m512 v = _mm512_maskz_loadu_ps(m, row + i);
+                __m512i level = _mm512_add_epi32(
+                    _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(v, scale), magic)), offset);
+                level = _mm512_min_epi32(_mm512_max_epi32(level, _mm512_setzero_si512()), top);
+                /* inputs past n are zero bytes, as the portable quantizer writes them */
+                level = _mm512_maskz_mov_epi32(m, level);
+                __m128i bytes = _mm512_cvtepi32_epi8(level);
+                ptrdiff_t groups = (n4 - i) / 4 < 4 ? (n4 - i) / 4 : 4;
+                if (cols == 1) {
+                    uint32_t four[4];
+                    _mm_storeu_si128((__m128i*)four, bytes);
+                    memcpy(xq + i, four, (size_t)groups * 4);
+                } else {
+                    uint32_t four[4];
+                    _mm_storeu_si128((__m128i*)four, bytes);
+                    for (k = 0; k < groups; k++) lanes[(i / 4 + k) * cols + t] = four[k];
+                }
+            }
+        }
+    }
+}
+
 /* ---- AVX-512 VNNI ---------------------------------------------------------------------- */
 
 NNX_TARGET_VNNI static inline __m512 nnx_i8_finish_vnni(
@@ -451,7 +510,7 @@ static nnx_i8_kernels nnx_i8_kernels_for(int set) {
         k.tile = nnx_i8_tile_vnni;
         k.row = nnx_i8_row_vnni;
         k.quantize_cols = nnx_i8_quantize_cols_avx512;
-        k.quantize_rows = nnx_i8_quantize_rows_avx512;
+        k.quantize_rows = nnx_i8_quantize_rows_avx512_wide;
         k.panels = 1;
     } else if (set != NNX_Q_PORTABLE) {
         k.tile = nnx_i8_tile_avx2;
