@@ -211,7 +211,54 @@ static void nnx_i8_row_portable(const uint8_t* xq, const int8_t* q, const int32_
 #if defined(NNX_X86)
 
 NNX_I8_DEFINE_QUANTIZERS(avx2, NNX_TARGET_AVX2)
-NNX_I8_DEFINE_QUANTIZERS(avx512, NNX_TARGET_AVX512)
+
+/* quantize_cols in AVX-512 registers, 16 samples per vector (cols is a multiple of 16). */
+NNX_TARGET_AVX512 static inline __m512i nnx_i8_levels16(const float* y, __m512 inv,
+                                                       __m512i offset, __mmask16 usable) {
+    __m512 magic = _mm512_set1_ps(NNX_ROUND_MAGIC);
+    __m512i level = _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_add_ps(
+        _mm512_mul_ps(_mm512_loadu_ps(y), inv), magic)), offset);
+    level = _mm512_min_epi32(_mm512_max_epi32(level, _mm512_setzero_si512()),
+                             _mm512_set1_epi32(255));
+    return _mm512_maskz_mov_epi32(usable, level);
+}
+
+NNX_TARGET_AVX512 static void nnx_i8_quantize_cols_avx512_wide(
+        const float* y, ptrdiff_t n, ptrdiff_t cols, uint8_t* xq, float* x_scale,
+        int32_t* zero_point, float* work) {
+    float* inv = work;
+    uint32_t* lanes = (uint32_t*)xq;
+    ptrdiff_t i, t, g, c;
+    for (t = 0; t < cols; t += 16) {
+        __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();
+        __mmask16 nan = 0;
+        float lows[16], highs[16];
+        for (i = 0; i < n; i++) {
+            __m512 v = _mm512_loadu_ps(y + i * cols + t);
+            low = _mm512_min_ps(low, v);
+            high = _mm512_max_ps(high, v);
+            nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        }
+        _mm512_storeu_ps(lows, low);
+        _mm512_storeu_ps(highs, high);
+        for (c = 0; c < 16; c++)
+            nnx_i8_params(lows[c], highs[c], (nan >> c) & 1, &inv[t + c], &x_scale[t + c],
+                          &zero_point[t + c]);
+    }
+    for (t = 0; t < cols; t += 16) {
+        __m512 scale = _mm512_loadu_ps(inv + t);
+        __mmask16 usable = _mm512_cmp_ps_mask(scale, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+        __m512i offset = _mm512_sub_epi32(
+            _mm512_loadu_si512((const void*)(zero_point + t)), _mm512_set1_epi32(12582912));
+        for (g = 0; g < n; g += 4) {
+            __m512i packed = nnx_i8_levels16(y + g * cols + t, scale, offset, usable);
+            for (c = 1; c < 4 && g + c < n; c++)
+                packed = _mm512_or_si512(packed, _mm512_slli_epi32(nnx_i8_levels16(
+                    y + (g + c) * cols + t, scale, offset, usable), 8 * (int)c));
+            _mm512_storeu_si512((void*)(lanes + g / 4 * cols + t), packed);
+        }
+    }
+}
 
 /* quantize_rows in AVX-512 registers, 16 inputs at a time: the same operations in the same
  * order as nnx_i8_level (multiply, add the rounding constant, truncate), so the same bits. */
@@ -509,7 +556,7 @@ static nnx_i8_kernels nnx_i8_kernels_for(int set) {
     if (set >= NNX_Q_AVX512_VNNI) {      /* the BF16 set: every such CPU has VNNI */
         k.tile = nnx_i8_tile_vnni;
         k.row = nnx_i8_row_vnni;
-        k.quantize_cols = nnx_i8_quantize_cols_avx512;
+        k.quantize_cols = nnx_i8_quantize_cols_avx512_wide;
         k.quantize_rows = nnx_i8_quantize_rows_avx512_wide;
         k.panels = 1;
     } else if (set != NNX_Q_PORTABLE) {
