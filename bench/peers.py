@@ -22,7 +22,8 @@ from nnexposed.reference import forward_numpy
 
 # Column order of the results; nnexposed first, NumPy (the ratio base) second.
 IMPLEMENTATIONS = ["nnexposed", "numpy", "torch", "onnxruntime", "numba", "numba-parallel",
-                   "onnxruntime-int8", "torch-int8", "torch-bf16", "nnexposed-float32"]
+                   "onnxruntime-int8", "torch-int8", "torch-bf16", "openvino-bf16",
+                   "nnexposed-float32"]
 LABELS = {
     "nnexposed": "nnexposed",
     "numpy": "NumPy",
@@ -33,18 +34,20 @@ LABELS = {
     "onnxruntime-int8": "ORT int8",
     "torch-int8": "torch int8",
     "torch-bf16": "torch bf16",
+    "openvino-bf16": "OpenVINO bf16",
     "nnexposed-float32": "nnexposed fp32",
 }
 # The peers of a reduced-precision nnexposed network (not NumPy: its reference emulation of
 # int8 sums in int64 without BLAS, minutes on the big cases).
 # ORT int8: onnxruntime.quantization.quantize_dynamic(QInt8) of the float model (MatMulInteger
 # with DynamicQuantizeLinear); torch int8: torch.ao.quantization.quantize_dynamic(qint8);
-# torch bf16: the float model and input .to(torch.bfloat16).
+# torch bf16: the float model and input .to(torch.bfloat16); OpenVINO bf16: the float ONNX
+# model compiled for CPU with INFERENCE_PRECISION_HINT bf16 (optional: pip install openvino).
 PRECISION_IMPLEMENTATIONS = {
     "float32": IMPLEMENTATIONS[:6],
     "float64": IMPLEMENTATIONS[:6],
     "int8": ["nnexposed", "onnxruntime-int8", "torch-int8", "nnexposed-float32"],
-    "bfloat16": ["nnexposed", "torch-bf16", "nnexposed-float32"],
+    "bfloat16": ["nnexposed", "torch-bf16", "openvino-bf16", "nnexposed-float32"],
     "float16": ["nnexposed", "nnexposed-float32"],
 }
 
@@ -262,6 +265,31 @@ def build_torch_bf16(network, x):
     return _torch_reduced(network, x, "bf16")
 
 
+def build_openvino_bf16(network, x):
+    try:
+        import openvino
+    except ImportError:
+        raise Unavailable("openvino is not installed (pip install openvino)") from None
+    core = openvino.Core()
+    model = core.read_model(onnx_model(network.astype("float32")).SerializeToString(), b"")
+    x2 = np.ascontiguousarray(_as_2d(x), np.float32)
+    model.reshape([x2.shape[0], network.n_in])   # static shapes, as a deployment would set
+    config = {"INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": cpu_count(),
+              "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    compiled = core.compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    output = compiled.output(0)
+
+    def call(inputs):
+        return request.infer({0: inputs})[output]
+
+    info = {"version": openvino.__version__, "threads": cpu_count(),
+            "precision": str(compiled.get_property("INFERENCE_PRECISION_HINT")),
+            "mode": "core.compile_model(onnx, 'CPU', INFERENCE_PRECISION_HINT=bf16, "
+                    "LATENCY), static shape, one infer request made beforehand"}
+    return Prepared(call, (x2,), info)
+
+
 def build_nnexposed_float32(network, x):
     return build_nnexposed(network.astype("float32"), x)
 
@@ -378,6 +406,7 @@ BUILDERS = {
     "onnxruntime-int8": build_onnxruntime_int8,
     "torch-int8": build_torch_int8,
     "torch-bf16": build_torch_bf16,
+    "openvino-bf16": build_openvino_bf16,
     "nnexposed-float32": build_nnexposed_float32,
 }
 

@@ -185,7 +185,8 @@ def bench_spark(classifier, network, rows, repeat, record):
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = (SparkSession.builder.master(f"local[{os.cpu_count()}]")
-             .config("spark.ui.enabled", "false").config("spark.driver.memory", "4g")
+             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+             .config("spark.driver.memory", "4g")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     try:

@@ -154,6 +154,20 @@ def test_predict_all_columns_and_named_outputs(client, rng):
                  np.float64)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_predict_leaves_the_input_partitions_unchanged(client, rng, dtype):
+    # The outputs are added beside the partition's columns, which are not copied: the
+    # partitions held on the workers must keep their columns and values.
+    network = network_of(rng, [4, 5, 2], dtype)
+    pdf = pd.DataFrame(rng.standard_normal((60, 4)).astype(dtype), columns=list("wxyz"))
+    frame = client.persist(dd.from_pandas(pdf, npartitions=3))
+    for columns in (None, list("zyxw")):
+        computed = client.compute(nndask.predict(network, frame, columns=columns)).result()
+        expected = nnexposed.forward(network, pdf[columns or list("wxyz")].to_numpy())
+        assert_close(computed[["output_0", "output_1"]].to_numpy(), expected, dtype)
+        pd.testing.assert_frame_equal(client.compute(frame).result(), pdf)
+
+
 def test_predict_missing_values_give_nan_rows(client, rng):
     network = network_of(rng, [2, 3, 2], np.float32)
     pdf = pd.DataFrame({"a": pd.array([1, None, 3, 4], dtype="Int64"),

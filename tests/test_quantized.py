@@ -208,12 +208,67 @@ def test_half_kernels_match_the_reference(kernel_set, rng, precision, sizes):
         np.testing.assert_allclose(network(x[-1]), expected[-1], rtol=1e-4, atol=1e-6)
 
 
+BF16_SHAPES = [(1, 1), (2, 16), (3, 17), (31, 33), (32, 15), (33, 16, 47), (64, 65),
+               (129, 48, 300, 7)]
+
+
+@pytest.mark.skipif("avx512_bf16" not in KERNEL_SETS, reason="this CPU has no AVX-512 BF16")
+@pytest.mark.parametrize("sizes", BF16_SHAPES)
+def test_bfloat16_dot_kernels_round_inputs_and_give_one_sample_the_batch_bits(rng, sizes):
+    previous = _quantized.use_kernel_set("avx512_bf16")
+    try:
+        assert _quantized.rounds_bfloat16_inputs()
+        network = random_network(rng, sizes, ["relu"] * (len(sizes) - 2) + ["linear"],
+                                 np.float32).quantize("bfloat16")
+        for batch in (1, 2, 15, 16, 17, 33, 129, 300):
+            x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+            y = network(x)
+            for threads in (1, 2):
+                np.testing.assert_array_equal(network.forward(x, threads=threads), y)
+            np.testing.assert_array_equal(np.array([network(row) for row in x]), y)
+            expected = forward_numpy(network, x, bfloat16_inputs=True)
+            np.testing.assert_allclose(y, expected, rtol=1e-4,
+                                       atol=1e-5 * max(np.abs(expected).max(), 1))
+    finally:
+        _quantized.use_kernel_set(previous)
+
+
+@pytest.mark.skipif("avx512_bf16" not in KERNEL_SETS, reason="this CPU has no AVX-512 BF16")
+def test_bfloat16_dot_kernels_within_the_rounding_bound_of_their_inputs(rng):
+    """Against float32 inputs: each input rounds by at most 2**-8 of itself, and n_in float32
+    additions add at most n_in * 2**-24 of the sum of |products| each (doubled for margin)."""
+    previous = _quantized.use_kernel_set("avx512_bf16")
+    try:
+        worst = 0.0
+        for n_in, n_out in [(1, 3), (17, 40), (300, 33), (1024, 16)]:
+            network = random_network(rng, (n_in, n_out), ["linear"], np.float32)
+            network = network.quantize("bfloat16")
+            x = rng.standard_normal((70, n_in)).astype(np.float32) * 10
+            weights = network.layers[0].weights.astype(np.float64)
+            magnitude = np.abs(x.astype(np.float64)) @ np.abs(weights).T
+            bound = (2.0**-8 + n_in * 2.0**-23) * magnitude + 2.0**-23 * np.abs(
+                network.layers[0].biases)
+            error = np.abs(network(x) - forward_numpy(network, x, bfloat16_inputs=False))
+            assert np.all(error <= bound), (error / bound).max()
+            worst = max(worst, (error / bound).max())
+        assert worst > 0.01      # the inputs are rounded: the bound is not vacuous
+    finally:
+        _quantized.use_kernel_set(previous)
+
+
 def test_forward_python_of_half_networks(rng):
+    """forward_python widens the weights and keeps float32 inputs: so do the kernel sets
+    other than avx512_bf16."""
     network = random_network(rng, (6, 5, 3), ["tanh", "sigmoid"], np.float32)
-    for precision in ("bfloat16", "float16"):
-        x = rng.standard_normal((4, 6))
-        quantized = network.quantize(precision)
-        np.testing.assert_allclose(forward_python(quantized, x), quantized(x), rtol=1e-5)
+    previous = _quantized.use_kernel_set(KERNEL_SETS[0] if KERNEL_SETS[0] != "avx512_bf16"
+                                         else KERNEL_SETS[1])
+    try:
+        for precision in ("bfloat16", "float16"):
+            x = rng.standard_normal((4, 6))
+            quantized = network.quantize(precision)
+            np.testing.assert_allclose(forward_python(quantized, x), quantized(x), rtol=1e-5)
+    finally:
+        _quantized.use_kernel_set(previous)
     with pytest.raises(ValueError, match="forward_numpy is the reference of int8"):
         forward_python(network.quantize("int8"), x)
 
@@ -301,7 +356,7 @@ def test_nnexposed_isa_chooses_the_kernel_set(isa):
     float_isa, kernels = result.stdout.split()
     assert kernels == _quantized.default_kernel_set(float_isa)
     if float_isa == "avx512":
-        assert kernels in ("avx512_vnni", "avx512")
+        assert kernels in ("avx512_bf16", "avx512_vnni", "avx512")
 
 
 # --------------------------------------------------------------------------------------------

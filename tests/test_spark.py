@@ -3,6 +3,7 @@ same rows for numeric, array and vector input columns, the network travels as on
 and bad input is refused before any job runs."""
 
 import os
+import re
 import shutil
 import sys
 
@@ -82,6 +83,22 @@ def test_array_and_vector_columns(spark, data):
         got = sorted(result.select("id", "p", "q").collect())
         assert_close(np.array([[row.p, row.q] for row in got], np.float32),
                      nnexposed.forward(network, x), np.float32)
+
+
+def test_any_column_names_and_one_evaluation_per_batch(spark, data):
+    network = random_network(np.random.default_rng(6), [3, 6, 3], ["relu", "softmax"],
+                             np.float64)
+    names = ["a.b", "c`d", "e f"]
+    df = spark.createDataFrame([(i, *map(float, r)) for i, r in enumerate(data[:50])],
+                               ["id", *names])
+    result = nnspark.predict(network, df, input_cols=names, output_cols=["p.0", "p`1", "p 2"])
+    assert result.columns == ["id", *names, "p.0", "p`1", "p 2"]
+    rows = sorted(result.collect())
+    assert_close(np.array([row[4:] for row in rows]), nnexposed.forward(network, data[:50]),
+                 np.float64)
+    # Taking three fields of the UDF's struct runs the UDF once, not once per field.
+    plan = result._jdf.queryExecution().executedPlan().toString()
+    assert set(re.findall(r"pythonUDF\d+", plan)) == {"pythonUDF0"}, plan
 
 
 def test_nulls_give_nan_rows(spark):

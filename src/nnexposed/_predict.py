@@ -94,7 +94,8 @@ class _TableInput:
         import pyarrow as pa
 
         kept = pa.Table.from_batches([batch.select(self.kept)]) if self.kept else None
-        return arrow_features(batch, self.features, self.dtype), kept
+        return arrow_features([batch.column(name) for name in self.features],
+                              self.dtype), kept
 
 
 class CsvInput(_TableInput):

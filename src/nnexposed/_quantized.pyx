@@ -3,10 +3,10 @@
 """Compiled forward pass of reduced-precision networks: int8, bfloat16 and float16 weights.
 
 One build for every CPU of the platform: the kernels for ISA extensions (AVX2, AVX-512,
-AVX-512 VNNI) carry per-function target attributes (``_kernels/int8.h``, ``_kernels/half.h``)
-and are called only when the CPU runs them. The kernel set is chosen at import from the
-float kernels' choice (``nnexposed._dispatch.ISA``, so ``NNEXPOSED_ISA`` forces it too) and
-the CPU's extensions; ``use_kernel_set`` switches it (for tests).
+AVX-512 VNNI, AVX-512 BF16) carry per-function target attributes (``_kernels/int8.h``,
+``_kernels/half.h``) and are called only when the CPU runs them. The kernel set is chosen
+at import from the float kernels' choice (``nnexposed._dispatch.ISA``, so ``NNEXPOSED_ISA``
+forces it too) and the CPU's extensions; ``use_kernel_set`` switches it (for tests).
 
 Inputs and outputs are float32. Batches run in blocks of up to BLOCK samples, all layers on
 a block while it is in cache, blocks spread over OpenMP threads; one sample (and batches
@@ -16,7 +16,7 @@ among threads.
 
 from cython.parallel cimport prange, threadid
 from libc.math cimport exp, expf, fabs, fabsf, tanh, tanhf
-from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t
+from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t, uint32_t
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from cython cimport floating
 
@@ -37,6 +37,7 @@ cdef extern from "_kernels/int8.h" nogil:
         NNX_Q_AVX2
         NNX_Q_AVX512
         NNX_Q_AVX512_VNNI
+        NNX_Q_AVX512_BF16
         NNX_I8_TILE
     ctypedef void (*nnx_i8_tile_fn)(
         const uint8_t*, const int8_t*, const int32_t*, const float*, const float*, Py_ssize_t,
@@ -56,6 +57,7 @@ cdef extern from "_kernels/int8.h" nogil:
         nnx_i8_quantize_rows_fn quantize_rows
     nnx_i8_kernels nnx_i8_kernels_for(int kernel_set)
     int nnx_cpu_avx512_vnni()
+    int nnx_cpu_avx512_bf16()
 
 cdef extern from "_kernels/half.h" nogil:
     enum:
@@ -63,6 +65,7 @@ cdef extern from "_kernels/half.h" nogil:
         NNX_FLOAT16
         NNX_HALF_TILE
         NNX_HALF_ROWS
+        NNX_BF16_PANEL
     ctypedef void (*nnx_half_tile_fn)(
         const float*, const uint16_t*, int, const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
         float*, int, float*) noexcept nogil
@@ -72,7 +75,10 @@ cdef extern from "_kernels/half.h" nogil:
     ctypedef struct nnx_half_kernels:
         nnx_half_tile_fn tile
         nnx_half_row_fn row
+        int bf16_panels
     nnx_half_kernels nnx_half_kernels_for(int kernel_set)
+    Py_ssize_t nnx_bf16_pairs(Py_ssize_t n_in)
+    void nnx_bf16_pack_weights(const uint16_t*, Py_ssize_t, Py_ssize_t, uint32_t*)
 
 include "_kernels/declarations.pxi"
 include "_kernels/activations.pxi"
@@ -87,6 +93,8 @@ cdef enum:
     # SHARED_ROW_CHUNK at a time.
     ROW_PARALLEL_MIN_WEIGHTS = 1 << 20
     SHARED_ROW_CHUNK = 64
+    # Samples per pass of the transpositions between sample-major and feature-major blocks.
+    TRANSPOSE_SIDE = 16
     THREAD_LIMIT = 256
 
 # Below this many multiply-adds per call, waking threads costs more than it saves.
@@ -94,12 +102,13 @@ cdef Py_ssize_t PARALLEL_MIN_MACS = 1 << 22
 
 PRECISION_CODES = {"int8": PRECISION_INT8, "bfloat16": PRECISION_BFLOAT16,
                    "float16": PRECISION_FLOAT16}
-# Best first. int8: VNNI (vpdpbusd), then AVX2 (vpmaddwd; also what AVX-512 CPUs without
-# VNNI run), then portable C. bfloat16/float16: widened in AVX-512 or AVX2 (F16C)
+# Best first. int8: VNNI (vpdpbusd; avx512_bf16 and avx512_vnni), then AVX2 (vpmaddwd; also
+# what AVX-512 CPUs without VNNI run), then portable C. bfloat16: vdpbf16ps on inputs rounded
+# to bfloat16 (avx512_bf16); bfloat16 otherwise and float16: widened in AVX-512 or AVX2 (F16C)
 # registers, else portable C.
-KERNEL_SETS = ("avx512_vnni", "avx512", "avx2", "baseline")
-cdef dict SET_CODES = {"avx512_vnni": NNX_Q_AVX512_VNNI, "avx512": NNX_Q_AVX512,
-                       "avx2": NNX_Q_AVX2, "baseline": NNX_Q_PORTABLE}
+KERNEL_SETS = ("avx512_bf16", "avx512_vnni", "avx512", "avx2", "baseline")
+cdef dict SET_CODES = {"avx512_bf16": NNX_Q_AVX512_BF16, "avx512_vnni": NNX_Q_AVX512_VNNI,
+                       "avx512": NNX_Q_AVX512, "avx2": NNX_Q_AVX2, "baseline": NNX_Q_PORTABLE}
 
 cdef nnx_i8_kernels int8_kernels = nnx_i8_kernels_for(NNX_Q_PORTABLE)
 cdef nnx_half_kernels half_kernels = nnx_half_kernels_for(NNX_Q_PORTABLE)
@@ -130,6 +139,8 @@ def supported_kernel_sets():
         usable.insert(0, "avx512")
         if nnx_cpu_avx512_vnni():
             usable.insert(0, "avx512_vnni")
+            if nnx_cpu_avx512_bf16():
+                usable.insert(0, "avx512_bf16")
     return tuple(usable)
 
 
@@ -142,6 +153,12 @@ def default_kernel_set(isa):
 def kernel_set():
     """The name of the kernel set in use."""
     return current_set
+
+
+def rounds_bfloat16_inputs():
+    """Whether the kernel set in use rounds a bfloat16 layer's inputs to bfloat16 (the
+    vdpbf16ps kernels), rather than widening the weights to float32."""
+    return bool(half_kernels.bf16_panels)
 
 
 def use_kernel_set(name):
@@ -180,6 +197,7 @@ ctypedef struct QLayer:
     const int32_t* row_sums   # int8: q's row sums, for the inputs' zero points
     const float* scales       # int8: (n_out,)
     const uint16_t* half      # bfloat16 / float16: (n_out, n_in) bit patterns
+    const uint16_t* bf16_panels   # bfloat16 where the CPU has AVX-512 BF16: half.h's panels
     const float* biases
 
 
@@ -195,6 +213,13 @@ cdef inline void layer_activate(const QLayer* layer, float* values,
         activate(values, layer.n_out * n_samples, layer.activation, layer.alpha)
 
 
+cdef inline const uint16_t* half_weights(const QLayer* layer) noexcept nogil:
+    """The 16-bit weights of a layer in the layout the kernels in use read."""
+    if layer.precision == PRECISION_BFLOAT16 and half_kernels.bf16_panels:
+        return layer.bf16_panels
+    return layer.half
+
+
 cdef void layer_row(const QLayer* layer, const float* x, float* y, uint8_t* xq,
                     int n_threads) noexcept nogil:
     """y = activation(layer(x)) for one sample; xq: n_in4 bytes."""
@@ -204,6 +229,7 @@ cdef void layer_row(const QLayer* layer, const float* x, float* y, uint8_t* xq,
     cdef Py_ssize_t n_chunks = (layer.n_out + SHARED_ROW_CHUNK - 1) // SHARED_ROW_CHUNK
     cdef int relu = layer.activation == ACT_RELU
     cdef int kind = NNX_BFLOAT16 if layer.precision == PRECISION_BFLOAT16 else NNX_FLOAT16
+    cdef const uint16_t* weights = half_weights(layer)
     if layer.n_in * layer.n_out < ROW_PARALLEL_MIN_WEIGHTS:
         n_threads = 1
     if layer.precision == PRECISION_INT8:
@@ -221,11 +247,9 @@ cdef void layer_row(const QLayer* layer, const float* x, float* y, uint8_t* xq,
         for chunk in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
             first = chunk * SHARED_ROW_CHUNK
             last = min(first + SHARED_ROW_CHUNK, layer.n_out)
-            half_kernels.row(x, layer.half, kind, layer.biases, layer.n_in, first, last, y,
-                             relu)
+            half_kernels.row(x, weights, kind, layer.biases, layer.n_in, first, last, y, relu)
     else:
-        half_kernels.row(x, layer.half, kind, layer.biases, layer.n_in, 0, layer.n_out, y,
-                         relu)
+        half_kernels.row(x, weights, kind, layer.biases, layer.n_in, 0, layer.n_out, y, relu)
     layer_activate(layer, y, 1)
 
 
@@ -237,7 +261,7 @@ cdef void network_block(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t ma
 
     work: block_work_bytes(max_width, cols) bytes.
     """
-    cdef Py_ssize_t i, j, k, t
+    cdef Py_ssize_t i, j, k, t, t0, square
     cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
     cdef float* src = <float*>work
@@ -252,9 +276,13 @@ cdef void network_block(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t ma
     if layers[0].precision == PRECISION_INT8:
         int8_kernels.quantize_rows(x, n_in, rows, cols, xq, x_scale, zero_point)
     else:
+        # in squares of TRANSPOSE_SIDE: few pages and cache lines at a time
+        for square in range((rows + TRANSPOSE_SIDE - 1) // TRANSPOSE_SIDE):
+            t0 = square * TRANSPOSE_SIDE
+            for i in range(n_in):
+                for t in range(t0, min(t0 + TRANSPOSE_SIDE, rows)):
+                    src[i * cols + t] = x[t * n_in + i]
         for i in range(n_in):
-            for t in range(rows):
-                src[i * cols + t] = x[t * n_in + i]
             for t in range(rows, cols):
                 src[i * cols + t] = 0
     for k in range(n_layers):
@@ -268,20 +296,24 @@ cdef void network_block(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t ma
                               layer.activation == ACT_RELU)
         else:
             kind = NNX_BFLOAT16 if layer.precision == PRECISION_BFLOAT16 else NNX_FLOAT16
-            half_kernels.tile(src, layer.half, kind, layer.biases, layer.n_in, layer.n_out,
-                              cols, dst, layer.activation == ACT_RELU, scratch)
+            half_kernels.tile(src, half_weights(layer), kind, layer.biases, layer.n_in,
+                              layer.n_out, cols, dst, layer.activation == ACT_RELU, scratch)
         layer_activate(layer, dst, cols)
         swap = src
         src = dst
         dst = swap
-    for t in range(rows):
+    for square in range((rows + TRANSPOSE_SIDE - 1) // TRANSPOSE_SIDE):
+        t0 = square * TRANSPOSE_SIDE
         for j in range(n_out):
-            out[t * n_out + j] = src[j * cols + t]
+            for t in range(t0, min(t0 + TRANSPOSE_SIDE, rows)):
+                out[t * n_out + j] = src[j * cols + t]
 
 
 cdef inline Py_ssize_t scratch_floats(Py_ssize_t max_width, Py_ssize_t cols) noexcept nogil:
-    """The kernels' scratch: widened 16-bit weights (half.h), per-sample ranges (int8.h)."""
-    return max(<Py_ssize_t>NNX_HALF_ROWS * max_width, 2 * cols)
+    """The kernels' scratch: widened 16-bit weights or bfloat16 input pairs (half.h),
+    per-sample ranges (int8.h)."""
+    return max(<Py_ssize_t>NNX_HALF_ROWS * max_width, 2 * cols,
+               nnx_bf16_pairs(max_width) * cols)
 
 
 cdef inline Py_ssize_t block_work_bytes(Py_ssize_t max_width, Py_ssize_t cols) noexcept nogil:
@@ -373,7 +405,8 @@ cdef class QuantizedNetwork:
 
     def __cinit__(self, layers):
         cdef Py_ssize_t k, n_layers = len(layers)
-        cdef cnp.ndarray q, row_sums, scales, half, biases
+        cdef cnp.ndarray q, row_sums, scales, half, biases, panels
+        cdef bint bf16_kernels = "avx512_bf16" in supported_kernel_sets()
         kept = []
         if n_layers == 0:
             raise ValueError("a network needs at least one layer")
@@ -402,6 +435,7 @@ cdef class QuantizedNetwork:
             self.layers[k].row_sums = NULL
             self.layers[k].scales = NULL
             self.layers[k].half = NULL
+            self.layers[k].bf16_panels = NULL
             kept.append(biases)
             if precision == PRECISION_INT8:
                 q = np.zeros((n_out, self.layers[k].n_in4), np.int8)
@@ -416,6 +450,13 @@ cdef class QuantizedNetwork:
                 half = np.ascontiguousarray(dense.weights).view(np.uint16)
                 self.layers[k].half = <const uint16_t*>cnp.PyArray_DATA(half)
                 kept.append(half)
+                if precision == PRECISION_BFLOAT16 and bf16_kernels:
+                    panels = np.empty(((n_out + NNX_BF16_PANEL - 1) // NNX_BF16_PANEL
+                                       * NNX_BF16_PANEL * nnx_bf16_pairs(n_in),), np.uint32)
+                    nnx_bf16_pack_weights(<const uint16_t*>cnp.PyArray_DATA(half), n_in, n_out,
+                                          <uint32_t*>cnp.PyArray_DATA(panels))
+                    self.layers[k].bf16_panels = <const uint16_t*>cnp.PyArray_DATA(panels)
+                    kept.append(panels)
             self.max_width = max(self.max_width, n_in, n_out)
             self.macs_per_sample += n_in * n_out
         self.arrays = tuple(kept)

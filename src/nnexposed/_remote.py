@@ -54,12 +54,12 @@ def cached_network(digest: str, data: Callable[[], bytes]) -> Network:
     return network
 
 
-def arrow_features(batch: Any, names: list[str], dtype: np.dtype) -> np.ndarray:
-    """The (rows, len(names)) array of a pyarrow RecordBatch's numeric columns ``names`` in
-    ``dtype``; nulls become NaN."""
-    x = np.empty((batch.num_rows, len(names)), dtype)
-    for j, name in enumerate(names):
-        x[:, j] = _numbers(batch.column(name))
+def arrow_features(columns: Sequence[Any], dtype: np.dtype) -> np.ndarray:
+    """The (rows, len(columns)) array of equally long pyarrow arrays of numbers in ``dtype``;
+    nulls become NaN."""
+    x = np.empty((len(columns[0]) if columns else 0, len(columns)), dtype)
+    for j, column in enumerate(columns):
+        x[:, j] = _numbers(column)
     return x
 
 

@@ -138,7 +138,12 @@ def _forward_block(block: np.ndarray, network: Network, threads: int | None) -> 
 
 def _predict_partition(part: pd.DataFrame, network: Network, columns: list[Any],
                        output_columns: list[Any], threads: int | None) -> pd.DataFrame:
-    x = part[columns].to_numpy(dtype=network.dtype, na_value=math.nan)
+    # The partition's own columns are neither copied in (all of them, in order, are one view
+    # when they share a dtype) nor out (the result holds them beside the new columns).
+    features = part if list(part.columns) == columns else part[columns]
+    x = features.to_numpy(dtype=network.dtype, na_value=math.nan)
     y = _forward(network, x, threads=threads)
-    result = pd.DataFrame(y, index=part.index, columns=output_columns, copy=False)
-    return pd.concat([part, result], axis=1) if len(part.columns) else result
+    result = part.copy(deep=False)
+    for k, name in enumerate(output_columns):
+        result[name] = y[:, k]
+    return result

@@ -8,7 +8,9 @@ A layer's *precision* is the type its weights are stored in. Float layers ("floa
   unsigned 8 bits with a zero point (see ``quantize_inputs``), products summed in int32,
   then scaled, biased and activated in float32.
 - "bfloat16" (``ml_dtypes.bfloat16``, needs ``pip install "nnexposed[bfloat16]"``) and
-  "float16" (IEEE half): the weights are widened to float32 and summed in float32.
+  "float16" (IEEE half): the weights are widened to float32 and summed in float32. On CPUs
+  with AVX-512 BF16, bfloat16 layers round their inputs to bfloat16 too and multiply pairs
+  with vdpbf16ps (as PyTorch and OpenVINO do in bfloat16).
 """
 
 import numpy as np
@@ -100,6 +102,12 @@ def dequantize_weights(weights, scales):
     if weights.dtype == np.int8:
         return weights.astype(np.float32) * scales[:, None]
     return weights.astype(np.float32)
+
+
+def round_to_bfloat16(x):
+    """float32 x rounded to the nearest bfloat16 (ties to even; NaN stays NaN), as float32:
+    the inputs of bfloat16 layers on the AVX-512 BF16 kernels."""
+    return np.asarray(x, np.float32).astype(bfloat16_dtype()).astype(np.float32)
 
 
 def quantize_inputs(x):

@@ -12,7 +12,12 @@ from scipy.special import erfc as _erfc
 
 from nnexposed._validation import as_network_input
 from nnexposed.network import LayerNorm, LayerValues, Network
-from nnexposed.precision import REDUCED_PRECISIONS, dequantize_weights, int8_matmul_reference
+from nnexposed.precision import (
+    REDUCED_PRECISIONS,
+    dequantize_weights,
+    int8_matmul_reference,
+    round_to_bfloat16,
+)
 
 # sqrt(1/2) and 2 * sqrt(2/pi), for gelu and its tanh approximation.
 SQRT_HALF = math.sqrt(0.5)
@@ -195,12 +200,13 @@ NUMPY_ACTIVATIONS = {
 }
 
 
-def forward_numpy(network, x):
+def forward_numpy(network, x, *, bfloat16_inputs=None):
     """``nnexposed.forward`` written as idiomatic NumPy.
 
     int8 layers quantize each sample's inputs and sum in integers exactly as the kernels do
     (``nnexposed.precision.int8_matmul_reference``); bfloat16 and float16 layers compute in
-    float32 with their weights widened to float32.
+    float32 with their weights widened to float32, bfloat16 layers on inputs rounded to
+    bfloat16 first where the kernels do so (AVX-512 BF16).
 
     Parameters
     ----------
@@ -208,6 +214,9 @@ def forward_numpy(network, x):
         The network to run.
     x : array_like, shape (n_in,) or (batch, n_in)
         Input samples, cast to ``network.dtype``.
+    bfloat16_inputs : bool, optional
+        Round the inputs of bfloat16 layers to bfloat16. Default: as the kernels in use do
+        (``nnexposed._quantized.rounds_bfloat16_inputs()``).
 
     Returns
     -------
@@ -223,15 +232,27 @@ def forward_numpy(network, x):
     """
     _check_network(network)
     x = as_network_input(x, network.dtype, network.n_in)
+    bfloat16_inputs = _rounds_bfloat16_inputs(network, bfloat16_inputs)
     for layer in network.layers:
-        x = NUMPY_ACTIVATIONS[layer.activation](_pre_activation_numpy(layer, x), layer.alpha)
+        pre = _pre_activation_numpy(layer, x, bfloat16_inputs)
+        x = NUMPY_ACTIVATIONS[layer.activation](pre, layer.alpha)
     return x
 
 
-def _pre_activation_numpy(layer, x):
+def _rounds_bfloat16_inputs(network, bfloat16_inputs):
+    if bfloat16_inputs is not None:
+        return bool(bfloat16_inputs)
+    if network.precision != "bfloat16":
+        return False
+    from nnexposed import _quantized
+
+    return _quantized.rounds_bfloat16_inputs()
+
+
+def _pre_activation_numpy(layer, x, bfloat16_inputs=False):
     if isinstance(layer, LayerNorm):
         return layer_norm_numpy(x, layer.weight, layer.bias, layer.eps)
-    return _affine_numpy(layer, x)
+    return _affine_numpy(layer, x, bfloat16_inputs)
 
 
 def layer_norm_numpy(x, weight, bias, eps):
@@ -245,7 +266,7 @@ def layer_norm_numpy(x, weight, bias, eps):
         return (centred * scale * weight + bias).astype(x.dtype)
 
 
-def trace_numpy(network, x):
+def trace_numpy(network, x, *, bfloat16_inputs=None):
     """``Network.trace`` written as idiomatic NumPy: (pre-activation, output) per layer.
 
     Parameters
@@ -254,6 +275,8 @@ def trace_numpy(network, x):
         The network to run.
     x : array_like, shape (n_in,) or (batch, n_in)
         Input samples, cast to ``network.dtype``.
+    bfloat16_inputs : bool, optional
+        As for ``forward_numpy``.
 
     Returns
     -------
@@ -270,21 +293,24 @@ def trace_numpy(network, x):
     """
     _check_network(network)
     x = as_network_input(x, network.dtype, network.n_in)
+    bfloat16_inputs = _rounds_bfloat16_inputs(network, bfloat16_inputs)
     values = []
     for layer in network.layers:
-        pre = _pre_activation_numpy(layer, x)
+        pre = _pre_activation_numpy(layer, x, bfloat16_inputs)
         x = NUMPY_ACTIVATIONS[layer.activation](pre, layer.alpha)
         values.append(LayerValues(pre, x))
     return tuple(values)
 
 
-def _affine_numpy(layer, x):
+def _affine_numpy(layer, x, bfloat16_inputs=False):
     """``x @ weights.T + biases`` of one layer, as its kernels compute it."""
     if layer.precision == "int8":
         pre = int8_matmul_reference(x.reshape(-1, layer.n_in), layer.weights, layer.scales,
                                     layer.biases)
         return pre[0] if x.ndim == 1 else pre
     if layer.precision in REDUCED_PRECISIONS:
+        if layer.precision == "bfloat16" and bfloat16_inputs:
+            x = round_to_bfloat16(x)
         return x @ dequantize_weights(layer.weights, None).T + layer.biases
     return x @ layer.weights.T + layer.biases
 

@@ -1,17 +1,18 @@
 """Forward passes over Spark DataFrames (``pip install "nnexposed[spark]"``).
 
-``predict`` runs through ``DataFrame.mapInArrow``: each task gets Arrow record batches, turns
-the feature columns into one NumPy array per batch (no Python per row) and computes it on one
-thread by default, since Spark already runs one task per core. The network travels once, as
-the bytes of its model file in a Spark broadcast variable, and each Python worker process loads
-it once (keyed by a hash of its content). The workers need nnexposed installed.
+``predict`` adds one scalar Arrow UDF to the query, over the feature columns only: each task
+sends Arrow record batches of those columns to a Python worker, which turns them into one NumPy
+array per batch (no Python per row) and computes it on one thread by default, since Spark
+already runs one task per core. The UDF returns a struct of the outputs, which the query
+expands into columns beside the DataFrame's own (the other columns never go through Python).
+The network travels once, as the bytes of its model file in a Spark broadcast variable, and
+each Python worker process loads it once (keyed by a hash of its content). The workers need
+nnexposed installed.
 """
 
 from __future__ import annotations
 
-import functools
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,8 @@ from nnexposed.network import Network
 
 try:
     import pyarrow as pa
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import functions as F
     from pyspark.sql import types as T
 except ImportError as error:  # pragma: no cover - depends on the install
     raise ImportError(
@@ -84,8 +86,7 @@ def predict(network: Network, df: DataFrame, *, input_cols: str | Iterable[str],
     vector_column = None
     if len(names) == 1 and not isinstance(fields[names[0]], NUMERIC_TYPES):
         vector_column = names[0]
-        df = df.withColumn(f"__nnexposed_features_{uuid.uuid4().hex}",
-                           _as_array(vector_column, fields[vector_column], dtype))
+        features = [_as_array(vector_column, fields[vector_column], dtype)]
     else:
         for name in names:
             if not isinstance(fields[name], NUMERIC_TYPES):
@@ -94,46 +95,44 @@ def predict(network: Network, df: DataFrame, *, input_cols: str | Iterable[str],
         if len(names) != network.n_in:
             raise ValueError(f"the network expects {network.n_in} input features, input_cols "
                              f"names {len(names)}: {names}")
+        features = [_column(name) for name in names]
     outputs = output_names(output_cols, network.n_out, list(fields))
     value_type = T.FloatType() if dtype == np.float32 else T.DoubleType()
-    schema = T.StructType(list(df.schema.fields)[:len(fields)] + [
-        T.StructField(name, value_type, nullable=False) for name in outputs])
+    scores_type = T.StructType([T.StructField(name, value_type, nullable=False)
+                                for name in outputs])
+    digest = content_hash(network)
     model = df.sparkSession.sparkContext.broadcast(model_bytes(network))
-    score = functools.partial(
-        _score_batches, digest=content_hash(network), model=model,
-        features=[] if vector_column else names,
-        array_column=(df.columns[-1], vector_column) if vector_column else None,
-        n_in=network.n_in, outputs=outputs, threads=threads, keep=len(fields))
-    return df.mapInArrow(score, schema)
+    n_in = network.n_in
+
+    def score(*columns: pa.Array) -> pa.Array:
+        """The outputs of one Arrow batch of the features, run in the Python workers."""
+        loaded = cached_network(digest, lambda: model.value)
+        if vector_column is None:
+            x = arrow_features(columns, dtype)
+        else:
+            x = arrow_rows(columns[0], n_in, dtype, vector_column)
+        y = forward(loaded, x, threads=threads)
+        return pa.StructArray.from_arrays([pa.array(y[:, k]) for k in range(y.shape[1])],
+                                          names=outputs)
+
+    # (PySpark's stubs lack this form, whose kind is told by the type hints)
+    scores = F.arrow_udf(score, scores_type)(*features)  # type: ignore[call-overload]
+    # Spark evaluates the UDF once for all the fields taken from its struct.
+    return df.select("*", *[scores.getField(name).alias(name) for name in outputs])
+
+
+def _column(name: str) -> Column:
+    """The column named ``name``, whatever characters (dots, backticks) the name holds."""
+    return F.col("`" + name.replace("`", "``") + "`")
 
 
 def _as_array(name: str, kind: Any, dtype: np.dtype) -> Any:
     """The column ``name`` (an array of numbers or an ML vector) as an array column."""
-    from pyspark.sql import functions as F
-
     element = "float" if dtype == np.float32 else "double"
     if isinstance(kind, T.ArrayType) and isinstance(kind.elementType, NUMERIC_TYPES):
-        return F.col(name).cast(f"array<{element}>")
+        return _column(name).cast(f"array<{element}>")
     if type(kind).__name__ == "VectorUDT":
         from pyspark.ml.functions import vector_to_array
-        return vector_to_array(F.col(name), dtype=str(dtype))
+        return vector_to_array(_column(name), dtype=str(dtype))
     raise TypeError(f"column {name!r} holds {kind.simpleString()}, expected numbers, an array "
                     f"of numbers or a pyspark.ml vector")
-
-
-def _score_batches(batches: Iterator[pa.RecordBatch], *, digest: str, model: Any,
-                   features: list[str], array_column: tuple[str, str] | None,
-                   n_in: int,
-                   outputs: list[str], threads: int | None,
-                   keep: int) -> Iterator[pa.RecordBatch]:
-    """mapInArrow's function, run in the Python workers: each batch's first ``keep`` columns
-    (the DataFrame's own) followed by the outputs."""
-    network = cached_network(digest, lambda: model.value)
-    for batch in batches:
-        if array_column is None:
-            x = arrow_features(batch, features, network.dtype)
-        else:   # the array made of the user's column (named for messages)
-            x = arrow_rows(batch.column(array_column[0]), n_in, network.dtype, array_column[1])
-        y = forward(network, x, threads=threads)
-        columns = batch.columns[:keep] + [pa.array(y[:, k]) for k in range(y.shape[1])]
-        yield pa.RecordBatch.from_arrays(columns, names=batch.schema.names[:keep] + outputs)

@@ -203,20 +203,198 @@ NNX_TARGET_AVX2 static void nnx_half_row_avx2(
 
 #endif  /* NNX_X86 */
 
+/* ---- bfloat16 with AVX-512 BF16: vdpbf16ps ---------------------------------------------
+ * The inputs are rounded to bfloat16 too (to nearest even, vcvtne2ps2bf16, as PyTorch and
+ * OpenVINO do in bfloat16), and each instruction adds the products of 2 inputs x 2 weights
+ * to a float32 sum. Weights are packed in panels of 16 neurons (nnx_bf16_pack_weights'
+ * layout): panel p, pair g holds (w[16p + r][2g], w[16p + r][2g + 1]) for r < 16 as 32-bit
+ * lanes, zero past n_in and n_out. Every sum adds the pairs in order g = 0, 1, ..., so one
+ * sample gives the same bits as in a batch. */
+
+#define NNX_BF16_PANEL 16
+
+static inline ptrdiff_t nnx_bf16_pairs(ptrdiff_t n_in) { return (n_in + 1) / 2; }
+
+/* Panel layout from row-major bit patterns (n_out, n_in): packed holds
+ * ceil(n_out / 16) * 16 * nnx_bf16_pairs(n_in) 32-bit lanes. */
+static void nnx_bf16_pack_weights(const uint16_t* weights, ptrdiff_t n_in, ptrdiff_t n_out,
+                                  uint32_t* packed) {
+    ptrdiff_t n_pairs = nnx_bf16_pairs(n_in), p, g, r;
+    for (p = 0; p * NNX_BF16_PANEL < n_out; p++)
+        for (g = 0; g < n_pairs; g++)
+            for (r = 0; r < NNX_BF16_PANEL; r++) {
+                ptrdiff_t j = p * NNX_BF16_PANEL + r;
+                uint32_t even = 0, odd = 0;
+                if (j < n_out) {
+                    even = weights[j * n_in + 2 * g];
+                    odd = 2 * g + 1 < n_in ? weights[j * n_in + 2 * g + 1] : 0;
+                }
+                packed[(p * n_pairs + g) * NNX_BF16_PANEL + r] = even | (odd << 16);
+            }
+}
+
+#if defined(NNX_X86)
+
+/* bfloat16 lanes 0..15 from a, 16..31 from b -> pairs (a[k], b[k]) in 32-bit lane k */
+static const uint16_t nnx_bf16_interleave[32] = {
+    0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+    8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
+/* A feature-major block x (n_in, cols) as input pairs: pairs[g * cols + t] holds
+ * bf16(x[2g][t]) | bf16(x[2g + 1][t]) << 16 (zero past n_in). cols: a multiple of 16. */
+NNX_TARGET_BF16 static void nnx_bf16_pack_block(const float* x, ptrdiff_t n_in,
+                                                ptrdiff_t cols, uint32_t* pairs) {
+    const __m512i order = _mm512_loadu_si512((const void*)nnx_bf16_interleave);
+    ptrdiff_t g, t;
+    for (g = 0; g < nnx_bf16_pairs(n_in); g++) {
+        const float* even = x + 2 * g * cols;
+        int has_odd = 2 * g + 1 < n_in;
+        for (t = 0; t < cols; t += 16) {
+            __m512 a = _mm512_loadu_ps(even + t);
+            __m512 b = has_odd ? _mm512_loadu_ps(even + cols + t) : _mm512_setzero_ps();
+            __m512i both = (__m512i)_mm512_cvtne2ps_pbh(b, a);
+            _mm512_storeu_si512((void*)(pairs + g * cols + t),
+                                _mm512_permutexvar_epi16(order, both));
+        }
+    }
+}
+
+/* NR neurons (of a panel, from `lane`) x 32 samples: 2 * NR float32 sums. */
+#define NNX_BF16_DOT_BLOCK(NR)                                                                \
+    {                                                                                         \
+        __m512 acc[NR][2];                                                                    \
+        const uint32_t* w = panel + lane;                                                     \
+        const uint32_t* xg = pairs + t0;                                                      \
+        int r;                                                                                \
+        for (r = 0; r < NR; r++) {                                                            \
+            acc[r][0] = _mm512_setzero_ps();                                                  \
+            acc[r][1] = _mm512_setzero_ps();                                                  \
+        }                                                                                     \
+        for (g = 0; g < n_pairs; g++, w += NNX_BF16_PANEL, xg += cols) {                      \
+            __m512bh x0 = (__m512bh)_mm512_loadu_si512((const void*)xg);                      \
+            __m512bh x1 = (__m512bh)_mm512_loadu_si512((const void*)(xg + 16));               \
+            for (r = 0; r < NR; r++) {                                                        \
+                __m512bh wv = (__m512bh)_mm512_set1_epi32((int)w[r]);                         \
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x0, wv);                              \
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x1, wv);                              \
+            }                                                                                 \
+        }                                                                                     \
+        for (r = 0; r < NR && r < rows; r++) {                                                \
+            ptrdiff_t j = p * NNX_BF16_PANEL + lane + r;                                      \
+            __m512 bias = _mm512_set1_ps(biases[j]);                                          \
+            __m512 v0 = _mm512_add_ps(acc[r][0], bias), v1 = _mm512_add_ps(acc[r][1], bias);  \
+            if (relu) { /* max(0, v) keeps NaN */                                             \
+                v0 = _mm512_max_ps(_mm512_setzero_ps(), v0);                                  \
+                v1 = _mm512_max_ps(_mm512_setzero_ps(), v1);                                  \
+            }                                                                                 \
+            _mm512_storeu_ps(y + j * cols + t0, v0);                                          \
+            _mm512_storeu_ps(y + j * cols + t0 + 16, v1);                                     \
+        }                                                                                     \
+    }
+
+/* The batched kernel (float16 layers: the AVX-512 widening one). weights: the panels;
+ * buffer: nnx_bf16_pairs(n_in) * cols floats. */
+NNX_TARGET_BF16 static void nnx_half_tile_bf16(
+        const float* x, const uint16_t* weights, int kind, const float* biases,
+        ptrdiff_t n_in, ptrdiff_t n_out, ptrdiff_t cols, float* y, int relu, float* buffer) {
+    ptrdiff_t n_pairs = nnx_bf16_pairs(n_in), p, lane, t0, g, rows;
+    uint32_t* pairs = (uint32_t*)buffer;
+    if (kind != NNX_BFLOAT16) {
+        nnx_half_tile_avx512(x, weights, kind, biases, n_in, n_out, cols, y, relu, buffer);
+        return;
+    }
+    nnx_bf16_pack_block(x, n_in, cols, pairs);
+    for (p = 0; p * NNX_BF16_PANEL < n_out; p++) {
+        const uint32_t* panel = (const uint32_t*)weights + p * n_pairs * NNX_BF16_PANEL;
+        for (lane = 0; lane < NNX_BF16_PANEL; lane += 8) {
+            rows = n_out - p * NNX_BF16_PANEL - lane;
+            if (rows <= 0) break;
+            for (t0 = 0; t0 < cols; t0 += 32) {
+                if (rows > 4) NNX_BF16_DOT_BLOCK(8)
+                else NNX_BF16_DOT_BLOCK(4)
+            }
+        }
+    }
+}
+
+/* NP panels of one sample: sums of 16 neurons each, the weights streamed once. */
+#define NNX_BF16_ROW_PANELS(NP)                                                               \
+    {                                                                                         \
+        __m512 acc[NP];                                                                       \
+        int k;                                                                                \
+        for (k = 0; k < NP; k++) acc[k] = _mm512_setzero_ps();                                \
+        for (i = 0; i < n_in; i += 32) {                                                      \
+            ptrdiff_t left = n_in - i, gn = (left < 32 ? left + 1 : 32) / 2;                  \
+            __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);               \
+            __mmask16 m1 = left >= 32 ? 0xFFFF                                                \
+                         : (left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1));           \
+            __m512 a = _mm512_maskz_loadu_ps(m0, x + i);                                      \
+            __m512 b = _mm512_maskz_loadu_ps(m1, x + i + 16);                                 \
+            uint32_t xpairs[16];                                                              \
+            const uint32_t* w = (const uint32_t*)weights                                      \
+                                + (p * n_pairs + i / 2) * NNX_BF16_PANEL;                     \
+            _mm512_storeu_si512((void*)xpairs, (__m512i)_mm512_cvtne2ps_pbh(b, a));           \
+            for (g = 0; g < gn; g++, w += NNX_BF16_PANEL) {                                   \
+                __m512bh xv = (__m512bh)_mm512_set1_epi32((int)xpairs[g]);                    \
+                for (k = 0; k < NP; k++)                                                      \
+                    acc[k] = _mm512_dpbf16_ps(                                                \
+                        acc[k], xv, (__m512bh)_mm512_loadu_si512(                             \
+                                        (const void*)(w + k * n_pairs * NNX_BF16_PANEL)));    \
+            }                                                                                 \
+        }                                                                                     \
+        for (k = 0; k < NP; k++) {                                                            \
+            ptrdiff_t j = (p + k) * NNX_BF16_PANEL, valid = last - j;                         \
+            __mmask16 m = valid >= 16 ? 0xFFFF : (__mmask16)((1u << valid) - 1);             \
+            __m512 v = _mm512_add_ps(acc[k], _mm512_maskz_loadu_ps(m, biases + j));           \
+            if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);                              \
+            _mm512_mask_storeu_ps(y + j, m, v);                                               \
+        }                                                                                     \
+    }
+
+/* One sample: y[j] for j in [first, last), first a multiple of 16. */
+NNX_TARGET_BF16 static void nnx_half_row_bf16(
+        const float* x, const uint16_t* weights, int kind, const float* biases,
+        ptrdiff_t n_in, ptrdiff_t first, ptrdiff_t last, float* y, int relu) {
+    ptrdiff_t n_pairs = nnx_bf16_pairs(n_in), p, i, g;
+    ptrdiff_t end = (last + NNX_BF16_PANEL - 1) / NNX_BF16_PANEL;
+    if (kind != NNX_BFLOAT16) {
+        nnx_half_row_avx512(x, weights, kind, biases, n_in, first, last, y, relu);
+        return;
+    }
+    for (p = first / NNX_BF16_PANEL; p < end;) {
+        if (end - p >= 4) {
+            NNX_BF16_ROW_PANELS(4)
+            p += 4;
+        } else {
+            NNX_BF16_ROW_PANELS(1)
+            p += 1;
+        }
+    }
+}
+
+#endif  /* NNX_X86 */
+
 typedef void (*nnx_half_tile_fn)(const float*, const uint16_t*, int, const float*, ptrdiff_t,
                                  ptrdiff_t, ptrdiff_t, float*, int, float*);
 typedef void (*nnx_half_row_fn)(const float*, const uint16_t*, int, const float*, ptrdiff_t,
                                 ptrdiff_t, ptrdiff_t, float*, int);
 
+/* bf16_panels: the kernels read bfloat16 weights as nnx_bf16_pack_weights' panels (float16
+ * ones always row-major). */
 typedef struct {
     nnx_half_tile_fn tile;
     nnx_half_row_fn row;
+    int bf16_panels;
 } nnx_half_kernels;
 
 static nnx_half_kernels nnx_half_kernels_for(int set) {
-    nnx_half_kernels k = {nnx_half_tile_portable, nnx_half_row_portable};
+    nnx_half_kernels k = {nnx_half_tile_portable, nnx_half_row_portable, 0};
 #if defined(NNX_X86)
-    if (set >= NNX_Q_AVX512) {
+    if (set == NNX_Q_AVX512_BF16) {
+        k.tile = nnx_half_tile_bf16;
+        k.row = nnx_half_row_bf16;
+        k.bf16_panels = 1;
+    } else if (set >= NNX_Q_AVX512) {
         k.tile = nnx_half_tile_avx512;
         k.row = nnx_half_row_avx512;
     } else if (set == NNX_Q_AVX2) {

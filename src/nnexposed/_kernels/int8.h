@@ -427,7 +427,7 @@ static nnx_i8_kernels nnx_i8_kernels_for(int set) {
     nnx_i8_kernels k = {nnx_i8_tile_portable, nnx_i8_row_portable,
                         nnx_i8_quantize_cols_portable, nnx_i8_quantize_rows_portable};
 #if defined(NNX_X86)
-    if (set == NNX_Q_AVX512_VNNI) {
+    if (set >= NNX_Q_AVX512_VNNI) {      /* the BF16 set: every such CPU has VNNI */
         k.tile = nnx_i8_tile_vnni;
         k.row = nnx_i8_row_vnni;
         k.quantize_cols = nnx_i8_quantize_cols_avx512;
