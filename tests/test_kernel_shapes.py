@@ -91,6 +91,27 @@ def test_one_layer_at_the_block_edges(core, dtype, activation):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_streamed_layer_in_one_pass_over_its_inputs(core, dtype):
+    """A layer of streamed_min_weights weights or more takes all its inputs in one pass; its
+    neurons' results are those of a layer below the threshold (chunked inputs), bit for bit,
+    and the reference's."""
+    neurons, samples, inputs = core.tile_shape()[dtype]
+    threshold = core.tile_shape()["streamed_min_weights"]
+    rng = np.random.default_rng(20)
+    n_in = 2 * inputs + 3
+    n_out = -(-threshold // n_in) + neurons + 1
+    weights, biases, _ = random_layer(rng, n_in, n_out, "relu")
+    streamed = [(weights, biases, "relu")]
+    chunked = [(weights[:neurons + 1], biases[:neurons + 1], "relu")]
+    assert n_in * n_out >= threshold > n_in * (neurons + 1)
+    x = rng.standard_normal((TILE + samples + 1, n_in)).astype(dtype)
+    out = compile_network(core, streamed, dtype).forward(x)
+    np.testing.assert_allclose(out, reference(streamed, x), **TOLERANCES[dtype])
+    np.testing.assert_array_equal(out[:, :neurons + 1],
+                                  compile_network(core, chunked, dtype).forward(x))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_network_of_odd_widths(core, dtype):
     """Layers whose widths leave remainders of every kind feed one another."""
     neurons, samples, inputs = core.tile_shape()[dtype]

@@ -16,6 +16,7 @@ cdef extern from "_kernels/microkernel.h":
     enum: NNX_F64_LANES
     enum: NNX_KC_F32
     enum: NNX_KC_F64
+    enum: NNX_STREAMED_MIN_WEIGHTS
     void nnx_tile_f32(const float* x, const float* weights, const float* biases, float* y,
                       Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t stride, Py_ssize_t n_cols,
                       int relu, const char* ahead, Py_ssize_t ahead_bytes) noexcept nogil
@@ -111,10 +112,12 @@ cdef void dense_row(const floating* x, const floating* weights, const floating* 
 def tile_shape():
     """The batched micro-kernel of this build: {"isa": vector instructions it uses, "float32"
     and "float64": (neurons, samples, inputs) per block — output neurons and samples whose sums
-    accumulate in registers, inputs taken per pass over a tile}."""
+    accumulate in registers, inputs taken per pass over a tile — and "streamed_min_weights":
+    layers of at least this many weights take all their inputs in one pass}."""
     return {"isa": NNX_TILE_ISA.decode(),
             "float32": (NNX_F32_MR, NNX_F32_NV * NNX_F32_LANES, NNX_KC_F32),
-            "float64": (NNX_F64_MR, NNX_F64_NV * NNX_F64_LANES, NNX_KC_F64)}
+            "float64": (NNX_F64_MR, NNX_F64_NV * NNX_F64_LANES, NNX_KC_F64),
+            "streamed_min_weights": NNX_STREAMED_MIN_WEIGHTS}
 
 
 cdef inline void dense_tile(const floating* x, const floating* weights,

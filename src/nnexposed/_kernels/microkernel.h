@@ -26,9 +26,9 @@ typedef __m512 nnx_vf32;
 typedef __m512d nnx_vf64;
 #define NNX_F32_LANES 16
 #define NNX_F64_LANES 8
-#define NNX_F32_MR 12
+#define NNX_F32_MR 8
 #define NNX_F32_NV 2
-#define NNX_F64_MR 12
+#define NNX_F64_MR 8
 #define NNX_F64_NV 2
 #define nnx_f32_zero() _mm512_setzero_ps()
 #define nnx_f32_load(p) _mm512_loadu_ps(p)
@@ -76,12 +76,10 @@ typedef float32x4_t nnx_vf32;
 typedef float64x2_t nnx_vf64;
 #define NNX_F32_LANES 4
 #define NNX_F64_LANES 2
-#ifndef NNX_F32_MR
 #define NNX_F32_MR 5
 #define NNX_F32_NV 4
 #define NNX_F64_MR 5
 #define NNX_F64_NV 4
-#endif
 #define nnx_f32_zero() vdupq_n_f32(0.0f)
 #define nnx_f32_load(p) vld1q_f32(p)
 #define nnx_f32_store(p, v) vst1q_f32((p), (v))
@@ -103,12 +101,10 @@ typedef __m128 nnx_vf32;
 typedef __m128d nnx_vf64;
 #define NNX_F32_LANES 4
 #define NNX_F64_LANES 2
-#ifndef NNX_F32_MR
 #define NNX_F32_MR 6
 #define NNX_F32_NV 2
 #define NNX_F64_MR 6
 #define NNX_F64_NV 2
-#endif
 #define nnx_f32_zero() _mm_setzero_ps()
 #define nnx_f32_load(p) _mm_loadu_ps(p)
 #define nnx_f32_store(p, v) _mm_storeu_ps((p), (v))
@@ -148,6 +144,10 @@ typedef double nnx_vf64;
 #define nnx_f64_add(a, b) ((a) + (b))
 #define nnx_f64_max(a, b) ((a) > (b) ? (a) : (b))
 #endif
+
+/* Layers of at least this many weights (1 MB of float32, a core's L2 or more) are read from
+   memory rather than cache: see nnx_tile. */
+#define NNX_STREAMED_MIN_WEIGHTS ((ptrdiff_t)1 << 18)
 
 #define NNX_T float
 #define NNX_V nnx_vf32
