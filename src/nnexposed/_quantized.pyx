@@ -39,6 +39,7 @@ cdef extern from "_kernels/int8.h" nogil:
         NNX_Q_AVX512_VNNI
         NNX_Q_AVX512_BF16
         NNX_I8_TILE
+        NNX_I8_PANEL
     ctypedef void (*nnx_i8_tile_fn)(
         const uint8_t*, const int8_t*, const int32_t*, const float*, const float*, Py_ssize_t,
         Py_ssize_t, Py_ssize_t, const float*, const int32_t*, float*, int) noexcept nogil
@@ -55,7 +56,9 @@ cdef extern from "_kernels/int8.h" nogil:
         nnx_i8_row_fn row
         nnx_i8_quantize_cols_fn quantize_cols
         nnx_i8_quantize_rows_fn quantize_rows
+        int panels
     nnx_i8_kernels nnx_i8_kernels_for(int kernel_set)
+    void nnx_i8_pack_weights(const int8_t*, Py_ssize_t, Py_ssize_t, uint32_t*)
     int nnx_cpu_avx512_vnni()
     int nnx_cpu_avx512_bf16()
 
@@ -194,6 +197,7 @@ ctypedef struct QLayer:
     int activation
     float alpha
     const int8_t* q           # int8: (n_out, n_in4)
+    const int8_t* q_panels    # int8 where the CPU has AVX-512 VNNI: int8.h's panels
     const int32_t* row_sums   # int8: q's row sums, for the inputs' zero points
     const float* scales       # int8: (n_out,)
     const uint16_t* half      # bfloat16 / float16: (n_out, n_in) bit patterns
@@ -291,7 +295,8 @@ cdef void network_block(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t ma
             if k > 0:
                 int8_kernels.quantize_cols(src, layer.n_in, cols, xq, x_scale, zero_point,
                                            scratch)
-            int8_kernels.tile(xq, layer.q, layer.row_sums, layer.scales, layer.biases,
+            int8_kernels.tile(xq, layer.q_panels if int8_kernels.panels else layer.q,
+                              layer.row_sums, layer.scales, layer.biases,
                               layer.n_in4, layer.n_out, cols, x_scale, zero_point, dst,
                               layer.activation == ACT_RELU)
         else:
@@ -407,6 +412,7 @@ cdef class QuantizedNetwork:
         cdef Py_ssize_t k, n_layers = len(layers)
         cdef cnp.ndarray q, row_sums, scales, half, biases, panels
         cdef bint bf16_kernels = "avx512_bf16" in supported_kernel_sets()
+        cdef bint vnni_kernels = "avx512_vnni" in supported_kernel_sets()
         kept = []
         if n_layers == 0:
             raise ValueError("a network needs at least one layer")
@@ -432,6 +438,7 @@ cdef class QuantizedNetwork:
             self.layers[k].alpha = dense.alpha
             self.layers[k].biases = <const float*>cnp.PyArray_DATA(biases)
             self.layers[k].q = NULL
+            self.layers[k].q_panels = NULL
             self.layers[k].row_sums = NULL
             self.layers[k].scales = NULL
             self.layers[k].half = NULL
@@ -446,6 +453,14 @@ cdef class QuantizedNetwork:
                 self.layers[k].row_sums = <const int32_t*>cnp.PyArray_DATA(row_sums)
                 self.layers[k].scales = <const float*>cnp.PyArray_DATA(scales)
                 kept += [q, row_sums, scales]
+                if vnni_kernels:
+                    panels = np.empty(((n_out + NNX_I8_PANEL - 1) // NNX_I8_PANEL
+                                       * NNX_I8_PANEL * (self.layers[k].n_in4 // 4),), np.uint32)
+                    nnx_i8_pack_weights(<const int8_t*>cnp.PyArray_DATA(q),
+                                        self.layers[k].n_in4, n_out,
+                                        <uint32_t*>cnp.PyArray_DATA(panels))
+                    self.layers[k].q_panels = <const int8_t*>cnp.PyArray_DATA(panels)
+                    kept.append(panels)
             else:
                 half = np.ascontiguousarray(dense.weights).view(np.uint16)
                 self.layers[k].half = <const uint16_t*>cnp.PyArray_DATA(half)

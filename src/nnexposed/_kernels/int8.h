@@ -16,6 +16,23 @@
 
 /* Samples per tile of the batched kernels; blocks hold a multiple of it. */
 #define NNX_I8_TILE 32
+/* Neurons per panel of the packed weights that the VNNI tile kernel reads. */
+#define NNX_I8_PANEL 16
+
+/* Panels from q (n_out, n_in4): panel p, group g holds q[16p + r][4g..4g+3] as 32-bit lane
+ * r < 16 (zero past n_out); packed: ceil(n_out / 16) * 16 * n_in4 / 4 lanes. */
+static void nnx_i8_pack_weights(const int8_t* q, ptrdiff_t n_in4, ptrdiff_t n_out,
+                                uint32_t* packed) {
+    ptrdiff_t n_groups = n_in4 / 4, p, g, r;
+    for (p = 0; p * NNX_I8_PANEL < n_out; p++)
+        for (g = 0; g < n_groups; g++)
+            for (r = 0; r < NNX_I8_PANEL; r++) {
+                uint32_t lane = 0;
+                if (p * NNX_I8_PANEL + r < n_out)
+                    memcpy(&lane, q + (p * NNX_I8_PANEL + r) * n_in4 + 4 * g, 4);
+                packed[(p * n_groups + g) * NNX_I8_PANEL + r] = lane;
+            }
+}
 
 static inline float nnx_i8_finish(int32_t acc, int32_t zero_point, int32_t row_sum,
                                   float x_scale, float w_scale, float bias) {
@@ -194,7 +211,113 @@ static void nnx_i8_row_portable(const uint8_t* xq, const int8_t* q, const int32_
 #if defined(NNX_X86)
 
 NNX_I8_DEFINE_QUANTIZERS(avx2, NNX_TARGET_AVX2)
-NNX_I8_DEFINE_QUANTIZERS(avx512, NNX_TARGET_AVX512)
+
+/* quantize_cols in AVX-512 registers, 16 samples per vector (cols is a multiple of 16). */
+NNX_TARGET_AVX512 static inline __m512i nnx_i8_levels16(const float* y, __m512 inv,
+                                                       __m512i offset, __mmask16 usable) {
+    __m512 magic = _mm512_set1_ps(NNX_ROUND_MAGIC);
+    __m512i level = _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_add_ps(
+        _mm512_mul_ps(_mm512_loadu_ps(y), inv), magic)), offset);
+    level = _mm512_min_epi32(_mm512_max_epi32(level, _mm512_setzero_si512()),
+                             _mm512_set1_epi32(255));
+    return _mm512_maskz_mov_epi32(usable, level);
+}
+
+NNX_TARGET_AVX512 static void nnx_i8_quantize_cols_avx512_wide(
+        const float* y, ptrdiff_t n, ptrdiff_t cols, uint8_t* xq, float* x_scale,
+        int32_t* zero_point, float* work) {
+    float* inv = work;
+    uint32_t* lanes = (uint32_t*)xq;
+    ptrdiff_t i, t, g, c;
+    for (t = 0; t < cols; t += 16) {
+        __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();
+        __mmask16 nan = 0;
+        float lows[16], highs[16];
+        for (i = 0; i < n; i++) {
+            __m512 v = _mm512_loadu_ps(y + i * cols + t);
+            low = _mm512_min_ps(low, v);
+            high = _mm512_max_ps(high, v);
+            nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        }
+        _mm512_storeu_ps(lows, low);
+        _mm512_storeu_ps(highs, high);
+        for (c = 0; c < 16; c++)
+            nnx_i8_params(lows[c], highs[c], (nan >> c) & 1, &inv[t + c], &x_scale[t + c],
+                          &zero_point[t + c]);
+    }
+    for (t = 0; t < cols; t += 16) {
+        __m512 scale = _mm512_loadu_ps(inv + t);
+        __mmask16 usable = _mm512_cmp_ps_mask(scale, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+        __m512i offset = _mm512_sub_epi32(
+            _mm512_loadu_si512((const void*)(zero_point + t)), _mm512_set1_epi32(12582912));
+        for (g = 0; g < n; g += 4) {
+            __m512i packed = nnx_i8_levels16(y + g * cols + t, scale, offset, usable);
+            for (c = 1; c < 4 && g + c < n; c++)
+                packed = _mm512_or_si512(packed, _mm512_slli_epi32(nnx_i8_levels16(
+                    y + (g + c) * cols + t, scale, offset, usable), 8 * (int)c));
+            _mm512_storeu_si512((void*)(lanes + g / 4 * cols + t), packed);
+        }
+    }
+}
+
+/* quantize_rows in AVX-512 registers, 16 inputs at a time: the same operations in the same
+ * order as nnx_i8_level (multiply, add the rounding constant, truncate), so the same bits. */
+NNX_TARGET_AVX512 static void nnx_i8_quantize_rows_avx512_wide(
+        const float* x, ptrdiff_t n, ptrdiff_t rows, ptrdiff_t cols, uint8_t* xq,
+        float* x_scale, int32_t* zero_point) {
+    uint32_t* lanes = (uint32_t*)xq;
+    ptrdiff_t n4 = (n + 3) / 4 * 4, t, i, k;
+    for (t = 0; t < cols; t++) {
+        const float* row = x + t * n;
+        float inv = 0;
+        int32_t zp = 0;
+        x_scale[t] = 0;
+        if (t < rows) {
+            __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();
+            __mmask16 nan = 0;
+            for (i = 0; i < n; i += 16) {
+                __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+                __m512 v = _mm512_maskz_loadu_ps(m, row + i);
+                low = _mm512_min_ps(low, v);
+                high = _mm512_max_ps(high, v);
+                nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+            }
+            nnx_i8_params(_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high), nan != 0,
+                          &inv, &x_scale[t], &zp);
+        }
+        zero_point[t] = zp;
+        if (inv == 0) {
+            if (cols == 1) memset(xq, 0, (size_t)n4);
+            else for (i = 0; i < n4 / 4; i++) lanes[i * cols + t] = 0;
+            continue;
+        }
+        {
+            const __m512 scale = _mm512_set1_ps(inv), magic = _mm512_set1_ps(NNX_ROUND_MAGIC);
+            const __m512i offset = _mm512_set1_epi32(zp - 12582912);
+            const __m512i top = _mm512_set1_epi32(255);
+            for (i = 0; i < n4; i += 16) {
+                __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+                __m512 v = _mm512_maskz_loadu_ps(m, row + i);
+                __m512i level = _mm512_add_epi32(
+                    _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(v, scale), magic)), offset);
+                level = _mm512_min_epi32(_mm512_max_epi32(level, _mm512_setzero_si512()), top);
+                /* inputs past n are zero bytes, as the portable quantizer writes them */
+                level = _mm512_maskz_mov_epi32(m, level);
+                __m128i bytes = _mm512_cvtepi32_epi8(level);
+                ptrdiff_t groups = (n4 - i) / 4 < 4 ? (n4 - i) / 4 : 4;
+                if (cols == 1) {
+                    uint32_t four[4];
+                    _mm_storeu_si128((__m128i*)four, bytes);
+                    memcpy(xq + i, four, (size_t)groups * 4);
+                } else {
+                    uint32_t four[4];
+                    _mm_storeu_si128((__m128i*)four, bytes);
+                    for (k = 0; k < groups; k++) lanes[(i / 4 + k) * cols + t] = four[k];
+                }
+            }
+        }
+    }
+}
 
 /* ---- AVX-512 VNNI ---------------------------------------------------------------------- */
 
@@ -210,29 +333,28 @@ NNX_TARGET_VNNI static inline __m512 nnx_i8_finish_vnni(
     return relu ? _mm512_max_ps(_mm512_setzero_ps(), v) : v;
 }
 
-/* NR neurons x 32 samples: 2 * NR accumulators. */
+/* NR neurons (of a panel, from `lane`) x 32 samples: 2 * NR accumulators. */
 #define NNX_I8_VNNI_BLOCK(NR)                                                                 \
     {                                                                                         \
         __m512i acc[NR][2];                                                                   \
+        const uint32_t* w = panel + lane;                                                     \
+        const uint32_t* x = (const uint32_t*)xq + t0;                                         \
         int r;                                                                                \
         for (r = 0; r < NR; r++) {                                                            \
             acc[r][0] = _mm512_setzero_si512();                                               \
             acc[r][1] = _mm512_setzero_si512();                                               \
         }                                                                                     \
-        for (g = 0; g < n_in4; g += 4) {                                                      \
-            const uint8_t* x = xq + (g * cols + t0 * 4);                                      \
+        for (g = 0; g < n_groups; g++, w += NNX_I8_PANEL, x += cols) {                        \
             __m512i x0 = _mm512_loadu_si512((const void*)x);                                  \
-            __m512i x1 = _mm512_loadu_si512((const void*)(x + 64));                           \
+            __m512i x1 = _mm512_loadu_si512((const void*)(x + 16));                           \
             for (r = 0; r < NR; r++) {                                                        \
-                int32_t packed;                                                               \
-                memcpy(&packed, w + r * n_in4 + g, 4);                                        \
-                __m512i wv = _mm512_set1_epi32(packed);                                       \
+                __m512i wv = _mm512_set1_epi32((int)w[r]);                                    \
                 acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x0, wv);                           \
                 acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x1, wv);                           \
             }                                                                                 \
         }                                                                                     \
-        for (r = 0; r < NR; r++) {                                                            \
-            ptrdiff_t jr = j + r;                                                             \
+        for (r = 0; r < NR && r < rows; r++) {                                                \
+            ptrdiff_t jr = p * NNX_I8_PANEL + lane + r;                                       \
             float* out = y + jr * cols + t0;                                                  \
             _mm512_storeu_ps(out, nnx_i8_finish_vnni(acc[r][0], zp0, row_sums[jr], xs0,      \
                                                      w_scales[jr], biases[jr], relu));        \
@@ -241,24 +363,26 @@ NNX_TARGET_VNNI static inline __m512 nnx_i8_finish_vnni(
         }                                                                                     \
     }
 
+/* q: nnx_i8_pack_weights' panels. Neurons outer, sample tiles inner: half a panel's
+ * weights stay in L1 while the block's tiles pass. */
 NNX_TARGET_VNNI static void nnx_i8_tile_vnni(
         const uint8_t* xq, const int8_t* q, const int32_t* row_sums, const float* w_scales,
         const float* biases, ptrdiff_t n_in4, ptrdiff_t n_out, ptrdiff_t cols,
         const float* x_scale, const int32_t* zero_point, float* y, int relu) {
-    ptrdiff_t j, t0, g, nr;
-    /* neurons outer, sample tiles inner: a block of neurons' weights stays in L1 while the
-     * block's tiles pass */
-    for (j = 0; j < n_out; j += nr) {
-        const int8_t* w = q + j * n_in4;
-        nr = n_out - j >= 8 ? 8 : (n_out - j >= 4 ? 4 : 1);
-        for (t0 = 0; t0 < cols; t0 += NNX_I8_TILE) {
-            __m512 xs0 = _mm512_loadu_ps(x_scale + t0);
-            __m512 xs1 = _mm512_loadu_ps(x_scale + t0 + 16);
-            __m512i zp0 = _mm512_loadu_si512((const void*)(zero_point + t0));
-            __m512i zp1 = _mm512_loadu_si512((const void*)(zero_point + t0 + 16));
-            if (nr == 8) NNX_I8_VNNI_BLOCK(8)
-            else if (nr == 4) NNX_I8_VNNI_BLOCK(4)
-            else NNX_I8_VNNI_BLOCK(1)
+    ptrdiff_t n_groups = n_in4 / 4, p, lane, t0, g, rows;
+    for (p = 0; p * NNX_I8_PANEL < n_out; p++) {
+        const uint32_t* panel = (const uint32_t*)q + p * n_groups * NNX_I8_PANEL;
+        for (lane = 0; lane < NNX_I8_PANEL; lane += 8) {
+            rows = n_out - p * NNX_I8_PANEL - lane;
+            if (rows <= 0) break;
+            for (t0 = 0; t0 < cols; t0 += NNX_I8_TILE) {
+                __m512 xs0 = _mm512_loadu_ps(x_scale + t0);
+                __m512 xs1 = _mm512_loadu_ps(x_scale + t0 + 16);
+                __m512i zp0 = _mm512_loadu_si512((const void*)(zero_point + t0));
+                __m512i zp1 = _mm512_loadu_si512((const void*)(zero_point + t0 + 16));
+                if (rows > 4) NNX_I8_VNNI_BLOCK(8)
+                else NNX_I8_VNNI_BLOCK(4)
+            }
         }
     }
 }
@@ -414,24 +538,27 @@ typedef void (*nnx_i8_quantize_cols_fn)(const float*, ptrdiff_t, ptrdiff_t, uint
 typedef void (*nnx_i8_quantize_rows_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                         uint8_t*, float*, int32_t*);
 
+/* panels: the tile kernel reads nnx_i8_pack_weights' panels (the row kernel always q). */
 typedef struct {
     nnx_i8_tile_fn tile;
     nnx_i8_row_fn row;
     nnx_i8_quantize_cols_fn quantize_cols;
     nnx_i8_quantize_rows_fn quantize_rows;
+    int panels;
 } nnx_i8_kernels;
 
 /* The kernels of a set (NNX_Q_*); the caller has checked that the CPU runs them. Sets
  * without int8 kernels of their own take the next lower one. */
 static nnx_i8_kernels nnx_i8_kernels_for(int set) {
     nnx_i8_kernels k = {nnx_i8_tile_portable, nnx_i8_row_portable,
-                        nnx_i8_quantize_cols_portable, nnx_i8_quantize_rows_portable};
+                        nnx_i8_quantize_cols_portable, nnx_i8_quantize_rows_portable, 0};
 #if defined(NNX_X86)
     if (set >= NNX_Q_AVX512_VNNI) {      /* the BF16 set: every such CPU has VNNI */
         k.tile = nnx_i8_tile_vnni;
         k.row = nnx_i8_row_vnni;
-        k.quantize_cols = nnx_i8_quantize_cols_avx512;
-        k.quantize_rows = nnx_i8_quantize_rows_avx512;
+        k.quantize_cols = nnx_i8_quantize_cols_avx512_wide;
+        k.quantize_rows = nnx_i8_quantize_rows_avx512_wide;
+        k.panels = 1;
     } else if (set != NNX_Q_PORTABLE) {
         k.tile = nnx_i8_tile_avx2;
         k.row = nnx_i8_row_avx2;
