@@ -41,7 +41,8 @@ SOURCE_SUFFIXES = (".pyx", ".pxi", ".pxd", ".h", ".py")
 # files under tests/ by name pattern; each pattern must match a file. The importers, model
 # files, command line and benchmarks are left out: they reach the kernels only through
 # paths these tests cover.
-FAST_SUITE = ["test_forward.py", "test_activations.py", "*numerics.py", "*leaks.py",
+FAST_SUITE = ["test_forward.py", "test_activations.py", "test_quantized.py", "*numerics.py",
+              "*leaks.py",
               "test_network.py", "*regressions.py", "*fuzz.py", "test*threads.py", "*sizes.py",
               "test_dispatch.py"]
 
@@ -136,6 +137,17 @@ MUTATIONS = [
     mutation("gelu_erf", "float64 gelu as (1 + erf(x / sqrt 2)) / 2, which cancels below -6",
              ("times_gate(v, 0.5 * erfc(-v * SQRT_HALF))",
               "times_gate(v, 0.5 * (2 - erfc(v * SQRT_HALF)))")),
+    mutation("int8_input_scale", "int8 kernels scale a sample's inputs by range / 256, not / 255",
+             ("*x_scale = span / 255.0f;", "*x_scale = span / 256.0f;")),
+    mutation("int8_zero_point",
+             "int8 kernels truncate a sample's zero point instead of rounding it",
+             ("*zero_point = nnx_round_small(-low * *inv);",
+              "*zero_point = (int32_t)(-low * *inv);")),
+    mutation("int8_weight_scale",
+             "int8 weights scaled by the largest magnitude / 128: a neuron's largest weight "
+             "is clipped",
+             ("scales = np.where(largest > 0, largest / INT8_MAX, 1.0)",
+              "scales = np.where(largest > 0, largest / (INT8_MAX + 1), 1.0)")),
     mutation("leak_one_sample", "an 8-byte leak per one-sample forward",
              ("        for s in range(batch):\n            if shared:",
               f"        {LEAK}\n        for s in range(batch):\n            if shared:")),

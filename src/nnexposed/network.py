@@ -101,7 +101,20 @@ def _reduced_layer_arrays(weights, biases, scales, precision):
     return np.ascontiguousarray(w), b, s
 
 
-class Dense:
+class _ImmutableLayer:
+    """A layer whose attributes are set once, in ``__init__`` (through object.__setattr__)."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} layers are immutable; build a new one "
+                             "instead")
+
+    def __delattr__(self, name):
+        self.__setattr__(name, None)   # refused as a change is
+
+
+class Dense(_ImmutableLayer):
     """One fully connected layer: ``activation(x @ weights.T + biases)``.
 
     Parameters
@@ -176,12 +189,6 @@ class Dense:
         set_attr(self, "activation", activation)
         set_attr(self, "alpha", resolve_alpha(alpha, activation))
 
-    def __setattr__(self, name, value):
-        raise AttributeError("Dense layers are immutable; build a new one instead")
-
-    def __delattr__(self, name):
-        raise AttributeError("Dense layers are immutable; build a new one instead")
-
     def __reduce__(self):
         return _dense_from_state, (self.weights, self.biases, self.activation, self.alpha,
                                    self.scales)
@@ -244,7 +251,7 @@ def _layer_norm_from_state(weight, bias, eps, activation, alpha):
     return LayerNorm(weight, bias, eps, activation, alpha=alpha)
 
 
-class LayerNorm:
+class LayerNorm(_ImmutableLayer):
     """Layer normalisation: ``activation((x - mean) / sqrt(var + eps) * weight + bias)``.
 
     The mean and the (biased) variance are taken over each sample's n features, and summed
@@ -299,12 +306,6 @@ class LayerNorm:
         set_attr(self, "eps", eps)
         set_attr(self, "activation", activation)
         set_attr(self, "alpha", resolve_alpha(alpha, activation))
-
-    def __setattr__(self, name, value):
-        raise AttributeError("LayerNorm layers are immutable; build a new one instead")
-
-    def __delattr__(self, name):
-        raise AttributeError("LayerNorm layers are immutable; build a new one instead")
 
     def __reduce__(self):
         return _layer_norm_from_state, (self.weight, self.bias, self.eps, self.activation,

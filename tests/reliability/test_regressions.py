@@ -15,7 +15,7 @@ def test_huge_thread_counts_are_capped_not_fatal():
         import numpy as np, nnexposed
         from nnexposed._config import counting_paths
         from nnexposed.reference import forward_numpy
-        # 256 threads on few cores may be slower than one: that would back off to one thread.
+        # A busy machine would back off to one thread: the paths counted below must run.
         nnexposed.kernels.allow_backoff(False)
         net = nnexposed.Network.from_sizes([2048, 2048], seed=0)   # rows split over threads
         x = np.ones(2048, np.float32)
