@@ -6,6 +6,7 @@ the same arguments and give the same results as ``nnexposed.forward``.
 """
 
 import math
+from collections import deque
 
 import numpy as np
 from scipy.special import erfc as _erfc
@@ -230,13 +231,19 @@ def forward_numpy(network, x, *, bfloat16_inputs=None):
     ValueError
         For x of another shape.
     """
+    last = deque(_layer_values_numpy(network, x, bfloat16_inputs), maxlen=1)
+    return last[0].output
+
+
+def _layer_values_numpy(network, x, bfloat16_inputs):
+    """Check the network and x, then yield each layer's LayerValues(pre-activation, output)."""
     _check_network(network)
     x = as_network_input(x, network.dtype, network.n_in)
     bfloat16_inputs = _rounds_bfloat16_inputs(network, bfloat16_inputs)
     for layer in network.layers:
         pre = _pre_activation_numpy(layer, x, bfloat16_inputs)
         x = NUMPY_ACTIVATIONS[layer.activation](pre, layer.alpha)
-    return x
+        yield LayerValues(pre, x)
 
 
 def _rounds_bfloat16_inputs(network, bfloat16_inputs):
@@ -291,15 +298,7 @@ def trace_numpy(network, x, *, bfloat16_inputs=None):
     ValueError
         For x of another shape.
     """
-    _check_network(network)
-    x = as_network_input(x, network.dtype, network.n_in)
-    bfloat16_inputs = _rounds_bfloat16_inputs(network, bfloat16_inputs)
-    values = []
-    for layer in network.layers:
-        pre = _pre_activation_numpy(layer, x, bfloat16_inputs)
-        x = NUMPY_ACTIVATIONS[layer.activation](pre, layer.alpha)
-        values.append(LayerValues(pre, x))
-    return tuple(values)
+    return tuple(_layer_values_numpy(network, x, bfloat16_inputs))
 
 
 def _affine_numpy(layer, x, bfloat16_inputs=False):
