@@ -5,6 +5,7 @@ import os
 import pickle
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -310,6 +311,28 @@ def test_one_sample_layers_shared_among_threads(rng):
                                       quantized.forward(x, threads=1))
         np.testing.assert_allclose(quantized(x), forward_numpy(quantized, x), rtol=1e-4,
                                    atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_workspace_is_kept_between_calls_and_shared_by_python_threads(kernel_set, rng,
+                                                                      precision):
+    network = Network.from_sizes([70, 130, 9], seed=6).quantize(precision)
+    batches = [rng.standard_normal((n, 70)).astype(np.float32) for n in (300, 1, 40)]
+    # each from a network of its own, whose workspace never held another call's blocks
+    expected = [Network(network.layers)(x, threads=2) for x in batches]
+    assert network._compiled.workspace_nbytes == 0
+    np.testing.assert_array_equal(network(batches[0], threads=2), expected[0])
+    kept = network._compiled.workspace_nbytes
+    assert kept > 0
+    for _ in range(2):
+        for x, y in zip(batches, expected):
+            np.testing.assert_array_equal(network(x, threads=2), y)
+            assert network._compiled.workspace_nbytes == kept
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda k: network(batches[k % 3], threads=2), range(24)))
+    for k, y in enumerate(results):
+        np.testing.assert_array_equal(y, expected[k % 3])
+    assert network._compiled.workspace_nbytes == kept
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
