@@ -19,6 +19,7 @@ class QuantizedNetwork:
     n_in: int
     n_out: int
     dtype: np.dtype[Any]
+    copies_nbytes: int
     @property
     def workspace_nbytes(self) -> int: ...
     def __init__(self, layers: Sequence[Any]) -> None: ...

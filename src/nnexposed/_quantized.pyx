@@ -423,6 +423,7 @@ cdef class QuantizedNetwork:
     cdef readonly Py_ssize_t n_out
     cdef readonly object dtype
     cdef tuple arrays
+    cdef readonly Py_ssize_t copies_nbytes
 
     def __cinit__(self, layers):
         cdef Py_ssize_t k, n_layers = len(layers)
@@ -494,6 +495,11 @@ cdef class QuantizedNetwork:
             self.max_width = max(self.max_width, n_in, n_out)
             self.macs_per_sample += n_in * n_out
         self.arrays = tuple(kept)
+        own = [dense.weights for dense in layers] + [dense.biases for dense in layers] + [
+            dense.scales for dense in layers if dense.scales is not None]
+        self.copies_nbytes = sum(
+            array.nbytes for array in kept
+            if not any(np.may_share_memory(array, original) for original in own))
         self.n_in = self.layers[0].n_in
         self.n_out = self.layers[n_layers - 1].n_out
 
