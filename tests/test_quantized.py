@@ -30,7 +30,9 @@ KERNEL_SETS = _quantized.supported_kernel_sets()
 # tanh, erf: different implementations) a later int8 layer may quantize an input one level
 # apart, so those are compared within the accuracy bound instead.
 EXACT_ACTIVATIONS = ["linear", "relu", "leaky_relu"]
-SHAPES = [(3, 5, 5, 5, 2), (1, 1), (7, 1, 9), (33, 70, 9), (64, 128, 128, 10), (130, 67, 200, 3)]
+# (2085, 40, 5): a block of 128 samples takes the int8 inputs in 2 chunks of groups of 4
+SHAPES = [(3, 5, 5, 5, 2), (1, 1), (7, 1, 9), (33, 70, 9), (64, 128, 128, 10), (130, 67, 200, 3),
+          (2085, 40, 5)]
 BATCHES = [1, 2, 3, 4, 31, 33, 200]
 
 
@@ -216,8 +218,9 @@ def test_half_kernels_match_the_reference(kernel_set, rng, precision, sizes):
         np.testing.assert_allclose(network(x[-1]), expected[-1], rtol=1e-4, atol=1e-6)
 
 
+# (2085, 40, 5): a block of 128 samples takes the 1,043 input pairs in chunks of 512
 BF16_SHAPES = [(1, 1), (2, 16), (3, 17), (31, 33), (32, 15), (33, 16, 47), (64, 65),
-               (129, 48, 300, 7)]
+               (129, 48, 300, 7), (2085, 40, 5)]
 
 
 @pytest.mark.skipif("avx512_bf16" not in KERNEL_SETS, reason="this CPU has no AVX-512 BF16")
