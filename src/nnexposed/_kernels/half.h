@@ -211,7 +211,7 @@ NNX_TARGET_AVX2 static void nnx_half_row_avx2(
  * lanes, zero past n_in and n_out. Every sum adds the pairs in order g = 0, 1, ..., so one
  * sample gives the same bits as in a batch. */
 
-#define NNX_BF16_PANEL 16
+#define NNX_BF16_PANEL NNX_PANEL_NEURONS
 
 static inline ptrdiff_t nnx_bf16_pairs(ptrdiff_t n_in) { return (n_in + 1) / 2; }
 
@@ -319,20 +319,7 @@ NNX_TARGET_BF16 static void nnx_half_tile_bf16(
         return;
     }
     nnx_bf16_pack_block(x, n_in, cols, pairs);
-    for (g0 = 0; g0 < n_pairs; g0 = g1) {
-        g1 = n_pairs - g0 <= chunk ? n_pairs : g0 + chunk;
-        for (p = 0; p * NNX_BF16_PANEL < n_out; p++) {
-            const uint32_t* panel = (const uint32_t*)weights + p * n_pairs * NNX_BF16_PANEL;
-            for (lane = 0; lane < NNX_BF16_PANEL; lane += 8) {
-                rows = n_out - p * NNX_BF16_PANEL - lane;
-                if (rows <= 0) break;
-                for (t0 = 0; t0 < cols; t0 += 32) {
-                    if (rows > 4) NNX_BF16_DOT_BLOCK(8)
-                    else NNX_BF16_DOT_BLOCK(4)
-                }
-            }
-        }
-    }
+    NNX_PANEL_LOOPS(n_pairs, chunk, NNX_BF16_DOT_BLOCK)
 }
 
 /* NP panels of one sample: sums of 16 neurons each, the weights streamed once. */

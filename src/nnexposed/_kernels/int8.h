@@ -15,9 +15,9 @@
 #include "quantized_common.h"
 
 /* Samples per tile of the batched kernels; blocks hold a multiple of it. */
-#define NNX_I8_TILE 32
+#define NNX_I8_TILE NNX_PANEL_TILE
 /* Neurons per panel of the packed weights that the VNNI tile kernel reads. */
-#define NNX_I8_PANEL 16
+#define NNX_I8_PANEL NNX_PANEL_NEURONS
 
 /* Panels from q (n_out, n_in4): panel p, group g holds q[16p + r][4g..4g+3] as 32-bit lane
  * r < 16 (zero past n_out); packed: ceil(n_out / 16) * 16 * n_in4 / 4 lanes. */
@@ -422,20 +422,8 @@ NNX_TARGET_VNNI static void nnx_i8_tile_vnni(
         const float* x_scale, const int32_t* zero_point, float* y, int relu) {
     ptrdiff_t n_groups = n_in4 / 4, p, lane, t0, g, g0, g1, rows;
     ptrdiff_t chunk = NNX_I8_CHUNK_BYTES / 4 / cols;
-    for (g0 = 0; g0 < n_groups; g0 = g1) {
-        g1 = n_groups - g0 <= chunk ? n_groups : g0 + chunk;
-        for (p = 0; p * NNX_I8_PANEL < n_out; p++) {
-            const uint32_t* panel = (const uint32_t*)q + p * n_groups * NNX_I8_PANEL;
-            for (lane = 0; lane < NNX_I8_PANEL; lane += 8) {
-                rows = n_out - p * NNX_I8_PANEL - lane;
-                if (rows <= 0) break;
-                for (t0 = 0; t0 < cols; t0 += NNX_I8_TILE) {
-                    if (rows > 4) NNX_I8_VNNI_BLOCK(8)
-                    else NNX_I8_VNNI_BLOCK(4)
-                }
-            }
-        }
-    }
+    const int8_t* weights = q;
+    NNX_PANEL_LOOPS(n_groups, chunk, NNX_I8_VNNI_BLOCK)
 }
 
 /* One sample, 4 neurons at a time, 64 inputs per step (the last step masked). */

@@ -83,6 +83,31 @@ static inline int32_t nnx_round_small(float v) {
     return (int32_t)(v + NNX_ROUND_MAGIC) - 12582912;
 }
 
+/* Neurons per panel of packed weights and samples per tile of the panel kernels. */
+#define NNX_PANEL_NEURONS 16
+#define NNX_PANEL_TILE 32
+
+/* The loops of the panel kernels (int8.h's VNNI, half.h's BF16): the groups of inputs (one
+ * 32-bit lane each) in chunks [g0, g1) of at most CHUNK, panels p, halves of 8 neurons from
+ * `lane`, tiles t0; BLOCK(8) or BLOCK(4) computes one. The caller declares p, lane, t0, g0,
+ * g1, rows and has weights, n_out, cols in scope. */
+#define NNX_PANEL_LOOPS(N_GROUPS, CHUNK, BLOCK)                                               \
+    for (g0 = 0; g0 < N_GROUPS; g0 = g1) {                                                    \
+        g1 = N_GROUPS - g0 <= CHUNK ? N_GROUPS : g0 + CHUNK;                                  \
+        for (p = 0; p * NNX_PANEL_NEURONS < n_out; p++) {                                     \
+            const uint32_t* panel =                                                           \
+                (const uint32_t*)weights + p * N_GROUPS * NNX_PANEL_NEURONS;                  \
+            for (lane = 0; lane < NNX_PANEL_NEURONS; lane += 8) {                             \
+                rows = n_out - p * NNX_PANEL_NEURONS - lane;                                  \
+                if (rows <= 0) break;                                                         \
+                for (t0 = 0; t0 < cols; t0 += NNX_PANEL_TILE) {                               \
+                    if (rows > 4) BLOCK(8)                                                    \
+                    else BLOCK(4)                                                             \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
 /* b[c * ldb + r] = a[r * lda + c] for r < n_rows, c < n_cols: the transpositions between a
  * batch (sample-major) and a block (feature-major), in squares of 16 so that few cache lines
  * and pages are open at a time. */
