@@ -206,7 +206,7 @@ def bench_spark(classifier, network, rows, repeat, record):
     spark.sparkContext.setLogLevel("ERROR")
     folder = tempfile.TemporaryDirectory()
     try:
-        columns, outputs = list(COLUMNS), list(OUTPUTS)   # not this module's: workers lack it
+        columns, outputs = list(COLUMNS), list(OUTPUTS)  # the UDFs carry them, not this module
         generated = spark.range(rows, numPartitions=4 * os.cpu_count()).select(
             "id", *[F.randn(seed=k).cast("float").alias(name) for k, name in enumerate(columns)])
         parquet = os.path.join(folder.name, "features.parquet")
