@@ -45,7 +45,8 @@
 #define NNX_LOSS_FACTOR 50LL
 #define NNX_MIN_BACKOFF_NS 10000000LL
 #define NNX_MAX_BACKOFF_NS 2000000000LL
-/* Regions of at least this many multiply-adds time the caller on its CPU time. */
+/* Regions of at least this many float32 multiply-adds' worth of time (about 0.2-2 ms) time
+   the caller on its CPU time, whose clock costs a system call. */
 #define NNX_CPU_CLOCK_MIN_MACS (1LL << 24)
 /* nnx_delay_if_asked: the delayed thread waits until the others have done all the work. */
 #define NNX_DELAY_UNTIL_DONE (-1LL)
@@ -94,8 +95,9 @@ typedef struct nnx_thread_policy_view {
 static inline long long nnx_max_ll(long long a, long long b) { return a > b ? a : b; }
 static inline long long nnx_min_ll(long long a, long long b) { return a < b ? a : b; }
 
-/* The clock the caller's pace is timed on in a region of ``macs`` multiply-adds: its CPU time
-   when the region is long, else the wall clock (nanoseconds; only differences count). */
+/* The clock the caller's pace is timed on in a region of ``macs`` float32 multiply-adds (or
+   their worth of time): its CPU time when the region is long, else the wall clock
+   (nanoseconds; only differences count). */
 static inline int nnx_caller_clock(double macs) {
     return macs >= (double)NNX_CPU_CLOCK_MIN_MACS;
 }
