@@ -28,9 +28,10 @@ cimport numpy as cnp
 import numpy as np
 
 from nnexposed._settings cimport (
-    nnx_add_done, nnx_backing_off, nnx_caller_clock, nnx_caller_now_ns, nnx_claim, nnx_counter,
-    nnx_delay_if_asked, nnx_give_back_threads, nnx_judge_forward, nnx_note_openmp_started,
-    nnx_now_ns, nnx_openmp_unusable, nnx_parallel_watch, nnx_shared_state, nnx_take_threads,
+    NNX_BLOCK_MACS_PER_NS, NNX_ROW_MACS_PER_NS, nnx_add_done, nnx_backing_off,
+    nnx_caller_clock, nnx_caller_now_ns, nnx_claim, nnx_counter, nnx_delay_if_asked,
+    nnx_give_back_threads, nnx_judge_forward, nnx_note_openmp_started, nnx_now_ns,
+    nnx_openmp_unusable, nnx_parallel_watch, nnx_shared_state, nnx_take_threads,
     nnx_thread_policy, nnx_thread_policy_of, shared_state)
 from nnexposed._validation import as_network_input, check_out
 from nnexposed.activations import activation_code
@@ -223,10 +224,11 @@ cdef inline const uint16_t* half_weights(const QLayer* layer) noexcept nogil:
     return layer.half
 
 
-cdef inline double float32_macs(const QLayer* layer, double macs) noexcept nogil:
-    """The float32 multiply-adds that take as long as ``macs`` of this layer's precision
-    (nnx_caller_clock): int8 and bfloat16 kernels do about four in the time of one."""
-    return macs if layer.precision == PRECISION_FLOAT16 else macs / 4
+cdef inline double one_core_ns(const QLayer* layer, double macs,
+                               double float32_macs_per_ns) noexcept nogil:
+    """About how long ``macs`` multiply-adds of this layer's precision take on one core, for
+    nnx_caller_clock: int8 and bfloat16 kernels do about four in the time of float32's one."""
+    return macs / float32_macs_per_ns / (1 if layer.precision == PRECISION_FLOAT16 else 4)
 
 
 cdef inline void layer_rows(const QLayer* layer, const float* x, float* y, const uint8_t* xq,
@@ -254,7 +256,8 @@ cdef void layer_rows_shared(const QLayer* layer, const float* x, float* y, const
     cdef Py_ssize_t n_chunks = (layer.n_out + SHARED_ROW_CHUNK - 1) // SHARED_ROW_CHUNK
     cdef long long started, caller_started
     cdef nnx_counter counters[2]    # pieces claimed, pieces finished
-    cdef int cpu_clock = nnx_caller_clock(float32_macs(layer, <double>layer.n_out * layer.n_in))
+    cdef int cpu_clock = nnx_caller_clock(one_core_ns(layer, <double>layer.n_out * layer.n_in,
+                                                      NNX_ROW_MACS_PER_NS))
     counters[0].value = 0
     counters[1].value = 0
     started = nnx_now_ns()
@@ -383,7 +386,8 @@ cdef void network_blocks_shared(const QLayer* layers, Py_ssize_t n_layers,
     cdef int cpu_clock
     for k in range(n_layers):
         macs_per_sample += layers[k].n_in * layers[k].n_out
-    cpu_clock = nnx_caller_clock(float32_macs(layers, batch * macs_per_sample))
+    cpu_clock = nnx_caller_clock(one_core_ns(layers, batch * macs_per_sample,
+                                             NNX_BLOCK_MACS_PER_NS))
     counters[0].value = 0
     counters[1].value = 0
     started = nnx_now_ns()

@@ -3,6 +3,8 @@
 
 cdef extern from "_kernels/thread_policy.h":
     enum: NNX_DELAY_UNTIL_DONE
+    double NNX_BLOCK_MACS_PER_NS
+    double NNX_ROW_MACS_PER_NS
     ctypedef struct nnx_counter:
         long long value
     ctypedef struct nnx_parallel_watch:
@@ -26,7 +28,7 @@ cdef extern from "_kernels/thread_policy.h":
     void nnx_add_done(nnx_counter* counter, long long n) noexcept nogil
     void nnx_wait_done(nnx_counter* counter, long long target) noexcept nogil
     void nnx_pause() noexcept nogil
-    int nnx_caller_clock(double macs) noexcept nogil
+    int nnx_caller_clock(double expected_ns) noexcept nogil
     long long nnx_caller_now_ns(int cpu_clock) noexcept nogil
     void nnx_reset_thread_policy(nnx_thread_policy* policy) noexcept nogil
     bint nnx_backing_off(nnx_thread_policy* policy) noexcept nogil

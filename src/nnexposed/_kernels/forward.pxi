@@ -125,7 +125,7 @@ cdef void layer_rows_shared(const LayerPlan* layer, const floating* x, floating*
     cdef const floating* weights = <const floating*>layer.weights
     cdef const floating* biases = <const floating*>layer.biases
     cdef nnx_counter counters[2]    # pieces claimed, pieces finished
-    cdef int cpu_clock = nnx_caller_clock(<double>layer.n_out * n_in)
+    cdef int cpu_clock = nnx_caller_clock(<double>layer.n_out * n_in / NNX_ROW_MACS_PER_NS)
     counters[0].value = 0
     counters[1].value = 0
     nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
@@ -201,7 +201,7 @@ cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const 
     cdef int cpu_clock
     for k in range(n_layers):
         macs += layers[k].n_out * layers[k].n_in
-    cpu_clock = nnx_caller_clock(macs)
+    cpu_clock = nnx_caller_clock(macs / NNX_ROW_MACS_PER_NS)
     nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
     started = nnx_now_ns()
     with parallel(num_threads=n_threads):
@@ -279,7 +279,7 @@ cdef void network_blocks_shared(const ForwardPlan* plan, const LayerPlan* layers
     cdef int cpu_clock
     for k in range(n_layers):
         macs_per_sample += layers[k].n_in * layers[k].n_out
-    cpu_clock = nnx_caller_clock(batch * macs_per_sample)
+    cpu_clock = nnx_caller_clock(batch * macs_per_sample / NNX_BLOCK_MACS_PER_NS)
     counters[0].value = 0
     counters[1].value = 0
     nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)

@@ -45,9 +45,13 @@
 #define NNX_LOSS_FACTOR 50LL
 #define NNX_MIN_BACKOFF_NS 10000000LL
 #define NNX_MAX_BACKOFF_NS 2000000000LL
-/* Regions of at least this many float32 multiply-adds' worth of time (about 0.2-2 ms) time
-   the caller on its CPU time, whose clock costs a system call. */
-#define NNX_CPU_CLOCK_MIN_MACS (1LL << 24)
+/* Regions expected to take at least this long on one core time the caller on its CPU time,
+   whose clock costs a system call (about a microsecond). */
+#define NNX_CPU_CLOCK_MIN_NS 1000000.0
+/* float32 multiply-adds per nanosecond of one core, roughly (only for choosing the clock):
+   on blocks of samples, and on one sample (matrix-vector, weights streamed from memory). */
+#define NNX_BLOCK_MACS_PER_NS 50.0
+#define NNX_ROW_MACS_PER_NS 5.0
 /* nnx_delay_if_asked: the delayed thread waits until the others have done all the work. */
 #define NNX_DELAY_UNTIL_DONE (-1LL)
 
@@ -95,11 +99,11 @@ typedef struct nnx_thread_policy_view {
 static inline long long nnx_max_ll(long long a, long long b) { return a > b ? a : b; }
 static inline long long nnx_min_ll(long long a, long long b) { return a < b ? a : b; }
 
-/* The clock the caller's pace is timed on in a region of ``macs`` float32 multiply-adds (or
-   their worth of time): its CPU time when the region is long, else the wall clock
-   (nanoseconds; only differences count). */
-static inline int nnx_caller_clock(double macs) {
-    return macs >= (double)NNX_CPU_CLOCK_MIN_MACS;
+/* The clock the caller's pace is timed on in a region expected to take ``expected_ns`` on
+   one core: its CPU time when the region is long, else the wall clock (nanoseconds; only
+   differences count). */
+static inline int nnx_caller_clock(double expected_ns) {
+    return expected_ns >= NNX_CPU_CLOCK_MIN_NS;
 }
 static inline long long nnx_caller_now_ns(int cpu_clock) {
     return cpu_clock ? nnx_thread_cpu_ns() : nnx_now_ns();
