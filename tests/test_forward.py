@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnexposed
-from nnexposed import Network, config_context, forward, kernels
+from nnexposed import LayerNorm, Network, config_context, forward, kernels
 from nnexposed._config import counting_paths
 from nnexposed.reference import forward_numpy, forward_python
 from tests.helpers import ALL_ACTIVATIONS, DTYPES, assert_close, random_network
@@ -111,6 +111,34 @@ def test_wide_layers_in_blocks(rng, dtype, batch, blas):
     with counting_paths() as counts:
         assert_close(forward(network, x), forward_numpy(network, x), dtype)
     assert counts["blas" if blas else "tiles"] == 1
+
+
+def all_layers_by_blas_network(rng, layout, dtype):
+    """Networks whose every dense layer BLAS computes once blas_min_weights is 0."""
+    if layout == "one layer":
+        return random_network(rng, [300, 301], ["relu"], dtype)
+    if layout == "layer norm":
+        layers = random_network(rng, [17, 300, 40], ["gelu", "linear"], dtype).layers
+        return Network([layers[0], LayerNorm(rng.uniform(0.5, 2, 300), rng.standard_normal(300),
+                                             1e-5, "tanh").astype(dtype), layers[1]])
+    return random_network(rng, [3, 300, 299, 7, 5], ["relu", "sigmoid", "elu", "softmax"], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["deep", "one layer", "layer norm"])
+# 3500 samples of a network 300 wide take two blocks (2**20 // 300 = 3495 samples per block).
+@pytest.mark.parametrize("batch", [4, 5, 33, 256, 257, 3500])
+def test_every_layer_by_blas_in_the_callers_sample_order(rng, dtype, layout, batch):
+    # Every dense layer reaches the BLAS threshold: the batch keeps its sample-major order,
+    # each layer's output filled with its biases before BLAS adds x @ W.T.
+    network = all_layers_by_blas_network(rng, layout, dtype)
+    x = rng.standard_normal((batch, network.n_in)).astype(dtype)
+    with config_context(blas="always", blas_min_weights=0, blas_min_batch=0), \
+            counting_paths() as counts:
+        result = forward(network, x)
+        assert_close(forward(network, x[::-1].copy()), forward_numpy(network, x[::-1]), dtype)
+    assert_close(result, forward_numpy(network, x), dtype)
+    assert counts["blas"] == 2 and counts["tiles"] == 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -417,14 +445,18 @@ def test_forward_is_exported():
     assert Network.__call__ is Network.forward
 
 
-@pytest.mark.parametrize("blas_allowed", [True, False])
-def test_batched_forward_allocates_output_and_bounded_workspace(rng, blas_allowed):
+@pytest.mark.parametrize("blas_layers", ["all", "wide", "none"])
+def test_batched_forward_allocates_output_and_bounded_workspace(rng, blas_layers):
     network = random_network(rng, [16, 300, 300, 4], ["relu", "relu", "linear"], np.float32)
     x = rng.standard_normal((100_000, 16)).astype(np.float32)
     output_bytes = 100_000 * 4 * 4
-    # Per thread: two blocks of up to 256 samples x the widest layer, float32.
+    # Per thread: two blocks of up to 256 samples x the widest layer, float32; BLAS on every
+    # layer: two blocks of 2**20 values.
     workspace_bound = max(2, nnexposed.get_num_threads()) * 2 * 300 * 256 * 4
-    with config_context(blas="always" if blas_allowed else "never"):
+    if blas_layers == "all":
+        workspace_bound = 2 * 2**20 * 4
+    thresholds = {"blas_min_weights": 0} if blas_layers == "all" else {}
+    with config_context(blas="never" if blas_layers == "none" else "always", **thresholds):
         forward(network, x[:1000])  # the first batch may import SciPy's BLAS
         tracemalloc.start()
         forward(network, x)

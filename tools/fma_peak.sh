@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The machine's float32 FMA peak, the ceiling for every batched case of bench/: multiply-adds
 # per second of 12 independent chains of vector FMAs, on 1 thread and on all cores (OpenMP).
-# Compiled for this CPU (-march=native), so it uses the widest vectors the kernels can.
+# Compiled for this CPU (-march=native), so it uses the widest vectors the kernels can, or with
+# the flags of a narrower build and its vector width (the AVX2 build's peak:
+# FMA_PEAK_FLAGS="-mavx2 -mfma -DLANES=8").
 #
 # Usage: tools/fma_peak.sh            (needs gcc with OpenMP)
 set -euo pipefail
@@ -13,7 +15,9 @@ cat > "$WORK/peak.c" <<'EOF'
 #include <stdio.h>
 
 #define CHAINS 12
-#define LANES 16            /* a 64-byte vector of float32; the compiler splits it if narrower */
+#ifndef LANES
+#define LANES 16            /* a 64-byte vector of float32 */
+#endif
 #define STEPS 50000000L
 typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
 
@@ -52,5 +56,5 @@ int main(void) {
     return 0;
 }
 EOF
-gcc -O3 -march=native -ffp-contract=fast -fopenmp "$WORK/peak.c" -o "$WORK/peak"
+gcc -O3 ${FMA_PEAK_FLAGS:--march=native} -ffp-contract=fast -fopenmp "$WORK/peak.c" -o "$WORK/peak"
 "$WORK/peak"

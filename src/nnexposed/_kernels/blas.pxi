@@ -51,3 +51,17 @@ def blas_available():
     cdef long long settings[NNX_N_SETTINGS]
     read_settings(settings)
     return settings[NNX_BLAS] != NNX_NEVER and blas_found()
+
+
+cdef inline void blas_gemm(char transa, char transb, int m, int n, int k, const floating* a,
+                           int lda, const floating* b, int ldb, floating beta,
+                           floating* c, int ldc) noexcept nogil:
+    """c = op(a) @ op(b) + beta * c on column-major matrices (op: "N" as is, "T" transposed),
+    m x n = (m x k) @ (k x n): SciPy's sgemm or dgemm."""
+    cdef floating one = 1
+    if floating is float:
+        blas_sgemm(&transa, &transb, &m, &n, &k, &one, <float*>a, &lda, <float*>b, &ldb, &beta,
+                   c, &ldc)
+    else:
+        blas_dgemm(&transa, &transb, &m, &n, &k, &one, <double*>a, &lda, <double*>b, &ldb,
+                   &beta, c, &ldc)

@@ -11,7 +11,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.limits cimport INT_MAX
 from libc.math cimport exp, expf, fabs, fabsf, tanh, tanhf
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 
 cimport numpy as cnp

@@ -27,6 +27,9 @@ cdef enum:
     STACK_WIDTH = 256
     # Samples per block when BLAS computes the wide layers.
     BLAS_TILE = 256
+    # Values per layer of a sample-major block when BLAS computes every layer (4 MiB of
+    # float32): the samples per block are this over the widest layer, at least BLAS_TILE.
+    BLAS_BLOCK_VALUES = 1 << 20
     # Rows per chunk when a one-sample layer splits its rows over the threads.
     ROW_CHUNK = 128
     # Output neurons per panel (see LayerPlan.panels), for dense_panels.

@@ -23,8 +23,6 @@ cdef void dense_block(const ForwardPlan* plan, const LayerPlan* layer, const flo
     x: (n_in, cols), y: (n_out, cols), cols a multiple of TILE.
     """
     cdef Py_ssize_t j, t, chunk
-    cdef int m = <int>cols, n = <int>layer.n_out, k = <int>layer.n_in
-    cdef floating one = 1, zero = 0
     cdef char no_transpose = b"N"
     cdef const floating* weights = <const floating*>layer.weights
     cdef const floating* biases = <const floating*>layer.biases
@@ -35,12 +33,8 @@ cdef void dense_block(const ForwardPlan* plan, const LayerPlan* layer, const flo
     if layer_uses_blas(plan, layer, cols):
         # Row-major y (n_out, cols) is column-major y.T (cols, n_out) = x.T @ W.T, where
         # column-major x.T is row-major x and column-major W.T is row-major W.
-        if floating is float:
-            blas_sgemm(&no_transpose, &no_transpose, &m, &n, &k, &one, <float*>x, &m,
-                       <float*>weights, &k, &zero, y, &m)
-        else:
-            blas_dgemm(&no_transpose, &no_transpose, &m, &n, &k, &one, <double*>x, &m,
-                       <double*>weights, &k, &zero, y, &m)
+        blas_gemm(no_transpose, no_transpose, <int>cols, <int>layer.n_out, <int>layer.n_in, x,
+                  <int>cols, weights, <int>layer.n_in, 0, y, <int>cols)
         for j in range(layer.n_out):
             for t in range(cols):
                 y[j * cols + t] += biases[j]
@@ -95,6 +89,72 @@ cdef void network_block(const ForwardPlan* plan, const LayerPlan* layers,
     for t in range(n_rows):
         for j in range(n_out):
             out[t * n_out + j] = src[j * cols + t]
+
+
+cdef inline void rows_activate(const LayerPlan* layer, floating* values,
+                               Py_ssize_t rows) noexcept nogil:
+    """Activation of one layer over ``rows`` outputs stored sample-major."""
+    cdef Py_ssize_t t
+    if layer.activation == ACT_SOFTMAX:
+        for t in range(rows):
+            softmax_strided(values + t * layer.n_out, layer.n_out, 1)
+    elif layer.activation != ACT_LINEAR:
+        activate(values, layer.n_out * rows, layer.activation, <floating>layer.alpha)
+
+
+cdef void layer_rows_blas(const LayerPlan* layer, const floating* x, floating* y,
+                          Py_ssize_t rows) noexcept nogil:
+    """y = activation(x @ W.T + b) on ``rows`` samples stored sample-major, x: (rows, n_in),
+    y: (rows, n_out): y filled with the biases, then BLAS adds x @ W.T as NumPy calls it (no
+    copies, no transposes); layer normalisation sample by sample."""
+    cdef Py_ssize_t t
+    cdef Py_ssize_t n_in = layer.n_in, n_out = layer.n_out
+    cdef char transpose = b"T", no_transpose = b"N"
+    cdef const floating* biases = <const floating*>layer.biases
+    if layer.kind == KIND_LAYER_NORM:
+        for t in range(rows):
+            layer_norm_strided(x + t * n_in, y + t * n_out, n_out, 1,
+                               <const floating*>layer.weights, biases, layer.eps)
+    else:
+        for t in range(rows):
+            memcpy(y + t * n_out, biases, n_out * sizeof(floating))
+        # Row-major y (rows, n_out) is column-major y.T (n_out, rows) = W @ x.T + y.T, where
+        # column-major x.T is row-major x, and W the transpose of column-major W.T (row-major
+        # W).
+        blas_gemm(transpose, no_transpose, <int>n_out, <int>rows, <int>n_in,
+                  <const floating*>layer.weights, <int>n_in, x, <int>n_in, 1, y, <int>n_out)
+    rows_activate(layer, y, rows)
+
+
+cdef int network_rows_blas(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
+                           const floating* x, floating* out, Py_ssize_t batch) noexcept nogil:
+    """All layers on ``batch`` samples kept in the caller's sample-major order, BLAS
+    computing every dense layer (ForwardPlan.sample_major). A network of one layer takes the
+    whole batch in one call, as NumPy; deeper ones go BLAS_BLOCK_VALUES // max_width samples
+    (at least BLAS_TILE) at a time through all layers. Returns -1 if out of memory."""
+    cdef Py_ssize_t n_in = layers[0].n_in
+    cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
+    cdef Py_ssize_t k, first = 0, rows
+    cdef Py_ssize_t block = batch
+    cdef floating* work = NULL
+    cdef const floating* src
+    cdef floating* dst
+    if n_layers > 1:
+        block = min(batch, max(<Py_ssize_t>BLAS_TILE, BLAS_BLOCK_VALUES // max_width))
+        work = <floating*>PyMem_RawMalloc(2 * max_width * block * sizeof(floating))
+        if work == NULL:
+            return -1
+    block = min(block, <Py_ssize_t>INT_MAX)
+    while first < batch:
+        rows = min(block, batch - first)
+        src = x + first * n_in
+        for k in range(n_layers):
+            dst = out + first * n_out if k == n_layers - 1 else work + (k % 2) * max_width * block
+            layer_rows_blas(&layers[k], src, dst, rows)
+            src = dst
+        first += rows
+    PyMem_RawFree(work)
+    return 0
 
 
 cdef void dense_rows(const LayerPlan* layer, const floating* x, floating* y, Py_ssize_t first,
@@ -363,6 +423,8 @@ cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ss
             PyMem_RawFree(counters)
         return 0
 
+    if plan.sample_major:
+        return network_rows_blas(layers, n_layers, max_width, x, out, batch)
     n_blocks = (batch + cols - 1) // cols
     block_size = 2 * max_width * cols
     work = <floating*>PyMem_RawMalloc(n_threads * block_size * sizeof(floating))

@@ -14,6 +14,9 @@ ctypedef struct ForwardPlan:
     int threads_taken        # from the process's budget (give_back_threads), 0: none
     Py_ssize_t cols          # batched paths: samples per block
     bint may_share           # a one-sample forward that could share panels (see threads_awake)
+    # Path blas: BLAS computes every dense layer, so the batch keeps the caller's
+    # sample-major order (network_rows_blas), as NumPy's x @ W.T.
+    bint sample_major
     # The per-layer choices within the path: layer_uses_blas, layer_splits_rows.
     bint blas_usable
     long long blas_min_weights
@@ -109,7 +112,8 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     blas          a layer has >= blas_min_weights weights, blocks of              1 (BLAS
                   min(256, batch rounded up to 32) >= blas_min_batch samples;    threads
                   ``blas`` "always", or "auto" in builds without AVX-512 and     itself)
-                  layers of >= 2^22 weights (NNX_BLAS_AUTO_MIN_WEIGHTS); SciPy
+                  layers of >= 2^22 weights (NNX_BLAS_AUTO_MIN_WEIGHTS); SciPy.
+                  sample_major when every dense layer is such a layer
     tiles         otherwise: blocks of 32 samples                                 min(all,
                                                                                   blocks) if
                                                                                   batch * macs
@@ -132,6 +136,7 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     plan.n_threads = 1
     plan.threads_taken = 0
     plan.cols = 1
+    plan.sample_major = False
     plan.blas_usable = blas_found and blas_mode_allows(settings[NNX_BLAS])
     plan.blas_min_weights = blas_min_weights(settings)
     plan.blas_min_batch = settings[NNX_BLAS_MIN_BATCH]
@@ -155,10 +160,13 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
         return plan
     plan.cols = blas_block_cols(batch)
     plan.path = PATH_TILES
+    plan.sample_major = True
     for k in range(n_layers):
         if layer_uses_blas(&plan, &layers[k], plan.cols):
             plan.path = PATH_BLAS
-            break
+        elif layers[k].kind == KIND_DENSE:
+            plan.sample_major = False
+    plan.sample_major = plan.sample_major and plan.path == PATH_BLAS
     if plan.path == PATH_TILES:
         plan.cols = TILE
         n_blocks = (batch + TILE - 1) // TILE
