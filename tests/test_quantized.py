@@ -5,6 +5,7 @@ import os
 import pickle
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -29,7 +30,9 @@ KERNEL_SETS = _quantized.supported_kernel_sets()
 # tanh, erf: different implementations) a later int8 layer may quantize an input one level
 # apart, so those are compared within the accuracy bound instead.
 EXACT_ACTIVATIONS = ["linear", "relu", "leaky_relu"]
-SHAPES = [(3, 5, 5, 5, 2), (1, 1), (7, 1, 9), (33, 70, 9), (64, 128, 128, 10), (130, 67, 200, 3)]
+# (2085, 40, 5): a block of 128 samples takes the int8 inputs in 2 chunks of groups of 4
+SHAPES = [(3, 5, 5, 5, 2), (1, 1), (7, 1, 9), (33, 70, 9), (64, 128, 128, 10), (130, 67, 200, 3),
+          (2085, 40, 5)]
 BATCHES = [1, 2, 3, 4, 31, 33, 200]
 
 
@@ -68,7 +71,14 @@ def test_quantize_makes_a_new_network(precision):
     biases = sum(layer.biases.size for layer in network.layers)
     scales = sum(layer.n_out for layer in network.layers) if precision == "int8" else 0
     itemsize = 1 if precision == "int8" else 2
-    assert quantized.nbytes == weights * itemsize + 4 * biases + 4 * scales
+    # the kernels' own copies: 20-30-4 -> int8 weights padded to 20 and 32 inputs, their row
+    # sums; panels of 16 neurons (32 and 16) where the CPU has the instructions that read them
+    supported = _quantized.supported_kernel_sets()
+    copies = {"int8": 30 * 20 + 4 * 32 + 4 * 34 + ("avx512_vnni" in supported) * (
+                  32 * 20 + 16 * 32),
+              "bfloat16": ("avx512_bf16" in supported) * 4 * (32 * 10 + 16 * 15),
+              "float16": 0}[precision]
+    assert quantized.nbytes == weights * itemsize + 4 * biases + 4 * scales + copies
     assert network.nbytes == 4 * (weights + biases)
     assert precision in repr(quantized) and precision in quantized.summary()
     assert f"{quantized.nbytes:,} bytes" in quantized.summary()
@@ -208,8 +218,9 @@ def test_half_kernels_match_the_reference(kernel_set, rng, precision, sizes):
         np.testing.assert_allclose(network(x[-1]), expected[-1], rtol=1e-4, atol=1e-6)
 
 
+# (2085, 40, 5): a block of 128 samples takes the 1,043 input pairs in chunks of 512
 BF16_SHAPES = [(1, 1), (2, 16), (3, 17), (31, 33), (32, 15), (33, 16, 47), (64, 65),
-               (129, 48, 300, 7)]
+               (129, 48, 300, 7), (2085, 40, 5)]
 
 
 @pytest.mark.skipif("avx512_bf16" not in KERNEL_SETS, reason="this CPU has no AVX-512 BF16")
@@ -310,6 +321,28 @@ def test_one_sample_layers_shared_among_threads(rng):
                                       quantized.forward(x, threads=1))
         np.testing.assert_allclose(quantized(x), forward_numpy(quantized, x), rtol=1e-4,
                                    atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_workspace_is_kept_between_calls_and_shared_by_python_threads(kernel_set, rng,
+                                                                      precision):
+    network = Network.from_sizes([70, 130, 9], seed=6).quantize(precision)
+    batches = [rng.standard_normal((n, 70)).astype(np.float32) for n in (300, 1, 40)]
+    # each from a network of its own, whose workspace never held another call's blocks
+    expected = [Network(network.layers)(x, threads=2) for x in batches]
+    assert network._compiled.workspace_nbytes == 0
+    np.testing.assert_array_equal(network(batches[0], threads=2), expected[0])
+    kept = network._compiled.workspace_nbytes
+    assert kept > 0
+    for _ in range(2):
+        for x, y in zip(batches, expected):
+            np.testing.assert_array_equal(network(x, threads=2), y)
+            assert network._compiled.workspace_nbytes == kept
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda k: network(batches[k % 3], threads=2), range(24)))
+    for k, y in enumerate(results):
+        np.testing.assert_array_equal(y, expected[k % 3])
+    assert network._compiled.workspace_nbytes == kept
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)

@@ -19,6 +19,9 @@ class QuantizedNetwork:
     n_in: int
     n_out: int
     dtype: np.dtype[Any]
+    copies_nbytes: int
+    @property
+    def workspace_nbytes(self) -> int: ...
     def __init__(self, layers: Sequence[Any]) -> None: ...
     def forward(self, x: npt.ArrayLike, out: npt.NDArray[np.float32] | None = None,
                 threads: int = 0) -> npt.NDArray[np.float32]: ...

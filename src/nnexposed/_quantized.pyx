@@ -97,6 +97,11 @@ cdef extern from "_kernels/half.h" nogil:
     Py_ssize_t nnx_bf16_pairs(Py_ssize_t n_in)
     void nnx_bf16_pack_weights(const uint16_t*, Py_ssize_t, Py_ssize_t, uint32_t*)
 
+cdef extern from "_kernels/quantized_common.h" nogil:
+    ctypedef void (*nnx_transpose_fn)(const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, float*,
+                                      Py_ssize_t) noexcept nogil
+    nnx_transpose_fn nnx_transpose_for(int kernel_set)
+
 include "_kernels/declarations.pxi"
 include "_kernels/activations.pxi"
 
@@ -110,8 +115,6 @@ cdef enum:
     # SHARED_ROW_CHUNK at a time.
     ROW_PARALLEL_MIN_WEIGHTS = 1 << 20
     SHARED_ROW_CHUNK = 64
-    # Samples per pass of the transpositions between sample-major and feature-major blocks.
-    TRANSPOSE_SIDE = 16
     THREAD_LIMIT = 256
 
 # Below this many multiply-adds per call, waking threads costs more than it saves.
@@ -129,6 +132,7 @@ cdef dict SET_CODES = {"avx512_bf16": NNX_Q_AVX512_BF16, "avx512_vnni": NNX_Q_AV
 
 cdef nnx_i8_kernels int8_kernels = nnx_i8_kernels_for(NNX_Q_PORTABLE)
 cdef nnx_half_kernels half_kernels = nnx_half_kernels_for(NNX_Q_PORTABLE)
+cdef nnx_transpose_fn transpose = nnx_transpose_for(NNX_Q_PORTABLE)
 cdef str current_set = "baseline"
 
 
@@ -167,7 +171,7 @@ def rounds_bfloat16_inputs():
 def use_kernel_set(name):
     """Run reduced-precision networks on the kernel set ``name`` (one of
     ``supported_kernel_sets()``); returns the previous one. Not for use while forwards run."""
-    global int8_kernels, half_kernels, current_set
+    global int8_kernels, half_kernels, transpose, current_set
     if name not in SET_CODES:
         raise ValueError(f"unknown kernel set {name!r}; expected one of: "
                          f"{', '.join(KERNEL_SETS)}")
@@ -177,6 +181,7 @@ def use_kernel_set(name):
     previous = current_set
     int8_kernels = nnx_i8_kernels_for(SET_CODES[name])
     half_kernels = nnx_half_kernels_for(SET_CODES[name])
+    transpose = nnx_transpose_for(SET_CODES[name])
     current_set = name
     return previous
 
@@ -305,7 +310,7 @@ cdef void network_block(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t ma
 
     work: block_work_bytes(max_width, cols) bytes.
     """
-    cdef Py_ssize_t i, j, k, t, t0, square
+    cdef Py_ssize_t i, k, t
     cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
     cdef float* src = <float*>work
@@ -320,12 +325,7 @@ cdef void network_block(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t ma
     if layers[0].precision == PRECISION_INT8:
         int8_kernels.quantize_rows(x, n_in, rows, cols, xq, x_scale, zero_point)
     else:
-        # in squares of TRANSPOSE_SIDE: few pages and cache lines at a time
-        for square in range((rows + TRANSPOSE_SIDE - 1) // TRANSPOSE_SIDE):
-            t0 = square * TRANSPOSE_SIDE
-            for i in range(n_in):
-                for t in range(t0, min(t0 + TRANSPOSE_SIDE, rows)):
-                    src[i * cols + t] = x[t * n_in + i]
+        transpose(x, rows, n_in, n_in, src, cols)
         for i in range(n_in):
             for t in range(rows, cols):
                 src[i * cols + t] = 0
@@ -347,11 +347,7 @@ cdef void network_block(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t ma
         swap = src
         src = dst
         dst = swap
-    for square in range((rows + TRANSPOSE_SIDE - 1) // TRANSPOSE_SIDE):
-        t0 = square * TRANSPOSE_SIDE
-        for j in range(n_out):
-            for t in range(t0, min(t0 + TRANSPOSE_SIDE, rows)):
-                out[t * n_out + j] = src[j * cols + t]
+    transpose(src, n_out, rows, cols, out, n_out)
 
 
 cdef inline Py_ssize_t scratch_floats(Py_ssize_t max_width, Py_ssize_t cols) noexcept nogil:
@@ -367,6 +363,29 @@ cdef inline Py_ssize_t block_work_bytes(Py_ssize_t max_width, Py_ssize_t cols) n
     cdef Py_ssize_t width4 = (max_width + 3) // 4 * 4
     return ((2 * max_width * cols + 2 * cols + scratch_floats(max_width, cols)) * 4
             + width4 * cols + 64)
+
+
+cdef inline Py_ssize_t block_samples(Py_ssize_t batch, int n_threads) noexcept nogil:
+    """Samples per block of a batched forward: BLOCK, fewer when that leaves threads idle."""
+    cdef Py_ssize_t cols = (batch + n_threads - 1) // n_threads
+    return min(<Py_ssize_t>BLOCK, (cols + NNX_I8_TILE - 1) // NNX_I8_TILE * NNX_I8_TILE)
+
+
+cdef inline Py_ssize_t block_stride(Py_ssize_t max_width, Py_ssize_t cols) noexcept nogil:
+    """Bytes of workspace per thread of a batched forward (whole cache lines)."""
+    return (block_work_bytes(max_width, cols) + 63) // 64 * 64
+
+
+cdef Py_ssize_t forward_work_bytes(Py_ssize_t max_width, Py_ssize_t batch,
+                                   int n_threads) noexcept nogil:
+    """Workspace of network_forward for ``batch`` samples on up to ``n_threads`` threads."""
+    cdef Py_ssize_t cols, n_blocks
+    if batch < MIN_TILED_BATCH:
+        # two float vectors, then the quantized one
+        return 2 * max_width * sizeof(float) + max_width + 64
+    cols = block_samples(batch, n_threads)
+    n_blocks = (batch + cols - 1) // cols
+    return max(1, min(n_threads, n_blocks)) * block_stride(max_width, cols)
 
 
 cdef void network_blocks_shared(const QLayer* layers, Py_ssize_t n_layers,
@@ -414,23 +433,19 @@ cdef void network_blocks_shared(const QLayer* layers, Py_ssize_t n_layers,
     watch.regions += 1
 
 
-cdef int network_forward(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
-                         const float* x, float* out, Py_ssize_t batch, int n_threads,
-                         nnx_parallel_watch* watch) noexcept nogil:
+cdef void network_forward(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
+                          const float* x, float* out, Py_ssize_t batch, int n_threads,
+                          char* work, nnx_parallel_watch* watch) noexcept nogil:
     """Forward ``batch`` samples (rows of x) on up to ``n_threads`` threads; ``watch`` adds
-    up what the caller saw of the parallel regions. Returns -1 if out of memory."""
+    up what the caller saw of the parallel regions. work: forward_work_bytes(max_width,
+    batch, n_threads) bytes."""
     cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
-    cdef Py_ssize_t s, k, block, n_blocks, first, cols, work_bytes
-    cdef float* row_work
-    cdef char* work
+    cdef Py_ssize_t s, k, block, n_blocks, first, cols, stride
+    cdef float* row_work = <float*>work
     cdef const float* src
     cdef float* dst
     if batch < MIN_TILED_BATCH:
-        # two float vectors, then the quantized one
-        row_work = <float*>PyMem_RawMalloc(2 * max_width * sizeof(float) + max_width + 64)
-        if row_work == NULL:
-            return -1
         for s in range(batch):
             src = x + s * n_in
             for k in range(n_layers):
@@ -438,17 +453,11 @@ cdef int network_forward(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t m
                 layer_row(&layers[k], src, dst, <uint8_t*>(row_work + 2 * max_width),
                           n_threads, watch)
                 src = dst
-        PyMem_RawFree(row_work)
-        return 0
-    # Blocks of BLOCK samples, smaller when that leaves threads idle.
-    cols = (batch + n_threads - 1) // n_threads
-    cols = min(<Py_ssize_t>BLOCK, (cols + NNX_I8_TILE - 1) // NNX_I8_TILE * NNX_I8_TILE)
+        return
+    cols = block_samples(batch, n_threads)
     n_blocks = (batch + cols - 1) // cols
     n_threads = <int>max(1, min(n_threads, n_blocks))
-    work_bytes = (block_work_bytes(max_width, cols) + 63) // 64 * 64
-    work = <char*>PyMem_RawMalloc(n_threads * work_bytes)
-    if work == NULL:
-        return -1
+    stride = block_stride(max_width, cols)
     if n_threads == 1:
         for block in range(n_blocks):
             first = block * cols
@@ -456,9 +465,7 @@ cdef int network_forward(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t m
                           min(cols, batch - first), cols, work)
     else:
         network_blocks_shared(layers, n_layers, max_width, x, out, batch, cols, n_threads, work,
-                              work_bytes, watch)
-    PyMem_RawFree(work)
-    return 0
+                              stride, watch)
 
 
 cdef inline bint is_float32_c_array(object arr):
@@ -482,8 +489,17 @@ cdef class QuantizedNetwork:
     Built by ``nnexposed.Network`` from validated ``Dense`` layers of one reduced precision;
     keeps the arrays the kernels read (int8 weights padded to a multiple of 4 inputs, their
     row sums; 16-bit weights as uint16 views) and never writes to them.
+
+    The forward pass's workspace (the blocks of activations, one per thread) is kept between
+    calls, so that a call does not fault in fresh pages: it grows to the largest call's need
+    (batch blocks of at most BLOCK samples times the widest layer, per thread) and is freed
+    with the network. A call that finds it in use by another Python thread takes one of its
+    own for the call.
     """
     cdef QLayer* layers
+    cdef char* workspace
+    cdef Py_ssize_t workspace_bytes
+    cdef bint workspace_busy
     cdef Py_ssize_t n_layers
     cdef Py_ssize_t max_width
     cdef Py_ssize_t macs_per_sample
@@ -491,6 +507,7 @@ cdef class QuantizedNetwork:
     cdef readonly Py_ssize_t n_out
     cdef readonly object dtype
     cdef tuple arrays
+    cdef readonly Py_ssize_t copies_nbytes
 
     def __cinit__(self, layers):
         cdef Py_ssize_t k, n_layers = len(layers)
@@ -500,6 +517,9 @@ cdef class QuantizedNetwork:
         kept = []
         if n_layers == 0:
             raise ValueError("a network needs at least one layer")
+        self.workspace = NULL
+        self.workspace_bytes = 0
+        self.workspace_busy = False
         self.layers = <QLayer*>PyMem_RawMalloc(n_layers * sizeof(QLayer))
         if self.layers == NULL:
             raise MemoryError()
@@ -559,11 +579,43 @@ cdef class QuantizedNetwork:
             self.max_width = max(self.max_width, n_in, n_out)
             self.macs_per_sample += n_in * n_out
         self.arrays = tuple(kept)
+        own = [dense.weights for dense in layers] + [dense.biases for dense in layers] + [
+            dense.scales for dense in layers if dense.scales is not None]
+        self.copies_nbytes = sum(
+            array.nbytes for array in kept
+            if not any(np.may_share_memory(array, original) for original in own))
         self.n_in = self.layers[0].n_in
         self.n_out = self.layers[n_layers - 1].n_out
 
     def __dealloc__(self):
+        PyMem_RawFree(self.workspace)
         PyMem_RawFree(self.layers)
+
+    @property
+    def workspace_nbytes(self):
+        """Bytes of the workspace kept for the next forward pass (0 before the first)."""
+        return self.workspace_bytes
+
+    cdef char* claim_workspace(self, Py_ssize_t n_bytes):
+        """The kept workspace, grown to ``n_bytes`` if need be, or, while another thread
+        uses it, a workspace for this call only; NULL if out of memory. Called with the GIL,
+        which makes the claim atomic; give it back with release_workspace."""
+        if self.workspace_busy:
+            return <char*>PyMem_RawMalloc(n_bytes)
+        if self.workspace_bytes < n_bytes:
+            PyMem_RawFree(self.workspace)
+            self.workspace = <char*>PyMem_RawMalloc(n_bytes)
+            self.workspace_bytes = n_bytes if self.workspace != NULL else 0
+            if self.workspace == NULL:
+                return NULL
+        self.workspace_busy = True
+        return self.workspace
+
+    cdef void release_workspace(self, char* work):
+        if work == self.workspace:
+            self.workspace_busy = False
+        else:
+            PyMem_RawFree(work)
 
     def forward(self, x, out=None, int threads=0):
         """Run all layers on float32 x: (n_in,) -> (n_out,) or (batch, n_in) ->
@@ -573,10 +625,11 @@ cdef class QuantizedNetwork:
         running at once."""
         cdef cnp.ndarray xa, oa
         cdef cnp.npy_intp dims[2]
-        cdef int ndim, status, process_threads, taken = 0
+        cdef int ndim, process_threads, taken = 0
         cdef long long started = 0
         cdef nnx_parallel_watch watch
         cdef Py_ssize_t batch
+        cdef char* work
         if is_float32_c_array(x):
             xa = <cnp.ndarray>x
         else:
@@ -615,14 +668,18 @@ cdef class QuantizedNetwork:
                 taken = threads = nnx_take_threads(settings_state, threads, process_threads)
                 nnx_note_openmp_started(settings_state)
                 started = nnx_now_ns()
+        work = self.claim_workspace(forward_work_bytes(self.max_width, batch, threads))
+        if work == NULL:
+            if taken > 0:
+                nnx_give_back_threads(settings_state, taken)
+            raise MemoryError("no memory for the forward pass workspace")
         memset(&watch, 0, sizeof(watch))
         with nogil:
-            status = network_forward(self.layers, self.n_layers, self.max_width,
-                                     <const float*>cnp.PyArray_DATA(xa),
-                                     <float*>cnp.PyArray_DATA(oa), batch, threads, &watch)
+            network_forward(self.layers, self.n_layers, self.max_width,
+                            <const float*>cnp.PyArray_DATA(xa), <float*>cnp.PyArray_DATA(oa),
+                            batch, threads, work, &watch)
+        self.release_workspace(work)
         if taken > 0:
             nnx_give_back_threads(settings_state, taken)
-        if status != 0:
-            raise MemoryError("no memory for the forward pass workspace")
         nnx_judge_forward(policy, started, &watch)
         return oa

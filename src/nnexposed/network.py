@@ -718,8 +718,12 @@ class Network:
 
     @property
     def nbytes(self):
-        """Bytes of the layers' weights, biases and (int8) scales."""
-        return sum(layer.nbytes for layer in self._layers)
+        """Bytes of the layers' weights, biases and (int8) scales, and of the copies of them
+        that the reduced-precision kernels keep in their own layouts (int8 weights padded to
+        a multiple of 4 inputs and their row sums; weight panels where the CPU has AVX-512
+        VNNI or BF16)."""
+        return (sum(layer.nbytes for layer in self._layers)
+                + getattr(self._compiled, "copies_nbytes", 0))
 
     def astype(self, dtype):
         """The same network in float32 or float64 (reduced precisions: dequantized).

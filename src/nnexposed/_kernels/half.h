@@ -259,18 +259,23 @@ NNX_TARGET_BF16 static void nnx_bf16_pack_block(const float* x, ptrdiff_t n_in,
     }
 }
 
-/* NR neurons (of a panel, from `lane`) x 32 samples: 2 * NR float32 sums. */
+/* NR neurons (of a panel, from `lane`) x 32 samples: 2 * NR float32 sums over the pairs
+ * [g0, g1), started from zero (g0 == 0) or from the sums stored by the previous pairs; the
+ * bias and ReLU once the last pair is in. */
 #define NNX_BF16_DOT_BLOCK(NR)                                                                \
     {                                                                                         \
         __m512 acc[NR][2];                                                                    \
-        const uint32_t* w = panel + lane;                                                     \
-        const uint32_t* xg = pairs + t0;                                                      \
+        const uint32_t* w = panel + g0 * NNX_BF16_PANEL + lane;                               \
+        const uint32_t* xg = pairs + g0 * cols + t0;                                          \
+        float* first_row = y + (p * NNX_BF16_PANEL + lane) * cols + t0;                       \
         int r;                                                                                \
         for (r = 0; r < NR; r++) {                                                            \
-            acc[r][0] = _mm512_setzero_ps();                                                  \
-            acc[r][1] = _mm512_setzero_ps();                                                  \
+            int stored = g0 > 0 && r < rows;                                                  \
+            acc[r][0] = stored ? _mm512_loadu_ps(first_row + r * cols) : _mm512_setzero_ps(); \
+            acc[r][1] = stored ? _mm512_loadu_ps(first_row + r * cols + 16)                   \
+                               : _mm512_setzero_ps();                                         \
         }                                                                                     \
-        for (g = 0; g < n_pairs; g++, w += NNX_BF16_PANEL, xg += cols) {                      \
+        for (g = g0; g < g1; g++, w += NNX_BF16_PANEL, xg += cols) {                          \
             __m512bh x0 = (__m512bh)_mm512_loadu_si512((const void*)xg);                      \
             __m512bh x1 = (__m512bh)_mm512_loadu_si512((const void*)(xg + 16));               \
             for (r = 0; r < NR; r++) {                                                        \
@@ -280,38 +285,51 @@ NNX_TARGET_BF16 static void nnx_bf16_pack_block(const float* x, ptrdiff_t n_in,
             }                                                                                 \
         }                                                                                     \
         for (r = 0; r < NR && r < rows; r++) {                                                \
-            ptrdiff_t j = p * NNX_BF16_PANEL + lane + r;                                      \
-            __m512 bias = _mm512_set1_ps(biases[j]);                                          \
-            __m512 v0 = _mm512_add_ps(acc[r][0], bias), v1 = _mm512_add_ps(acc[r][1], bias);  \
-            if (relu) { /* max(0, v) keeps NaN */                                             \
-                v0 = _mm512_max_ps(_mm512_setzero_ps(), v0);                                  \
-                v1 = _mm512_max_ps(_mm512_setzero_ps(), v1);                                  \
+            __m512 v0 = acc[r][0], v1 = acc[r][1];                                            \
+            if (g1 == n_pairs) {                                                              \
+                __m512 bias = _mm512_set1_ps(biases[p * NNX_BF16_PANEL + lane + r]);          \
+                v0 = _mm512_add_ps(v0, bias);                                                 \
+                v1 = _mm512_add_ps(v1, bias);                                                 \
+                if (relu) { /* max(0, v) keeps NaN */                                         \
+                    v0 = _mm512_max_ps(_mm512_setzero_ps(), v0);                              \
+                    v1 = _mm512_max_ps(_mm512_setzero_ps(), v1);                              \
+                }                                                                             \
             }                                                                                 \
-            _mm512_storeu_ps(y + j * cols + t0, v0);                                          \
-            _mm512_storeu_ps(y + j * cols + t0 + 16, v1);                                     \
+            _mm512_storeu_ps(first_row + r * cols, v0);                                       \
+            _mm512_storeu_ps(first_row + r * cols + 16, v1);                                  \
         }                                                                                     \
     }
+
+/* Bytes of a block's input pairs that one pass over the weights reads: the pairs are taken
+ * in chunks of at most this many (times the block's samples) so that they stay in L2 while
+ * every panel passes; the sums wait in y between chunks (float32 either way: the same
+ * bits as in one pass). */
+#define NNX_BF16_CHUNK_BYTES (256 * 1024)
 
 /* The batched kernel (float16 layers: the AVX-512 widening one). weights: the panels;
  * buffer: nnx_bf16_pairs(n_in) * cols floats. */
 NNX_TARGET_BF16 static void nnx_half_tile_bf16(
         const float* x, const uint16_t* weights, int kind, const float* biases,
         ptrdiff_t n_in, ptrdiff_t n_out, ptrdiff_t cols, float* y, int relu, float* buffer) {
-    ptrdiff_t n_pairs = nnx_bf16_pairs(n_in), p, lane, t0, g, rows;
+    ptrdiff_t n_pairs = nnx_bf16_pairs(n_in), p, lane, t0, g, g0, g1, rows;
+    ptrdiff_t chunk = NNX_BF16_CHUNK_BYTES / 4 / cols;
     uint32_t* pairs = (uint32_t*)buffer;
     if (kind != NNX_BFLOAT16) {
         nnx_half_tile_avx512(x, weights, kind, biases, n_in, n_out, cols, y, relu, buffer);
         return;
     }
     nnx_bf16_pack_block(x, n_in, cols, pairs);
-    for (p = 0; p * NNX_BF16_PANEL < n_out; p++) {
-        const uint32_t* panel = (const uint32_t*)weights + p * n_pairs * NNX_BF16_PANEL;
-        for (lane = 0; lane < NNX_BF16_PANEL; lane += 8) {
-            rows = n_out - p * NNX_BF16_PANEL - lane;
-            if (rows <= 0) break;
-            for (t0 = 0; t0 < cols; t0 += 32) {
-                if (rows > 4) NNX_BF16_DOT_BLOCK(8)
-                else NNX_BF16_DOT_BLOCK(4)
+    for (g0 = 0; g0 < n_pairs; g0 = g1) {
+        g1 = n_pairs - g0 <= chunk ? n_pairs : g0 + chunk;
+        for (p = 0; p * NNX_BF16_PANEL < n_out; p++) {
+            const uint32_t* panel = (const uint32_t*)weights + p * n_pairs * NNX_BF16_PANEL;
+            for (lane = 0; lane < NNX_BF16_PANEL; lane += 8) {
+                rows = n_out - p * NNX_BF16_PANEL - lane;
+                if (rows <= 0) break;
+                for (t0 = 0; t0 < cols; t0 += 32) {
+                    if (rows > 4) NNX_BF16_DOT_BLOCK(8)
+                    else NNX_BF16_DOT_BLOCK(4)
+                }
             }
         }
     }

@@ -333,55 +333,106 @@ NNX_TARGET_VNNI static inline __m512 nnx_i8_finish_vnni(
     return relu ? _mm512_max_ps(_mm512_setzero_ps(), v) : v;
 }
 
-/* NR neurons (of a panel, from `lane`) x 32 samples: 2 * NR accumulators. */
-#define NNX_I8_VNNI_BLOCK(NR)                                                                 \
+/* acc += x . w by vpdpbusd. GCC 12 copies every accumulator of the intrinsic's loop through
+ * other registers and the stack (it does not tie the accumulator to the destination); the
+ * instruction in inline assembly keeps them in place. */
+#if defined(__GNUC__)
+#define NNX_DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
+#else
+#define NNX_DPBUSD(acc, x, w) ((acc) = _mm512_dpbusd_epi32((acc), (x), (w)))
+#endif
+
+/* Neuron R of NNX_I8_VNNI_BLOCK: its 4 weights of group g times both vectors of samples. */
+#define NNX_I8_VNNI_NEURON(R)                                                                 \
     {                                                                                         \
-        __m512i acc[NR][2];                                                                   \
-        const uint32_t* w = panel + lane;                                                     \
-        const uint32_t* x = (const uint32_t*)xq + t0;                                         \
-        int r;                                                                                \
-        for (r = 0; r < NR; r++) {                                                            \
-            acc[r][0] = _mm512_setzero_si512();                                               \
-            acc[r][1] = _mm512_setzero_si512();                                               \
-        }                                                                                     \
-        for (g = 0; g < n_groups; g++, w += NNX_I8_PANEL, x += cols) {                        \
-            __m512i x0 = _mm512_loadu_si512((const void*)x);                                  \
-            __m512i x1 = _mm512_loadu_si512((const void*)(x + 16));                           \
-            for (r = 0; r < NR; r++) {                                                        \
-                __m512i wv = _mm512_set1_epi32((int)w[r]);                                    \
-                acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x0, wv);                           \
-                acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x1, wv);                           \
-            }                                                                                 \
-        }                                                                                     \
-        for (r = 0; r < NR && r < rows; r++) {                                                \
-            ptrdiff_t jr = p * NNX_I8_PANEL + lane + r;                                       \
-            float* out = y + jr * cols + t0;                                                  \
-            _mm512_storeu_ps(out, nnx_i8_finish_vnni(acc[r][0], zp0, row_sums[jr], xs0,      \
+        __m512i wv = _mm512_set1_epi32((int)w[R]);                                            \
+        NNX_DPBUSD(low##R, x0, wv);                                                           \
+        NNX_DPBUSD(high##R, x1, wv);                                                          \
+    }
+
+/* Neuron R's sums: finished into y once the last group is in, else stored there as int32
+ * for the next chunk of groups to resume from. */
+#define NNX_I8_VNNI_STORE(R)                                                                  \
+    if (R < block_rows && R < rows) {                                                         \
+        ptrdiff_t jr = p * NNX_I8_PANEL + lane + R;                                           \
+        float* out = y + jr * cols + t0;                                                      \
+        if (g1 == n_groups) {                                                                 \
+            _mm512_storeu_ps(out, nnx_i8_finish_vnni(low##R, zp0, row_sums[jr], xs0,          \
                                                      w_scales[jr], biases[jr], relu));        \
-            _mm512_storeu_ps(out + 16, nnx_i8_finish_vnni(acc[r][1], zp1, row_sums[jr], xs1, \
+            _mm512_storeu_ps(out + 16, nnx_i8_finish_vnni(high##R, zp1, row_sums[jr], xs1,    \
                                                           w_scales[jr], biases[jr], relu));   \
+        } else {                                                                              \
+            _mm512_storeu_si512((void*)out, low##R);                                          \
+            _mm512_storeu_si512((void*)(out + 16), high##R);                                  \
         }                                                                                     \
     }
 
-/* q: nnx_i8_pack_weights' panels. Neurons outer, sample tiles inner: half a panel's
- * weights stay in L1 while the block's tiles pass. */
+#define NNX_I8_VNNI_RESUME(R)                                                                 \
+    if (g0 > 0 && R < block_rows && R < rows) {                                               \
+        const float* sums = y + (p * NNX_I8_PANEL + lane + R) * cols + t0;                    \
+        low##R = _mm512_loadu_si512((const void*)sums);                                       \
+        high##R = _mm512_loadu_si512((const void*)(sums + 16));                               \
+    }
+
+/* NR (4 or 8) neurons (of a panel, from `lane`) x 32 samples over the groups [g0, g1):
+ * 2 * NR accumulators, named rather than an array so that they stay in registers. */
+#define NNX_I8_VNNI_BLOCK(NR)                                                                 \
+    {                                                                                         \
+        __m512i low0 = _mm512_setzero_si512(), high0 = low0, low1 = low0, high1 = low0;       \
+        __m512i low2 = low0, high2 = low0, low3 = low0, high3 = low0, low4 = low0;            \
+        __m512i high4 = low0, low5 = low0, high5 = low0, low6 = low0, high6 = low0;           \
+        __m512i low7 = low0, high7 = low0;                                                    \
+        const int block_rows = NR;                                                            \
+        const uint32_t* w = panel + g0 * NNX_I8_PANEL + lane;                                 \
+        const uint32_t* x = (const uint32_t*)xq + g0 * cols + t0;                             \
+        NNX_I8_VNNI_RESUME(0) NNX_I8_VNNI_RESUME(1) NNX_I8_VNNI_RESUME(2)                     \
+        NNX_I8_VNNI_RESUME(3) NNX_I8_VNNI_RESUME(4) NNX_I8_VNNI_RESUME(5)                     \
+        NNX_I8_VNNI_RESUME(6) NNX_I8_VNNI_RESUME(7)                                           \
+        for (g = g0; g < g1; g++, w += NNX_I8_PANEL, x += cols) {                             \
+            __m512i x0 = _mm512_loadu_si512((const void*)x);                                  \
+            __m512i x1 = _mm512_loadu_si512((const void*)(x + 16));                           \
+            NNX_I8_VNNI_NEURON(0) NNX_I8_VNNI_NEURON(1)                                       \
+            NNX_I8_VNNI_NEURON(2) NNX_I8_VNNI_NEURON(3)                                       \
+            if (block_rows > 4) {                                                             \
+                NNX_I8_VNNI_NEURON(4) NNX_I8_VNNI_NEURON(5)                                   \
+                NNX_I8_VNNI_NEURON(6) NNX_I8_VNNI_NEURON(7)                                   \
+            }                                                                                 \
+        }                                                                                     \
+        {                                                                                     \
+            const __m512 xs0 = _mm512_loadu_ps(x_scale + t0);                                 \
+            const __m512 xs1 = _mm512_loadu_ps(x_scale + t0 + 16);                            \
+            const __m512i zp0 = _mm512_loadu_si512((const void*)(zero_point + t0));           \
+            const __m512i zp1 = _mm512_loadu_si512((const void*)(zero_point + t0 + 16));      \
+            NNX_I8_VNNI_STORE(0) NNX_I8_VNNI_STORE(1) NNX_I8_VNNI_STORE(2)                    \
+            NNX_I8_VNNI_STORE(3) NNX_I8_VNNI_STORE(4) NNX_I8_VNNI_STORE(5)                    \
+            NNX_I8_VNNI_STORE(6) NNX_I8_VNNI_STORE(7)                                         \
+        }                                                                                     \
+    }
+
+/* Bytes of a block's quantized inputs that one pass over the weights reads: the groups are
+ * taken in chunks of at most this many (times the block's samples), which stay in L2 while
+ * every panel passes; the int32 sums wait in y between chunks. */
+#define NNX_I8_CHUNK_BYTES (256 * 1024)
+
+/* q: nnx_i8_pack_weights' panels. Neurons outer, sample tiles inner: 8 neurons' weights of
+ * a chunk stay in L1 while the block's tiles pass. */
 NNX_TARGET_VNNI static void nnx_i8_tile_vnni(
         const uint8_t* xq, const int8_t* q, const int32_t* row_sums, const float* w_scales,
         const float* biases, ptrdiff_t n_in4, ptrdiff_t n_out, ptrdiff_t cols,
         const float* x_scale, const int32_t* zero_point, float* y, int relu) {
-    ptrdiff_t n_groups = n_in4 / 4, p, lane, t0, g, rows;
-    for (p = 0; p * NNX_I8_PANEL < n_out; p++) {
-        const uint32_t* panel = (const uint32_t*)q + p * n_groups * NNX_I8_PANEL;
-        for (lane = 0; lane < NNX_I8_PANEL; lane += 8) {
-            rows = n_out - p * NNX_I8_PANEL - lane;
-            if (rows <= 0) break;
-            for (t0 = 0; t0 < cols; t0 += NNX_I8_TILE) {
-                __m512 xs0 = _mm512_loadu_ps(x_scale + t0);
-                __m512 xs1 = _mm512_loadu_ps(x_scale + t0 + 16);
-                __m512i zp0 = _mm512_loadu_si512((const void*)(zero_point + t0));
-                __m512i zp1 = _mm512_loadu_si512((const void*)(zero_point + t0 + 16));
-                if (rows > 4) NNX_I8_VNNI_BLOCK(8)
-                else NNX_I8_VNNI_BLOCK(4)
+    ptrdiff_t n_groups = n_in4 / 4, p, lane, t0, g, g0, g1, rows;
+    ptrdiff_t chunk = NNX_I8_CHUNK_BYTES / 4 / cols;
+    for (g0 = 0; g0 < n_groups; g0 = g1) {
+        g1 = n_groups - g0 <= chunk ? n_groups : g0 + chunk;
+        for (p = 0; p * NNX_I8_PANEL < n_out; p++) {
+            const uint32_t* panel = (const uint32_t*)q + p * n_groups * NNX_I8_PANEL;
+            for (lane = 0; lane < NNX_I8_PANEL; lane += 8) {
+                rows = n_out - p * NNX_I8_PANEL - lane;
+                if (rows <= 0) break;
+                for (t0 = 0; t0 < cols; t0 += NNX_I8_TILE) {
+                    if (rows > 4) NNX_I8_VNNI_BLOCK(8)
+                    else NNX_I8_VNNI_BLOCK(4)
+                }
             }
         }
     }

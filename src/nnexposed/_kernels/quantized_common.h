@@ -83,4 +83,79 @@ static inline int32_t nnx_round_small(float v) {
     return (int32_t)(v + NNX_ROUND_MAGIC) - 12582912;
 }
 
+/* b[c * ldb + r] = a[r * lda + c] for r < n_rows, c < n_cols: the transpositions between a
+ * batch (sample-major) and a block (feature-major), in squares of 16 so that few cache lines
+ * and pages are open at a time. */
+#define NNX_TRANSPOSE_SIDE 16
+
+static void nnx_transpose_portable(const float* a, ptrdiff_t n_rows, ptrdiff_t n_cols,
+                                   ptrdiff_t lda, float* b, ptrdiff_t ldb) {
+    ptrdiff_t r0, c0, r, c;
+    for (r0 = 0; r0 < n_rows; r0 += NNX_TRANSPOSE_SIDE) {
+        ptrdiff_t r_end = n_rows - r0 < NNX_TRANSPOSE_SIDE ? n_rows
+                                                           : r0 + NNX_TRANSPOSE_SIDE;
+        for (c0 = 0; c0 < n_cols; c0 += NNX_TRANSPOSE_SIDE) {
+            ptrdiff_t c_end = n_cols - c0 < NNX_TRANSPOSE_SIDE ? n_cols
+                                                               : c0 + NNX_TRANSPOSE_SIDE;
+            for (c = c0; c < c_end; c++)
+                for (r = r0; r < r_end; r++) b[c * ldb + r] = a[r * lda + c];
+        }
+    }
+}
+
+#if defined(NNX_X86)
+/* 16 x 16 squares in AVX-512 registers: 16 rows in (masked past the edges), 16 columns out. */
+NNX_TARGET_AVX512 static void nnx_transpose_avx512(const float* a, ptrdiff_t n_rows,
+                                                   ptrdiff_t n_cols, ptrdiff_t lda, float* b,
+                                                   ptrdiff_t ldb) {
+    ptrdiff_t r0, c0, i;
+    for (r0 = 0; r0 < n_rows; r0 += 16) {
+        ptrdiff_t nr = n_rows - r0 < 16 ? n_rows - r0 : 16;
+        __mmask16 row_mask = (__mmask16)(nr == 16 ? 0xFFFFu : (1u << nr) - 1);
+        for (c0 = 0; c0 < n_cols; c0 += 16) {
+            ptrdiff_t nc = n_cols - c0 < 16 ? n_cols - c0 : 16;
+            __mmask16 col_mask = (__mmask16)(nc == 16 ? 0xFFFFu : (1u << nc) - 1);
+            __m512 v[16], t[16];
+            for (i = 0; i < 16; i++)
+                v[i] = i < nr ? _mm512_maskz_loadu_ps(col_mask, a + (r0 + i) * lda + c0)
+                              : _mm512_setzero_ps();
+            for (i = 0; i < 16; i += 2) {
+                t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+                t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+            }
+            for (i = 0; i < 16; i += 4) {
+                v[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+                v[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+                v[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+                v[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+            }
+            for (i = 0; i < 4; i++) {
+                t[i] = _mm512_shuffle_f32x4(v[i], v[i + 4], 0x88);
+                t[i + 4] = _mm512_shuffle_f32x4(v[i], v[i + 4], 0xDD);
+                t[i + 8] = _mm512_shuffle_f32x4(v[i + 8], v[i + 12], 0x88);
+                t[i + 12] = _mm512_shuffle_f32x4(v[i + 8], v[i + 12], 0xDD);
+            }
+            for (i = 0; i < 8; i++) {
+                v[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+                v[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+            }
+            for (i = 0; i < nc; i++)
+                _mm512_mask_storeu_ps(b + (c0 + i) * ldb + r0, row_mask, v[i]);
+        }
+    }
+}
+#endif
+
+typedef void (*nnx_transpose_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, float*,
+                                 ptrdiff_t);
+
+static nnx_transpose_fn nnx_transpose_for(int set) {
+#if defined(NNX_X86)
+    if (set >= NNX_Q_AVX512) return nnx_transpose_avx512;
+#else
+    (void)set;
+#endif
+    return nnx_transpose_portable;
+}
+
 #endif
