@@ -31,13 +31,13 @@ cdef void dense_block(const ForwardPlan* plan, const LayerPlan* layer, const flo
         layer_activate(layer, y, cols)
         return
     if layer_uses_blas(plan, layer, cols):
-        # Row-major y (n_out, cols) is column-major y.T (cols, n_out) = x.T @ W.T, where
-        # column-major x.T is row-major x and column-major W.T is row-major W.
-        blas_gemm(no_transpose, no_transpose, <int>cols, <int>layer.n_out, <int>layer.n_in, x,
-                  <int>cols, weights, <int>layer.n_in, 0, y, <int>cols)
         for j in range(layer.n_out):
             for t in range(cols):
-                y[j * cols + t] += biases[j]
+                y[j * cols + t] = biases[j]
+        # Row-major y (n_out, cols) is column-major y.T (cols, n_out) = x.T @ W.T + y.T, where
+        # column-major x.T is row-major x and column-major W.T is row-major W.
+        blas_gemm(no_transpose, no_transpose, <int>cols, <int>layer.n_out, <int>layer.n_in, x,
+                  <int>cols, weights, <int>layer.n_in, 1, y, <int>cols)
         layer_activate(layer, y, cols)
     else:
         for chunk in range(cols // TILE):
