@@ -10,8 +10,11 @@ network in nnexposed (``Network.from_sklearn``) score the same rows on each engi
   data generated and persisted on the workers): ``nnexposed.dask.forward`` / ``predict``
   against ``map_blocks`` / ``map_partitions`` of ``predict_proba``; results persisted on the
   workers (nothing is gathered);
-- Spark (``local[N]``, a cached DataFrame of 64 float columns): ``nnexposed.spark.predict``
-  against a pandas UDF calling ``predict_proba``; written to Spark's ``noop`` sink;
+- Spark (``local[N]``), in four layouts of the same features: 64 float columns cached, the same
+  columns read from a Parquet file, one cached array<float> column, one cached ML vector column
+  (``VectorAssembler``): ``nnexposed.spark.predict`` against a pandas UDF calling
+  ``predict_proba`` written as for that layout (``np.stack`` of the arrays; ``vector_to_array``
+  first for vectors); written to Spark's ``noop`` sink;
 - files: ``nnexposed predict`` (in process) from a Parquet file to a Parquet file, against
   reading the file (pyarrow) plus one ``forward`` call.
 
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 
 import numpy as np
 
@@ -100,7 +104,7 @@ def dask_cluster():
     return cluster, Client(cluster)
 
 
-def bench_dask(classifier, network, rows, repeat, record, frames):
+def bench_dask(classifier, network, rows, repeat, record, frames, partitions_per_core):
     import dask.array as da
     import dask.dataframe as dd
     import pandas as pd
@@ -110,7 +114,7 @@ def bench_dask(classifier, network, rows, repeat, record, frames):
 
     cluster, client = dask_cluster()
     try:
-        chunk = max(1, rows // (8 * os.cpu_count()))
+        chunk = max(1, rows // (partitions_per_core * os.cpu_count()))
         x = da.random.default_rng(1).standard_normal((rows, SIZES[0]), chunks=(chunk, -1),
                                                       dtype=np.float32)
         x = client.persist(x)
@@ -175,8 +179,19 @@ def bench_dask(classifier, network, rows, repeat, record, frames):
         cluster.close()
 
 
+SPARK_LAYOUTS = {
+    # engine: how the features are laid out and stored
+    "spark": "64 float columns, cached",
+    "spark-parquet": "64 float columns, read from Parquet",
+    "spark-array": "one array<float> column, cached",
+    "spark-vector": "one ML vector column (VectorAssembler), cached",
+}
+
+
 def bench_spark(classifier, network, rows, repeat, record):
     import pandas as pd
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.functions import vector_to_array
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -189,34 +204,62 @@ def bench_spark(classifier, network, rows, repeat, record):
              .config("spark.driver.memory", "4g")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
+    folder = tempfile.TemporaryDirectory()
     try:
-        df = spark.range(rows, numPartitions=4 * os.cpu_count()).select(
-            "id", *[F.randn(seed=k).cast("float").alias(name) for k, name in enumerate(COLUMNS)])
-        df = df.cache()
-        df.count()
-        ours = nnexposed.spark.predict(network, df, input_cols=COLUMNS, output_cols=OUTPUTS)
-
-        schema = T.StructType([T.StructField(name, T.DoubleType()) for name in OUTPUTS])
+        columns, outputs = list(COLUMNS), list(OUTPUTS)  # the UDFs carry them, not this module
+        generated = spark.range(rows, numPartitions=4 * os.cpu_count()).select(
+            "id", *[F.randn(seed=k).cast("float").alias(name) for k, name in enumerate(columns)])
+        parquet = os.path.join(folder.name, "features.parquet")
+        generated.write.parquet(parquet)
+        frames = {
+            "spark": generated,
+            "spark-parquet": spark.read.parquet(parquet),
+            "spark-array": generated.select("id", F.array(*columns).alias("features")),
+            "spark-vector": VectorAssembler(inputCols=columns, outputCol="features")
+            .transform(generated).select("id", "features"),
+        }
+        schema = T.StructType([T.StructField(name, T.DoubleType()) for name in outputs])
 
         @F.pandas_udf(schema)
-        def proba(*columns: pd.Series) -> pd.DataFrame:
-            values = classifier.predict_proba(pd.concat(columns, axis=1).to_numpy())
-            return pd.DataFrame(values, columns=OUTPUTS)
+        def proba_of_columns(*features: pd.Series) -> pd.DataFrame:
+            values = classifier.predict_proba(pd.concat(features, axis=1).to_numpy())
+            return pd.DataFrame(values, columns=outputs)
 
-        theirs = df.withColumn("proba", proba(*COLUMNS))
-        sample = ours.orderBy("id").limit(2000).toPandas()
-        expected = nnexposed.forward(network, sample[COLUMNS].to_numpy())
-        check("spark predict", sample[OUTPUTS].to_numpy(), expected)
-        other = theirs.orderBy("id").limit(2000).select("proba.*").toPandas().to_numpy()
-        check("spark pandas UDF", other, expected)
+        @F.pandas_udf(schema)
+        def proba_of_arrays(features: pd.Series) -> pd.DataFrame:
+            values = classifier.predict_proba(np.stack(features.to_numpy()))
+            return pd.DataFrame(values, columns=outputs)
 
         def run(frame):
             frame.write.format("noop").mode("overwrite").save()
 
-        record("spark", "nnexposed.spark.predict", *timed(lambda: run(ours), repeat))
-        record("spark", "pandas UDF of predict_proba", *timed(lambda: run(theirs), repeat))
+        for engine, df in frames.items():
+            if engine != "spark-parquet":
+                df = df.cache()
+                df.count()
+            if engine in ("spark", "spark-parquet"):
+                ours = nnexposed.spark.predict(network, df, input_cols=columns,
+                                               output_cols=outputs)
+                theirs = df.withColumn("proba", proba_of_columns(*columns))
+            else:
+                ours = nnexposed.spark.predict(network, df, input_cols="features",
+                                               output_cols=outputs)
+                arrays = F.col("features") if engine == "spark-array" else \
+                    vector_to_array("features", "float32")
+                theirs = df.withColumn("proba", proba_of_arrays(arrays))
+            sample = ours.orderBy("id").limit(2000).toPandas()
+            features = generated.orderBy("id").limit(2000).select(columns).toPandas()
+            expected = nnexposed.forward(network, features.to_numpy())
+            check(f"{engine} predict", sample[outputs].to_numpy(), expected)
+            other = theirs.orderBy("id").limit(2000).select("proba.*").toPandas().to_numpy()
+            check(f"{engine} pandas UDF", other, expected)
+            record(engine, "nnexposed.spark.predict", *timed(partial(run, ours), repeat))
+            record(engine, "pandas UDF of predict_proba", *timed(partial(run, theirs), repeat))
+            if engine != "spark-parquet":
+                df.unpersist(blocking=True)
     finally:
         spark.stop()
+        folder.cleanup()
 
 
 def bench_files(network, rows, repeat, record):
@@ -254,7 +297,8 @@ TARGETS = [
     # (engine, ours, baseline, how the ratio is read)
     ("dask-array", "nnexposed.dask.forward", "map_blocks(predict_proba)", ">= 2x"),
     ("dask-dataframe", "nnexposed.dask.predict", "map_partitions(predict_proba)", ">= 2x"),
-    ("spark", "nnexposed.spark.predict", "pandas UDF of predict_proba", ">= 2x"),
+    *[(engine, "nnexposed.spark.predict", "pandas UDF of predict_proba", ">= 2x")
+      for engine in SPARK_LAYOUTS],
     ("dask-array", "nnexposed.dask.forward", "local:nnexposed.forward (one call)", ">= 0.7x"),
     ("dask-dataframe", "nnexposed.dask.predict", "local:nnexposed.forward (one call)",
      ">= 0.7x"),
@@ -274,6 +318,8 @@ def report(results, rows, command):
         lines.append(f"| {r['engine']} | {r['route']} | {rows / r['median']:,.0f} | "
                      f"{r['median']:.3f} | {', '.join(f'{t:.3f}' for t in r['times'])} | "
                      f"{r['load_before']:.1f} / {r['load_after']:.1f} |")
+    lines += ["", "Spark engines, by how the features are laid out: " + "; ".join(
+        f"`{engine}`: {layout}" for engine, layout in SPARK_LAYOUTS.items()) + "."]
     lines += ["", "| target | ratio of throughputs | wanted |", "|---|---|---|"]
     for engine, ours, baseline, wanted in TARGETS:
         other_engine, _, other = baseline.rpartition(":")
@@ -296,6 +342,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default=",".join(ENGINES),
                         help=f"comma-separated engines (default: {','.join(ENGINES)})")
+    parser.add_argument("--partitions-per-core", type=int, default=8,
+                        help="Dask chunks (row blocks) per worker (default 8)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
     engines = args.only.split(",")
@@ -318,9 +366,11 @@ def main(argv=None):
     if "local" in engines or {"dask-array", "dask-dataframe"} & set(engines):
         bench_local(classifier, network, args.rows, args.repeat, record)
     if "dask-array" in engines:
-        bench_dask(classifier, network, args.rows, args.repeat, record, frames=False)
+        bench_dask(classifier, network, args.rows, args.repeat, record, frames=False,
+                   partitions_per_core=args.partitions_per_core)
     if "dask-dataframe" in engines:
-        bench_dask(classifier, network, args.rows, args.repeat, record, frames=True)
+        bench_dask(classifier, network, args.rows, args.repeat, record, frames=True,
+                   partitions_per_core=args.partitions_per_core)
     if "spark" in engines:
         bench_spark(classifier, network, args.rows, args.repeat, record)
     if "files" in engines:

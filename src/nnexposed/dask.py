@@ -139,11 +139,10 @@ def _forward_block(block: np.ndarray, network: Network, threads: int | None) -> 
 def _predict_partition(part: pd.DataFrame, network: Network, columns: list[Any],
                        output_columns: list[Any], threads: int | None) -> pd.DataFrame:
     # The partition's own columns are neither copied in (all of them, in order, are one view
-    # when they share a dtype) nor out (the result holds them beside the new columns).
+    # when they share a dtype) nor out (the concatenation holds them beside the new columns).
     features = part if list(part.columns) == columns else part[columns]
     x = features.to_numpy(dtype=network.dtype, na_value=math.nan)
     y = _forward(network, x, threads=threads)
-    result = part.copy(deep=False)
-    for k, name in enumerate(output_columns):
-        result[name] = y[:, k]
-    return result
+    scores = pd.DataFrame({name: y[:, k] for k, name in enumerate(output_columns)},
+                          index=part.index)
+    return pd.concat([part, scores], axis=1, copy=False)
