@@ -13,7 +13,8 @@ threads=1)``, NumPy (``forward_numpy``) and ONNX Runtime (when installed):
 
 Latency is timed call by call (mean and 99th percentile); the implementations take turns
 round by round, with a pause before each, so a burst of load from elsewhere hits them alike.
-Writes DIR/CONTENTION.md and DIR/contention.json (default DIR: bench/results).
+Writes DIR/CONTENTION.md and DIR/contention.json (default DIR: bench/results; the JSON also holds
+the back-off counts of each latency condition, which starts from a reset back-off).
 """
 
 import argparse
@@ -34,6 +35,7 @@ import peers  # noqa: E402
 from run import NETWORKS, RESULTS, max_error, parse_cases  # noqa: E402
 
 import nnexposed  # noqa: E402
+from nnexposed import kernels  # noqa: E402
 from nnexposed._cpu_limits import available_cpus  # noqa: E402
 from nnexposed.benchmark import cpu_times, machine_info, others_busy  # noqa: E402
 from nnexposed.reference import forward_numpy  # noqa: E402
@@ -295,9 +297,15 @@ def main(argv=None):
                     row["ratio_default_vs_threads1"] = (row["impls"]["default"]["calls"]
                                                         / row["impls"]["threads=1"]["calls"])
             else:
+                # Each condition starts from a fresh back-off: one begun beside the previous
+                # condition's busy loop (up to 2 s) would otherwise run into an idle one.
+                kernels.reset_thread_policy()
                 with busy_process(log) if condition == "busy" else \
                         contextlib.nullcontext() as busy_pid:
                     row["impls"] = latency(ready, args)
+                row["thread_policy"] = {key: value for key, value in kernels.thread_policy().items()
+                                        if key in ("parallel_forwards", "backoffs_started",
+                                                   "backed_off_forwards")}
                 if busy_pid is not None:
                     row["busy_pid"] = busy_pid
                 if {"default", "threads=1"} <= set(ready):

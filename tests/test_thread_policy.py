@@ -194,7 +194,7 @@ def test_no_loss_no_backoff(policy):
     assert policy._observe_parallel_forward(now - 100_000, now, 60_000, 100_000) == 0
     assert policy._observe_parallel_forward(now, now + 50_000, 100_000, 100_000) == 0
     state = kernels.thread_policy()
-    assert state["losses"] == 0 and state["backing_off_ns"] == 0
+    assert state["backoffs_started"] == 0 and state["backing_off_ns"] == 0
     assert state["parallel_forwards"] == 3
 
 
@@ -205,7 +205,7 @@ def test_a_loss_backs_off_in_proportion(policy):
     backoff = policy._observe_parallel_forward(now - 100_000, now, 3_100_000, 100_000)
     assert backoff == 50 * 3_000_000
     state = kernels.thread_policy()
-    assert state["losses"] == 1 and state["last_backoff_ns"] == backoff
+    assert state["backoffs_started"] == 1 and state["last_backoff_ns"] == backoff
     assert 0 < state["backing_off_ns"] <= backoff and state["debt_ns"] == 0
 
 
@@ -222,7 +222,7 @@ def test_small_losses_add_up_and_savings_pay_them(policy):
     for _ in range(4):  # 120 us lost each time
         assert policy._observe_parallel_forward(now, now + 10_000, 1_120_000, 1_000_000) == 0
     assert policy._observe_parallel_forward(now, now + 10_000, 1_120_000, 1_000_000) == 10 * MS
-    assert kernels.thread_policy()["losses"] == 1
+    assert kernels.thread_policy()["backoffs_started"] == 1
 
 
 def test_the_credit_of_savings_is_capped_at_10_ms(policy):
@@ -258,7 +258,7 @@ def test_waking_sleeping_threads_is_no_loss(policy):
     """After a pause, the threads sleep: waking them may cost up to 0.2 ms."""
     now = policy._now_ns()
     assert policy._observe_parallel_forward(now - 10_000, now, 150_000, 10_000) == 0
-    assert kernels.thread_policy()["losses"] == 0
+    assert kernels.thread_policy()["backoffs_started"] == 0
     assert policy._observe_parallel_forward(now + 10 * MS, now + 11 * MS, 400_000, 10_000) > 0
     # the allowance forgives, it saves nothing
     kernels.reset_thread_policy()
@@ -301,6 +301,30 @@ def test_forwards_run_on_one_thread_while_backing_off(policy, rng):
     kernels.allow_backoff(False)  # switched off: threads again, whatever the state
     np.testing.assert_array_equal(forward(network, x, threads=2), expected)
     assert kernels.thread_policy()["parallel_forwards"] == 3
+
+
+@pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
+def test_forwards_judged_at_once_lose_no_update(policy):
+    """Threads judging forwards at the same time (concurrent calls) each count: 4 x 2,000
+    forwards that each saved 1 us leave 8 ms of credit, not less."""
+    now = policy._now_ns()
+    policy._observe_parallel_forward(now, now, 0, 0)  # threads awake: no allowance
+    policy._observe_from_threads(4, 2_000, 100_000, 101_000)
+    state = kernels.thread_policy()
+    assert state["parallel_forwards"] == 1 + 8_000
+    assert state["debt_ns"] == -8 * MS and state["backoffs_started"] == 0
+
+
+@pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
+def test_stalls_judged_at_once_start_one_backoff_at_a_time(policy):
+    """Threads finding the limits passed at once start one back-off between them: the others
+    see it under way."""
+    now = policy._now_ns()
+    policy._observe_parallel_forward(now, now, 0, 0)
+    policy._observe_from_threads(4, 50, 10 * MS, 1 * MS)  # 9 ms lost each: stalls
+    state = kernels.thread_policy()
+    assert state["backoffs_started"] == 1 and state["parallel_forwards"] == 201
+    assert state["backing_off_ns"] > 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,3 +497,80 @@ def test_python_threads_calling_at_once_stay_within_the_budget(rng, budget):
     for result in results:
         np.testing.assert_array_equal(result, expected)
     assert max(seen) <= 2 + callers - 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Reduced-precision networks: the same budget, back-off and work claiming
+# ---------------------------------------------------------------------------------------------
+
+# Each parallel path of the quantized kernels: (network sizes, batch).
+QUANTIZED_PATHS = {"one-sample rows": ([2048, 2048, 10], 1), "blocks": ([64, 256, 64, 5], 1001)}
+
+
+def quantized_case(rng, path, precision):
+    if precision == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+    sizes, batch = QUANTIZED_PATHS[path]
+    network = random_network(rng, sizes, ["relu"] * (len(sizes) - 2) + ["linear"],
+                             np.float32).quantize(precision)
+    x = rng.standard_normal((sizes[0],) if batch == 1 else (batch, sizes[0])).astype(np.float32)
+    return network, x
+
+
+@pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
+@pytest.mark.parametrize("precision", ["int8", "bfloat16", "float16"])
+@pytest.mark.parametrize("path", QUANTIZED_PATHS)
+def test_quantized_work_is_claimed_as_threads_come_free(rng, path, precision, delayed):
+    """A thread that never comes leaves its work to the caller, a caller that never comes
+    leaves it to the others, and a late thread changes no bit."""
+    network, x = quantized_case(rng, path, precision)
+    expected = forward(network, x, threads=1)
+    delayed(1, -1)
+    assert_one_parallel_forward(network, x, 2, expected)
+    assert kernels.thread_policy()["last_caller_share"] == 1.0
+    delayed(0, -1)
+    assert_one_parallel_forward(network, x, 2, expected)
+    assert kernels.thread_policy()["last_caller_share"] == 0.0
+    for member in (0, 1):
+        delayed(member, 50_000)
+        assert_one_parallel_forward(network, x, 3, expected)
+
+
+@pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
+@pytest.mark.parametrize("path", QUANTIZED_PATHS)
+def test_quantized_forwards_back_off_with_the_float_ones(rng, path, policy):
+    """One back-off for the process: a loss judged on float forwards sends int8 forwards to
+    one thread too, bit for bit as ever; switched off, they use threads again."""
+    network, x = quantized_case(rng, path, "int8")
+    expected = forward(network, x, threads=1)
+    assert_one_parallel_forward(network, x, 2, expected)
+    now = policy._now_ns()
+    policy._observe_parallel_forward(now, now + 100 * MS, 100 * MS, 0)
+    for _ in range(3):
+        np.testing.assert_array_equal(forward(network, x, threads=2), expected)
+    state = kernels.thread_policy()
+    assert state["parallel_forwards"] == 2 and state["backed_off_forwards"] == 3
+    kernels.allow_backoff(False)
+    assert_one_parallel_forward(network, x, 2, expected)
+
+
+@pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
+@pytest.mark.parametrize("path", QUANTIZED_PATHS)
+def test_quantized_forwards_take_threads_from_the_budget(rng, path, budget):
+    """While other calls hold the process's threads, an int8 forward runs on its own thread;
+    what it takes it gives back."""
+    network, x = quantized_case(rng, path, "int8")
+    expected = forward(network, x, threads=1)
+    nnexposed.set_num_threads(2)
+    try:
+        taken = budget._take_threads(2, 2)
+        try:
+            before = kernels.thread_policy()["parallel_forwards"]
+            np.testing.assert_array_equal(forward(network, x, threads=2), expected)
+            assert kernels.thread_policy()["parallel_forwards"] == before
+            assert kernels.threads_in_use() == taken
+        finally:
+            budget._give_back_threads(taken)
+        assert_one_parallel_forward(network, x, 2, expected)
+    finally:
+        nnexposed.set_num_threads(None)

@@ -9,6 +9,7 @@ after / before.
     python tools/ab_commits.py 717af04                     # 717af04 against HEAD
     python tools/ab_commits.py bafdb30 HEAD --cases N4:256,N4:1024 --rounds 5
     python tools/ab_commits.py 717af04 --threads 1
+    python tools/ab_commits.py main --cases N4:1,N4:256 --precision int8
 
 Unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the command if they are set, and run it
 with nothing else busy on the machine.
@@ -34,7 +35,7 @@ DEFAULT_CASES = "N1:1,N3:1,N4:1,N1:1000,N3:64,N2:4096,N3:4096,N4:256,N4:1024"
 TIMER = """
 import json, sys, time
 import numpy as np, nnexposed
-cases, threads, min_time = json.loads(sys.argv[1])
+cases, threads, min_time, precision = json.loads(sys.argv[1])
 def per_call(call):
     n = 1
     while True:
@@ -48,6 +49,8 @@ def per_call(call):
 result = {}
 for sizes, batch, name in cases:
     net = nnexposed.Network.from_sizes(sizes, seed=0)
+    if precision != "float32":
+        net = net.quantize(precision)
     shape = (sizes[0],) if batch == 1 else (batch, sizes[0])
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     result[name] = per_call(lambda: nnexposed.forward(net, x, threads=threads))
@@ -76,9 +79,10 @@ def build(revision: str, folder: Path) -> Path:
     return folder / "src"
 
 
-def time_once(source: Path, cases, threads, min_time) -> dict[str, float]:
+def time_once(source: Path, cases, threads, min_time, precision) -> dict[str, float]:
     environment = dict(os.environ, PYTHONPATH=str(source))
-    output = subprocess.run([sys.executable, "-c", TIMER, json.dumps([cases, threads, min_time])],
+    output = subprocess.run([sys.executable, "-c", TIMER,
+                             json.dumps([cases, threads, min_time, precision])],
                             env=environment, capture_output=True, text=True, check=True).stdout
     return json.loads(output)
 
@@ -90,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=DEFAULT_CASES, help=f"default: {DEFAULT_CASES}")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="default: the library's")
+    parser.add_argument("--precision", default="float32",
+                        choices=["float32", "int8", "bfloat16", "float16"],
+                        help="the networks' weights (Network.quantize; default float32)")
     parser.add_argument("--min-time", type=float, default=0.2,
                         help="seconds each timing loop runs at least")
     args = parser.parse_args(argv)
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.rounds):
                 for side, source in sources.items():
                     for name, seconds in time_once(source, cases, args.threads,
-                                                   args.min_time).items():
+                                                   args.min_time, args.precision).items():
                         samples[side][name].append(seconds)
         finally:
             for folder in worktrees:

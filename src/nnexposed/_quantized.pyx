@@ -9,27 +9,41 @@ at import from the float kernels' choice (``nnexposed._dispatch.ISA``, so ``NNEX
 forces it too) and the CPU's extensions; ``use_kernel_set`` switches it (for tests).
 
 Inputs and outputs are float32. Batches run in blocks of up to BLOCK samples, all layers on
-a block while it is in cache, blocks spread over OpenMP threads; one sample (and batches
-below MIN_TILED_BATCH, as the float kernels) layer by layer, wide layers' neurons shared
-among threads.
+a block while it is in cache, blocks claimed by OpenMP threads as they come free; one sample
+(and batches below MIN_TILED_BATCH, as the float kernels) layer by layer, wide layers'
+neurons claimed by threads SHARED_ROW_CHUNK at a time. The threads come from the process's
+budget and back off to one while other processes hold the cores, as the float kernels'
+(``_kernels/thread_policy.h``, one state for both).
 """
 
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport parallel, threadid
 from libc.math cimport exp, expf, fabs, fabsf, tanh, tanhf
 from libc.stdint cimport int8_t, int32_t, uint8_t, uint16_t, uint32_t
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from libc.string cimport memset
 from cython cimport floating
 
 cimport numpy as cnp
 
-import os
-
 import numpy as np
 
+from nnexposed._settings cimport (
+    NNX_BLOCK_MACS_PER_NS, NNX_ROW_MACS_PER_NS, nnx_add_done, nnx_backing_off,
+    nnx_caller_clock, nnx_caller_now_ns, nnx_claim, nnx_counter, nnx_delay_if_asked,
+    nnx_give_back_threads, nnx_judge_forward, nnx_note_openmp_started, nnx_now_ns,
+    nnx_openmp_unusable, nnx_parallel_watch, nnx_shared_state, nnx_take_threads,
+    nnx_thread_policy, nnx_thread_policy_of, shared_state)
 from nnexposed._validation import as_network_input, check_out
 from nnexposed.activations import activation_code
 
 cnp.import_array()
+
+cdef extern from "_kernels/openmp.h":
+    int nnx_team_size() noexcept nogil
+
+# The process's thread budget, fork state and back-off, shared with the float kernels.
+cdef nnx_shared_state* settings_state = shared_state()
+cdef nnx_thread_policy* policy = nnx_thread_policy_of(settings_state)
 
 cdef extern from "_kernels/int8.h" nogil:
     enum:
@@ -120,20 +134,6 @@ cdef nnx_i8_kernels int8_kernels = nnx_i8_kernels_for(NNX_Q_PORTABLE)
 cdef nnx_half_kernels half_kernels = nnx_half_kernels_for(NNX_Q_PORTABLE)
 cdef nnx_transpose_fn transpose = nnx_transpose_for(NNX_Q_PORTABLE)
 cdef str current_set = "baseline"
-
-# GNU OpenMP hangs in a fork()ed child of a process that ran a parallel region, so such a
-# child runs single-threaded (as the float kernels do).
-cdef bint openmp_started = False
-cdef bint openmp_unusable = False
-
-
-def _after_fork_in_child():
-    global openmp_unusable
-    openmp_unusable = openmp_unusable or openmp_started
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def supported_kernel_sets():
@@ -229,36 +229,76 @@ cdef inline const uint16_t* half_weights(const QLayer* layer) noexcept nogil:
     return layer.half
 
 
-cdef void layer_row(const QLayer* layer, const float* x, float* y, uint8_t* xq,
-                    int n_threads) noexcept nogil:
-    """y = activation(layer(x)) for one sample; xq: n_in4 bytes."""
-    cdef float x_scale
-    cdef int32_t zero_point
+cdef inline double one_core_ns(const QLayer* layer, double macs,
+                               double float32_macs_per_ns) noexcept nogil:
+    """About how long ``macs`` multiply-adds of this layer's precision take on one core, for
+    nnx_caller_clock: int8 and bfloat16 kernels do about four in the time of float32's one."""
+    return macs / float32_macs_per_ns / (1 if layer.precision == PRECISION_FLOAT16 else 4)
+
+
+cdef inline void layer_rows(const QLayer* layer, const float* x, float* y, const uint8_t* xq,
+                            float x_scale, int32_t zero_point, Py_ssize_t first,
+                            Py_ssize_t last) noexcept nogil:
+    """y[first:last] of one sample (ReLU applied, other activations not): from xq, x
+    quantized with x_scale and zero_point, for int8 layers, else from x."""
+    cdef int relu = layer.activation == ACT_RELU
+    if layer.precision == PRECISION_INT8:
+        int8_kernels.row(xq, layer.q, layer.row_sums, layer.scales, layer.biases, layer.n_in4,
+                         first, last, x_scale, zero_point, y, relu)
+    else:
+        half_kernels.row(x, half_weights(layer),
+                         NNX_BFLOAT16 if layer.precision == PRECISION_BFLOAT16 else NNX_FLOAT16,
+                         layer.biases, layer.n_in, first, last, y, relu)
+
+
+cdef void layer_rows_shared(const QLayer* layer, const float* x, float* y, const uint8_t* xq,
+                            float x_scale, int32_t zero_point, int n_threads,
+                            nnx_parallel_watch* watch) noexcept nogil:
+    """layer_rows on all of y, SHARED_ROW_CHUNK rows at a time claimed by ``n_threads``
+    threads as they come free (_kernels/claims.h)."""
+    cdef int member, team
     cdef Py_ssize_t chunk, first, last
     cdef Py_ssize_t n_chunks = (layer.n_out + SHARED_ROW_CHUNK - 1) // SHARED_ROW_CHUNK
-    cdef int relu = layer.activation == ACT_RELU
-    cdef int kind = NNX_BFLOAT16 if layer.precision == PRECISION_BFLOAT16 else NNX_FLOAT16
-    cdef const uint16_t* weights = half_weights(layer)
-    if layer.n_in * layer.n_out < ROW_PARALLEL_MIN_WEIGHTS:
-        n_threads = 1
-    if layer.precision == PRECISION_INT8:
-        int8_kernels.quantize_rows(x, layer.n_in, 1, 1, xq, &x_scale, &zero_point)
-        if n_threads > 1:
-            for chunk in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
-                first = chunk * SHARED_ROW_CHUNK
-                last = min(first + SHARED_ROW_CHUNK, layer.n_out)
-                int8_kernels.row(xq, layer.q, layer.row_sums, layer.scales, layer.biases,
-                                 layer.n_in4, first, last, x_scale, zero_point, y, relu)
-        else:
-            int8_kernels.row(xq, layer.q, layer.row_sums, layer.scales, layer.biases,
-                             layer.n_in4, 0, layer.n_out, x_scale, zero_point, y, relu)
-    elif n_threads > 1:
-        for chunk in prange(n_chunks, num_threads=n_threads, schedule="dynamic"):
+    cdef long long started, caller_started
+    cdef nnx_counter counters[2]    # pieces claimed, pieces finished
+    cdef int cpu_clock = nnx_caller_clock(one_core_ns(layer, <double>layer.n_out * layer.n_in,
+                                                      NNX_ROW_MACS_PER_NS))
+    counters[0].value = 0
+    counters[1].value = 0
+    started = nnx_now_ns()
+    with parallel(num_threads=n_threads):
+        member = threadid()
+        team = nnx_team_size()
+        caller_started = nnx_caller_now_ns(cpu_clock) if member == 0 else 0
+        while True:
+            nnx_delay_if_asked(policy, member, team, &counters[1], n_chunks)
+            chunk = nnx_claim(&counters[0])
+            if chunk >= n_chunks:
+                break
             first = chunk * SHARED_ROW_CHUNK
             last = min(first + SHARED_ROW_CHUNK, layer.n_out)
-            half_kernels.row(x, weights, kind, layer.biases, layer.n_in, first, last, y, relu)
+            layer_rows(layer, x, y, xq, x_scale, zero_point, first, last)
+            if member == 0:
+                watch.caller_work += (last - first) * layer.n_in
+            nnx_add_done(&counters[1], 1)
+        if member == 0:
+            watch.caller_ns += nnx_caller_now_ns(cpu_clock) - caller_started
+    watch.elapsed_ns += nnx_now_ns() - started
+    watch.total_work += layer.n_out * layer.n_in
+    watch.regions += 1
+
+
+cdef void layer_row(const QLayer* layer, const float* x, float* y, uint8_t* xq,
+                    int n_threads, nnx_parallel_watch* watch) noexcept nogil:
+    """y = activation(layer(x)) for one sample; xq: n_in4 bytes."""
+    cdef float x_scale = 0
+    cdef int32_t zero_point = 0
+    if layer.precision == PRECISION_INT8:
+        int8_kernels.quantize_rows(x, layer.n_in, 1, 1, xq, &x_scale, &zero_point)
+    if n_threads > 1 and layer.n_in * layer.n_out >= ROW_PARALLEL_MIN_WEIGHTS:
+        layer_rows_shared(layer, x, y, xq, x_scale, zero_point, n_threads, watch)
     else:
-        half_kernels.row(x, weights, kind, layer.biases, layer.n_in, 0, layer.n_out, y, relu)
+        layer_rows(layer, x, y, xq, x_scale, zero_point, 0, layer.n_out)
     layer_activate(layer, y, 1)
 
 
@@ -348,11 +388,57 @@ cdef Py_ssize_t forward_work_bytes(Py_ssize_t max_width, Py_ssize_t batch,
     return max(1, min(n_threads, n_blocks)) * block_stride(max_width, cols)
 
 
+cdef void network_blocks_shared(const QLayer* layers, Py_ssize_t n_layers,
+                                Py_ssize_t max_width, const float* x, float* out,
+                                Py_ssize_t batch, Py_ssize_t cols, int n_threads, char* work,
+                                Py_ssize_t work_bytes, nnx_parallel_watch* watch) noexcept nogil:
+    """network_block on every block of ``cols`` samples, blocks claimed by ``n_threads``
+    threads as they come free; work holds n_threads * work_bytes bytes."""
+    cdef int member, team
+    cdef Py_ssize_t n_in = layers[0].n_in
+    cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
+    cdef Py_ssize_t n_blocks = (batch + cols - 1) // cols
+    cdef Py_ssize_t k, block, first, rows
+    cdef long long started, caller_started
+    cdef double macs_per_sample = 0
+    cdef nnx_counter counters[2]    # blocks claimed, blocks finished
+    cdef int cpu_clock
+    for k in range(n_layers):
+        macs_per_sample += layers[k].n_in * layers[k].n_out
+    cpu_clock = nnx_caller_clock(one_core_ns(layers, batch * macs_per_sample,
+                                             NNX_BLOCK_MACS_PER_NS))
+    counters[0].value = 0
+    counters[1].value = 0
+    started = nnx_now_ns()
+    with parallel(num_threads=n_threads):
+        member = threadid()
+        team = nnx_team_size()
+        caller_started = nnx_caller_now_ns(cpu_clock) if member == 0 else 0
+        while True:
+            nnx_delay_if_asked(policy, member, team, &counters[1], n_blocks)
+            block = nnx_claim(&counters[0])
+            if block >= n_blocks:
+                break
+            first = block * cols
+            rows = min(cols, batch - first)
+            network_block(layers, n_layers, max_width, x + first * n_in, out + first * n_out,
+                          rows, cols, work + member * work_bytes)
+            if member == 0:
+                watch.caller_work += rows * macs_per_sample
+            nnx_add_done(&counters[1], 1)
+        if member == 0:
+            watch.caller_ns += nnx_caller_now_ns(cpu_clock) - caller_started
+    watch.elapsed_ns += nnx_now_ns() - started
+    watch.total_work += batch * macs_per_sample
+    watch.regions += 1
+
+
 cdef void network_forward(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
                           const float* x, float* out, Py_ssize_t batch, int n_threads,
-                          char* work) noexcept nogil:
-    """Forward ``batch`` samples (rows of x). work: forward_work_bytes(max_width, batch,
-    n_threads) bytes."""
+                          char* work, nnx_parallel_watch* watch) noexcept nogil:
+    """Forward ``batch`` samples (rows of x) on up to ``n_threads`` threads; ``watch`` adds
+    up what the caller saw of the parallel regions. work: forward_work_bytes(max_width,
+    batch, n_threads) bytes."""
     cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
     cdef Py_ssize_t s, k, block, n_blocks, first, cols, stride
@@ -365,7 +451,7 @@ cdef void network_forward(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t 
             for k in range(n_layers):
                 dst = out + s * n_out if k == n_layers - 1 else row_work + (k % 2) * max_width
                 layer_row(&layers[k], src, dst, <uint8_t*>(row_work + 2 * max_width),
-                          n_threads)
+                          n_threads, watch)
                 src = dst
         return
     cols = block_samples(batch, n_threads)
@@ -378,10 +464,8 @@ cdef void network_forward(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t 
             network_block(layers, n_layers, max_width, x + first * n_in, out + first * n_out,
                           min(cols, batch - first), cols, work)
     else:
-        for block in prange(n_blocks, num_threads=n_threads, schedule="dynamic"):
-            first = block * cols
-            network_block(layers, n_layers, max_width, x + first * n_in, out + first * n_out,
-                          min(cols, batch - first), cols, work + threadid() * stride)
+        network_blocks_shared(layers, n_layers, max_width, x, out, batch, cols, n_threads, work,
+                              stride, watch)
 
 
 cdef inline bint is_float32_c_array(object arr):
@@ -535,11 +619,15 @@ cdef class QuantizedNetwork:
 
     def forward(self, x, out=None, int threads=0):
         """Run all layers on float32 x: (n_in,) -> (n_out,) or (batch, n_in) ->
-        (batch, n_out). ``threads`` <= 0 uses get_num_threads(); small jobs use one."""
-        global openmp_started
+        (batch, n_out). ``threads`` <= 0 uses get_num_threads(); small jobs use one, and so
+        do all while the process backs off (_kernels/thread_policy.h). The threads come from
+        the process's budget of get_num_threads() threads, shared with every forward pass
+        running at once."""
         cdef cnp.ndarray xa, oa
         cdef cnp.npy_intp dims[2]
-        cdef int ndim
+        cdef int ndim, process_threads, taken = 0
+        cdef long long started = 0
+        cdef nnx_parallel_watch watch
         cdef Py_ssize_t batch
         cdef char* work
         if is_float32_c_array(x):
@@ -567,21 +655,31 @@ cdef class QuantizedNetwork:
                 xa = xa.copy()
         if batch == 0:
             return oa
-        if openmp_unusable or batch * self.macs_per_sample < PARALLEL_MIN_MACS:
+        if (nnx_openmp_unusable(settings_state)
+                or batch * self.macs_per_sample < PARALLEL_MIN_MACS):
             threads = 1
         else:
-            if threads <= 0:
-                from nnexposed._config import get_num_threads
-                threads = get_num_threads()
-            threads = min(threads, THREAD_LIMIT)
-            if threads > 1:
-                openmp_started = True
+            from nnexposed._config import get_num_threads
+            process_threads = get_num_threads()
+            threads = min(threads if threads > 0 else process_threads, THREAD_LIMIT)
+            if threads > 1 and nnx_backing_off(policy):
+                threads = 1
+            elif threads > 1:
+                taken = threads = nnx_take_threads(settings_state, threads, process_threads)
+                nnx_note_openmp_started(settings_state)
+                started = nnx_now_ns()
         work = self.claim_workspace(forward_work_bytes(self.max_width, batch, threads))
         if work == NULL:
+            if taken > 0:
+                nnx_give_back_threads(settings_state, taken)
             raise MemoryError("no memory for the forward pass workspace")
+        memset(&watch, 0, sizeof(watch))
         with nogil:
             network_forward(self.layers, self.n_layers, self.max_width,
                             <const float*>cnp.PyArray_DATA(xa), <float*>cnp.PyArray_DATA(oa),
-                            batch, threads, work)
+                            batch, threads, work, &watch)
         self.release_workspace(work)
+        if taken > 0:
+            nnx_give_back_threads(settings_state, taken)
+        nnx_judge_forward(policy, started, &watch)
         return oa

@@ -152,7 +152,7 @@ cdef class CompiledNetwork:
         cdef cnp.npy_intp dims[2]
         cdef int ndim, status
         cdef long long started = 0
-        cdef ParallelWatch watch
+        cdef nnx_parallel_watch watch
         cdef Py_ssize_t batch
         if is_behaved(x, self.typenum):
             xa = <cnp.ndarray>x
@@ -204,9 +204,7 @@ cdef class CompiledNetwork:
         give_back_threads(&plan, settings_state)
         if status != 0:
             raise MemoryError("no memory for the forward pass workspace")
-        if watch.regions > 0:
-            policy.last_caller_share = watch.caller_work / watch.total_work
-            observe_parallel(started, nnx_now_ns(), watch.elapsed_ns, serial_estimate(&watch))
+        nnx_judge_forward(policy, started, &watch)
         if plan.may_share:
             nnx_set_last_shared_end(settings_state, nnx_now_ns())
         return oa
@@ -246,7 +244,7 @@ cdef class CompiledNetwork:
         read_settings(settings)
         threads = threads_for_call(threads, settings, settings_state)
         if (batch * self.macs_per_sample < settings[NNX_PARALLEL_MIN_MACS]
-                or threads > 1 and backing_off()):
+                or threads > 1 and nnx_backing_off(policy)):
             threads = 1
         elif threads > 1:
             taken = threads = nnx_take_threads(settings_state, threads,

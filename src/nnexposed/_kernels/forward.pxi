@@ -174,7 +174,7 @@ cdef void dense_rows(const LayerPlan* layer, const floating* x, floating* y, Py_
 
 
 cdef void layer_rows_shared(const LayerPlan* layer, const floating* x, floating* y,
-                            int n_threads, ParallelWatch* watch) noexcept nogil:
+                            int n_threads, nnx_parallel_watch* watch) noexcept nogil:
     """y = weights @ x + biases for one sample, ROW_CHUNK rows at a time claimed by
     ``n_threads`` threads as they come free (see claims.h)."""
     cdef int member, team
@@ -185,6 +185,7 @@ cdef void layer_rows_shared(const LayerPlan* layer, const floating* x, floating*
     cdef const floating* weights = <const floating*>layer.weights
     cdef const floating* biases = <const floating*>layer.biases
     cdef nnx_counter counters[2]    # pieces claimed, pieces finished
+    cdef int cpu_clock = nnx_caller_clock(<double>layer.n_out * n_in / NNX_ROW_MACS_PER_NS)
     counters[0].value = 0
     counters[1].value = 0
     nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
@@ -192,9 +193,9 @@ cdef void layer_rows_shared(const LayerPlan* layer, const floating* x, floating*
     with parallel(num_threads=n_threads):
         member = threadid()
         team = nnx_team_size()
-        caller_started = nnx_now_ns() if member == 0 else 0
+        caller_started = nnx_caller_now_ns(cpu_clock) if member == 0 else 0
         while True:
-            delay_if_asked(member, team, &counters[1], n_chunks)
+            nnx_delay_if_asked(policy, member, team, &counters[1], n_chunks)
             chunk = nnx_claim(&counters[0])
             if chunk >= n_chunks:
                 break
@@ -205,7 +206,7 @@ cdef void layer_rows_shared(const LayerPlan* layer, const floating* x, floating*
                 watch.caller_work += count * n_in
             nnx_add_done(&counters[1], 1)
         if member == 0:
-            watch.caller_ns += nnx_now_ns() - caller_started
+            watch.caller_ns += nnx_caller_now_ns(cpu_clock) - caller_started
     watch.elapsed_ns += nnx_now_ns() - started
     watch.total_work += layer.n_out * n_in
     watch.regions += 1
@@ -213,7 +214,7 @@ cdef void layer_rows_shared(const LayerPlan* layer, const floating* x, floating*
 
 cdef void network_row(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize_t n_layers,
                       const floating* x, floating* out, floating* work,
-                      Py_ssize_t max_width, ParallelWatch* watch) noexcept nogil:
+                      Py_ssize_t max_width, nnx_parallel_watch* watch) noexcept nogil:
     """All layers on one sample; work holds 2 * max_width values.
 
     The layers the plan splits (layer_splits_rows) share their output neurons among
@@ -238,7 +239,7 @@ cdef void network_row(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize
 cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const floating* x,
                             floating* out, floating* work, Py_ssize_t max_width,
                             int n_threads, nnx_counter* counters,
-                            ParallelWatch* watch) noexcept nogil:
+                            nnx_parallel_watch* watch) noexcept nogil:
     """network_row with each layer's output neurons shared among ``n_threads`` threads, in
     pieces of one panel (OUT_BLOCK neurons) claimed as threads come free; work holds
     2 * max_width values, counters n_layers * (n_threads + 1) zeroed ones.
@@ -256,6 +257,11 @@ cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const 
     cdef nnx_counter* done
     cdef const floating* src
     cdef floating* dst
+    cdef double macs = 0
+    cdef int cpu_clock
+    for k in range(n_layers):
+        macs += layers[k].n_out * layers[k].n_in
+    cpu_clock = nnx_caller_clock(macs / NNX_ROW_MACS_PER_NS)
     nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
     started = nnx_now_ns()
     with parallel(num_threads=n_threads):
@@ -263,7 +269,7 @@ cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const 
         team = nnx_team_size()
         src = x
         for k in range(n_layers):
-            layer_started = nnx_now_ns() if member == 0 else 0
+            layer_started = nnx_caller_now_ns(cpu_clock) if member == 0 else 0
             dst = out if k == n_layers - 1 else work + (k % 2) * max_width
             n_pieces = (layers[k].n_out + OUT_BLOCK - 1) // OUT_BLOCK
             softmax = layers[k].activation == ACT_SOFTMAX
@@ -274,7 +280,7 @@ cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const 
                 run_first = n_pieces * run // team
                 run_length = n_pieces * (run + 1) // team - run_first
                 while True:
-                    delay_if_asked(member, team, done, n_pieces)
+                    nnx_delay_if_asked(policy, member, team, done, n_pieces)
                     index = nnx_claim(&runs[run])
                     if index >= run_length:
                         break
@@ -289,7 +295,7 @@ cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const 
                     nnx_add_done(done, 1)
             target = n_pieces
             if member == 0:
-                watch.caller_ns += nnx_now_ns() - layer_started
+                watch.caller_ns += nnx_caller_now_ns(cpu_clock) - layer_started
                 if softmax:
                     nnx_wait_done(done, n_pieces)
                     softmax_strided(dst, layers[k].n_out, 1)
@@ -302,8 +308,7 @@ cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const 
                 nnx_wait_done(done, target)
             src = dst
     watch.elapsed_ns += nnx_now_ns() - started
-    for k in range(n_layers):
-        watch.total_work += layers[k].n_out * layers[k].n_in
+    watch.total_work += macs
     watch.regions += 1
 
 
@@ -316,7 +321,7 @@ cdef inline const floating* rows_from(const floating* x, Py_ssize_t first, Py_ss
 cdef void network_blocks_shared(const ForwardPlan* plan, const LayerPlan* layers,
                                 Py_ssize_t n_layers, Py_ssize_t max_width, const floating* x,
                                 floating* out, Py_ssize_t batch, floating* work,
-                                ParallelWatch* watch) noexcept nogil:
+                                nnx_parallel_watch* watch) noexcept nogil:
     """network_block on every block of ``plan.cols`` samples, blocks claimed by
     ``plan.n_threads`` threads as they come free; work holds n_threads * 2 * max_width *
     cols values."""
@@ -331,8 +336,10 @@ cdef void network_blocks_shared(const ForwardPlan* plan, const LayerPlan* layers
     cdef long long started, caller_started
     cdef double macs_per_sample = 0
     cdef nnx_counter counters[2]    # blocks claimed, blocks finished
+    cdef int cpu_clock
     for k in range(n_layers):
         macs_per_sample += layers[k].n_in * layers[k].n_out
+    cpu_clock = nnx_caller_clock(batch * macs_per_sample / NNX_BLOCK_MACS_PER_NS)
     counters[0].value = 0
     counters[1].value = 0
     nnx_count(settings_state, NNX_COUNT_PARALLEL_REGIONS)
@@ -340,9 +347,9 @@ cdef void network_blocks_shared(const ForwardPlan* plan, const LayerPlan* layers
     with parallel(num_threads=n_threads):
         member = threadid()
         team = nnx_team_size()
-        caller_started = nnx_now_ns() if member == 0 else 0
+        caller_started = nnx_caller_now_ns(cpu_clock) if member == 0 else 0
         while True:
-            delay_if_asked(member, team, &counters[1], n_blocks)
+            nnx_delay_if_asked(policy, member, team, &counters[1], n_blocks)
             block = nnx_claim(&counters[0])
             if block >= n_blocks:
                 break
@@ -358,7 +365,7 @@ cdef void network_blocks_shared(const ForwardPlan* plan, const LayerPlan* layers
                 watch.caller_work += rows * macs_per_sample
             nnx_add_done(&counters[1], 1)
         if member == 0:
-            watch.caller_ns += nnx_now_ns() - caller_started
+            watch.caller_ns += nnx_caller_now_ns(cpu_clock) - caller_started
     watch.elapsed_ns += nnx_now_ns() - started
     watch.total_work += batch * macs_per_sample
     watch.regions += 1
@@ -371,10 +378,10 @@ cdef enum:
 
 cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize_t n_layers,
                          Py_ssize_t max_width, const floating* x, floating* out,
-                         Py_ssize_t batch, ParallelWatch* watch) noexcept nogil:
+                         Py_ssize_t batch, nnx_parallel_watch* watch) noexcept nogil:
     """Forward ``batch`` samples (rows of x) through all layers as planned (plan_forward).
     Returns -1 if out of memory. ``watch`` adds up what the caller saw of the parallel
-    regions (for the back-off, thread_policy.pxi).
+    regions (for the back-off, thread_policy.h).
 
     The workspace comes from PyMem_RawMalloc (callable without the GIL, seen by tracemalloc).
     """

@@ -123,7 +123,7 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
 
     After a fork() of a process that ran threads, every path runs on one thread; so does
     every path but a forced ("always") shared_panels while the process backs off after a
-    parallel forward that was slower than one thread (thread_policy.pxi). The threads come
+    parallel forward that was slower than one thread (thread_policy.h). The threads come
     from a budget shared by the forward passes running at once (nnx_take_threads): a call
     may get fewer, one-sample paths then running on one thread if it gets only its own; the
     caller gives them back with give_back_threads.
@@ -146,13 +146,13 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     if batch < MIN_TILED_BATCH:
         plan.path = PATH_ONE_SAMPLE
         if plan.may_share and threads > 1 and sharing != NNX_NEVER and (
-                sharing == NNX_ALWAYS or threads_awake(state) and not backing_off()):
+                sharing == NNX_ALWAYS or threads_awake(state) and not nnx_backing_off(policy)):
             plan.path = PATH_SHARED_PANELS
             plan.n_threads = threads
         elif parallel_worth_it and threads > 1:
             for k in range(n_layers):
                 if layers[k].n_in * layers[k].n_out >= plan.row_split_min_macs:
-                    if not backing_off():
+                    if not nnx_backing_off(policy):
                         plan.path = PATH_ROW_SPLIT
                         plan.n_threads = threads
                     break
@@ -170,7 +170,7 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     if plan.path == PATH_TILES:
         plan.cols = TILE
         n_blocks = (batch + TILE - 1) // TILE
-        if parallel_worth_it and threads > 1 and n_blocks > 1 and not backing_off():
+        if parallel_worth_it and threads > 1 and n_blocks > 1 and not nnx_backing_off(policy):
             plan.n_threads = <int>min(threads, n_blocks)
     take_threads(&plan, settings, state)
     return plan

@@ -9,6 +9,7 @@
 #define NNX_SETTINGS_H
 
 #include "atomics.h"
+#include "thread_policy.h"
 
 /* Upper bound on threads per call: asking OpenMP for tens of thousands kills the process. */
 #define NNX_MAX_THREADS 256
@@ -56,6 +57,8 @@ typedef struct nnx_shared_state {
     int openmp_unusable;
     /* Threads of the forward passes running now that took threads (nnx_take_threads). */
     int threads_in_use;
+    /* The back-off of every module's parallel forwards (thread_policy.h). */
+    nnx_thread_policy thread_policy;
 } nnx_shared_state;
 
 /* Count one event, while a test counts them. */
@@ -97,6 +100,9 @@ static inline void nnx_give_back_threads(nnx_shared_state* state, int taken) {
 }
 static inline int nnx_threads_in_use(nnx_shared_state* state) {
     return nnx_load_int(&state->threads_in_use);
+}
+static inline nnx_thread_policy* nnx_thread_policy_of(nnx_shared_state* state) {
+    return &state->thread_policy;
 }
 
 #endif

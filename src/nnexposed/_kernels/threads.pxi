@@ -8,9 +8,6 @@ cdef extern from "_kernels/openmp.h":
     int nnx_team_size() noexcept nogil
     void nnx_barrier() noexcept nogil
 
-cdef extern from "_kernels/clock.h":
-    long long nnx_now_ns() noexcept nogil
-
 
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
