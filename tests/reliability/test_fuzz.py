@@ -358,7 +358,7 @@ def _forward_and_check(network, given, out_kind):
                 nnexposed.forward(network, given, out=out)
             event(f"forward: raised {error.type.__name__}")
             return
-        x = np.asarray(values, dtype=dtype)
+        x = np.array(values, dtype=dtype)   # a copy: out= may alias the input
         result = nnexposed.forward(network, given, out=out)
     if out is not None:
         assert result is out
