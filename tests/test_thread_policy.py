@@ -432,6 +432,20 @@ def test_calls_at_once_share_the_budget(budget):
     give_back(5)
 
 
+def forward_while_budget_held(budget, network, x):
+    """forward(network, x, threads=2) while other calls hold every thread of the budget;
+    checked to start no parallel forward and to take no thread. The result."""
+    taken = budget._take_threads(2, 2)
+    try:
+        before = kernels.thread_policy()["parallel_forwards"]
+        result = forward(network, x, threads=2)
+        assert kernels.thread_policy()["parallel_forwards"] == before
+        assert kernels.threads_in_use() == taken
+    finally:
+        budget._give_back_threads(taken)
+    return result
+
+
 @pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
 @pytest.mark.parametrize("path", PARALLEL_PATHS)
 def test_a_call_finding_the_budget_used_runs_on_its_own_thread(rng, path, budget):
@@ -442,19 +456,12 @@ def test_a_call_finding_the_budget_used_runs_on_its_own_thread(rng, path, budget
     nnexposed.set_num_threads(2)
     try:
         with _config.config_context(shared_panels=sharing):
-            taken = budget._take_threads(2, 2)
-            try:
-                before = kernels.thread_policy()["parallel_forwards"]
-                with _config.counting_paths() as counts:
-                    result = forward(network, x, threads=2)
-                np.testing.assert_array_equal(result, expected)
-                assert kernels.thread_policy()["parallel_forwards"] == before
-                assert counts["parallel_regions"] == 0
-                if x.ndim == 1:
-                    assert counts["one_sample"] == 1
-                assert kernels.threads_in_use() == taken
-            finally:
-                budget._give_back_threads(taken)
+            with _config.counting_paths() as counts:
+                result = forward_while_budget_held(budget, network, x)
+            np.testing.assert_array_equal(result, expected)
+            assert counts["parallel_regions"] == 0
+            if x.ndim == 1:
+                assert counts["one_sample"] == 1
             assert_one_parallel_forward(network, x, 2, expected)
     finally:
         nnexposed.set_num_threads(None)
@@ -563,14 +570,7 @@ def test_quantized_forwards_take_threads_from_the_budget(rng, path, budget):
     expected = forward(network, x, threads=1)
     nnexposed.set_num_threads(2)
     try:
-        taken = budget._take_threads(2, 2)
-        try:
-            before = kernels.thread_policy()["parallel_forwards"]
-            np.testing.assert_array_equal(forward(network, x, threads=2), expected)
-            assert kernels.thread_policy()["parallel_forwards"] == before
-            assert kernels.threads_in_use() == taken
-        finally:
-            budget._give_back_threads(taken)
+        np.testing.assert_array_equal(forward_while_budget_held(budget, network, x), expected)
         assert_one_parallel_forward(network, x, 2, expected)
     finally:
         nnexposed.set_num_threads(None)
