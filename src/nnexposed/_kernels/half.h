@@ -304,7 +304,7 @@ NNX_TARGET_BF16 static void nnx_bf16_pack_block(const float* x, ptrdiff_t n_in,
  * in chunks of at most this many (times the block's samples) so that they stay in L2 while
  * every panel passes; the sums wait in y between chunks (float32 either way: the same
  * bits as in one pass). */
-#define NNX_BF16_CHUNK_BYTES (256 * 1024)
+#define NNX_BF16_CHUNK_BYTES (512 * 1024)
 
 /* The batched kernel (float16 layers: the AVX-512 widening one). weights: the panels;
  * buffer: nnx_bf16_pairs(n_in) * cols floats. */

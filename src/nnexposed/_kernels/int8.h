@@ -412,7 +412,7 @@ NNX_TARGET_VNNI static inline __m512 nnx_i8_finish_vnni(
 /* Bytes of a block's quantized inputs that one pass over the weights reads: the groups are
  * taken in chunks of at most this many (times the block's samples), which stay in L2 while
  * every panel passes; the int32 sums wait in y between chunks. */
-#define NNX_I8_CHUNK_BYTES (256 * 1024)
+#define NNX_I8_CHUNK_BYTES (512 * 1024)
 
 /* q: nnx_i8_pack_weights' panels. Neurons outer, sample tiles inner: 8 neurons' weights of
  * a chunk stay in L1 while the block's tiles pass. */
