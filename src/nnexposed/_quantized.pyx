@@ -81,7 +81,6 @@ cdef extern from "_kernels/half.h" nogil:
         NNX_BFLOAT16
         NNX_FLOAT16
         NNX_HALF_TILE
-        NNX_HALF_ROWS
         NNX_BF16_PANEL
     ctypedef void (*nnx_half_tile_fn)(
         const float*, const uint16_t*, int, const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
@@ -354,9 +353,9 @@ cdef void network_block(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t ma
 
 
 cdef inline Py_ssize_t scratch_floats(Py_ssize_t max_width, Py_ssize_t cols) noexcept nogil:
-    """The kernels' scratch: widened 16-bit weights or bfloat16 input pairs (half.h),
-    per-sample ranges (int8.h)."""
-    return max(<Py_ssize_t>NNX_HALF_ROWS * max_width, 2 * cols,
+    """The kernels' scratch: widened 16-bit weights (a panel's) or bfloat16 input pairs
+    (half.h), per-sample ranges (int8.h)."""
+    return max(<Py_ssize_t>NNX_BF16_PANEL * max_width, 2 * cols,
                nnx_bf16_pairs(max_width) * cols)
 
 

@@ -423,7 +423,7 @@ NNX_TARGET_VNNI static void nnx_i8_tile_vnni(
     ptrdiff_t n_groups = n_in4 / 4, p, lane, t0, g, g0, g1, rows;
     ptrdiff_t chunk = NNX_I8_CHUNK_BYTES / 4 / cols;
     const int8_t* weights = q;
-    NNX_PANEL_LOOPS(n_groups, chunk, NNX_I8_VNNI_BLOCK)
+    NNX_PANEL_LOOPS(n_groups, chunk, (void)0, NNX_I8_VNNI_BLOCK)
 }
 
 /* One sample, 4 neurons at a time, 64 inputs per step (the last step masked). */
