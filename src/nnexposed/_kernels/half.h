@@ -2,8 +2,9 @@
  * float32. Batched, portable and AVX2: the weights of 4 neurons at a time are widened into a
  * float32 buffer (n_in x 4, interleaved), then every 32-sample tile of the block runs 4 x 32
  * accumulators that the compiler keeps in vector registers; AVX-512: panels of 16 neurons
- * widened a chunk of inputs at a time (below), or vdpbf16ps on bfloat16. One sample: the weights are widened in
- * registers as they stream (these layers are memory-bound at one sample).
+ * widened a chunk of inputs at a time (below), or vdpbf16ps on bfloat16. One sample: the
+ * weights are widened in registers as they stream (these layers are memory-bound at one
+ * sample).
  *
  * Layouts as in int8.h: weights (n_out, n_in) uint16 bit patterns; a block's float
  * activations x[i][t] and y[j][t] feature-major, cols a multiple of NNX_HALF_TILE. */
