@@ -285,6 +285,53 @@ def test_repeated_losses_double_the_backoff_up_to_two_seconds(policy):
     assert policy._observe_parallel_forward(later, later + 10_000, 400_000, 100_000) == 10 * MS
 
 
+def backoff_ended_at(policy, ended):
+    """Start a back-off of 10 ms (0.2 ms lost) with a forward that ended at ``ended``."""
+    policy._observe_parallel_forward(ended - 200_000, ended - 150_000, 0, 0)
+    assert policy._observe_parallel_forward(ended - 100_000, ended, 300_000, 100_000) == 10 * MS
+
+
+def test_a_backoff_lasts_50_forwards_beyond_its_time(policy):
+    backoff_ended_at(policy, policy._now_ns() - 1_000 * MS)  # its 10 ms are long past
+    state = kernels.thread_policy()
+    assert state["backing_off_ns"] == 0 and state["backoff_forwards_left"] == 50
+    assert all(policy._backing_off() for _ in range(50))
+    assert not policy._backing_off()
+    state = kernels.thread_policy()
+    assert state["backed_off_forwards"] == 50 and state["backoff_forwards_left"] == 0
+
+
+def test_backoffs_whose_probes_stall_double_their_forwards_up_to_800(policy):
+    """The first parallel forwards after a back-off (probes) may stall again: each back-off
+    that follows the previous one within 200 parallel forwards runs twice its forwards, so
+    that under lasting contention the probes fall under 1 in 100 calls however long each
+    call takes and however irregular the calling."""
+    past = policy._now_ns() - 5_000 * MS  # the back-offs' times long past
+    lengths = []
+    for _ in range(6):
+        for _ in range(3):  # probes that pass, then one that stalls
+            policy._observe_parallel_forward(past, past + 10_000, 100_000, 100_000)
+        assert policy._observe_parallel_forward(past, past + 10_000, 1_100_000, 100_000) > 0
+        lengths.append(kernels.thread_policy()["backoff_forwards_left"])
+        assert sum(policy._backing_off() for _ in range(1_000)) == lengths[-1]
+        past += 100 * MS
+    assert lengths == [50, 100, 200, 400, 800, 800]
+    for _ in range(200):  # a while without stalls: the next back-off starts afresh
+        policy._observe_parallel_forward(past, past + 10_000, 100_000, 100_000)
+    assert policy._observe_parallel_forward(past, past + 10_000, 10 * MS, 100_000) > 0
+    assert kernels.thread_policy()["backoff_forwards_left"] == 50
+
+
+def test_the_count_of_forwards_lapses_after_10_seconds(policy):
+    """A process that calls seldom gets its threads back 10 s after the back-off began."""
+    backoff_ended_at(policy, policy._now_ns() - 10_001 * MS)
+    assert kernels.thread_policy()["backoff_forwards_left"] == 0
+    assert not policy._backing_off()
+    kernels.reset_thread_policy()
+    backoff_ended_at(policy, policy._now_ns() - 9_000 * MS)
+    assert policy._backing_off()
+
+
 @pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
 def test_forwards_run_on_one_thread_while_backing_off(policy, rng):
     network = random_network(rng, [64, 256, 64, 5], ["relu", "relu", "linear"], np.float32)

@@ -17,6 +17,7 @@ cdef extern from "_kernels/thread_policy.h":
         pass
     ctypedef struct nnx_thread_policy_view:
         long long backing_off_ns
+        long long backoff_forwards_left
         long long last_backoff_ns
         long long parallel_forwards
         long long backoffs_started
