@@ -134,10 +134,16 @@ def busy_process(log):
         log(f"    busy-loop process {process.pid} ended")
 
 
+def backoff_counts():
+    """The back-off's counts (kernels.thread_policy) that the benchmark records."""
+    return {key: value for key, value in kernels.thread_policy().items()
+            if key in ("parallel_forwards", "backoffs_started", "backed_off_forwards")}
+
+
 def calling_worker(name, batch, impls, commands, results, barrier):
     """In a child process: for each (impl, seconds) on ``commands``, wait for the other
     workers at ``barrier``, call ``impl`` on the case in a loop for ``seconds``, and put
-    (impl, calls completed) on ``results``; None ends it."""
+    (impl, calls completed, the back-off's counts meanwhile) on ``results``; None ends it."""
     network, x = make_case(name, batch)
     calls = {impl: build(impl, network, x) for impl in impls}
     for call, args in calls.values():
@@ -145,20 +151,23 @@ def calling_worker(name, batch, impls, commands, results, barrier):
     results.put(("ready", os.getpid()))
     for impl, seconds in iter(commands.get, None):
         call, args = calls[impl]
+        before = backoff_counts()
         barrier.wait()
         n = 0
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             call(*args)
             n += 1
-        results.put((impl, n))
+        after = backoff_counts()
+        results.put((impl, n, {key: after[key] - before[key] for key in after}))
 
 
 def throughput(impls, name, batch, args, log):
     """Total calls of ``args.processes`` processes all running the same implementation, the
     implementations taking turns for ``args.rounds`` rounds of ``args.process_seconds /
     args.rounds`` each (the processes live through all rounds, as a server's workers do):
-    {impl: {"calls": total, "per_process": [...]}}."""
+    {impl: {"calls": total, "per_process": [...], "rounds": [total of each round],
+    "thread_policy": {back-off count: total}}}."""
     context = multiprocessing.get_context("spawn")
     results, barrier = context.Queue(), context.Barrier(args.processes)
     commands = [context.Queue() for _ in range(args.processes)]
@@ -168,6 +177,8 @@ def throughput(impls, name, batch, args, log):
     for worker in workers:
         worker.start()
     counts = {impl: [0] * args.processes for impl in impls}
+    rounds = {impl: [] for impl in impls}
+    policy = {impl: {} for impl in impls}
     seconds = args.process_seconds / args.rounds
     try:
         for _ in workers:
@@ -177,8 +188,13 @@ def throughput(impls, name, batch, args, log):
                 time.sleep(args.settle)
                 for queue in commands:
                     queue.put((impl, seconds))
-                done = sorted(results.get(timeout=300 + 10 * seconds)[1] for _ in workers)
-                counts[impl] = [a + b for a, b in zip(counts[impl], done)]
+                done = [results.get(timeout=300 + 10 * seconds)[1:] for _ in workers]
+                calls = sorted(n for n, _ in done)
+                counts[impl] = [a + b for a, b in zip(counts[impl], calls)]
+                rounds[impl].append(sum(calls))
+                for _, worker_counts in done:
+                    for key, value in worker_counts.items():
+                        policy[impl][key] = policy[impl].get(key, 0) + value
     finally:
         for queue in commands:
             queue.put(None)
@@ -187,8 +203,10 @@ def throughput(impls, name, batch, args, log):
             if worker.is_alive():
                 worker.kill()
     for impl in impls:
-        log(f"    {impl}: {sum(counts[impl]):,} calls {counts[impl]}")
-    return {impl: {"calls": sum(c), "per_process": c} for impl, c in counts.items()}
+        log(f"    {impl}: {sum(counts[impl]):,} calls {counts[impl]}, rounds {rounds[impl]}, "
+            f"back-off {policy[impl]}")
+    return {impl: {"calls": sum(counts[impl]), "per_process": counts[impl],
+                   "rounds": rounds[impl], "thread_policy": policy[impl]} for impl in impls}
 
 
 def fmt(us):
@@ -303,9 +321,7 @@ def main(argv=None):
                 with busy_process(log) if condition == "busy" else \
                         contextlib.nullcontext() as busy_pid:
                     row["impls"] = latency(ready, args)
-                row["thread_policy"] = {key: value for key, value in kernels.thread_policy().items()
-                                        if key in ("parallel_forwards", "backoffs_started",
-                                                   "backed_off_forwards")}
+                row["thread_policy"] = backoff_counts()
                 if busy_pid is not None:
                     row["busy_pid"] = busy_pid
                 if {"default", "threads=1"} <= set(ready):

@@ -621,3 +621,26 @@ def test_quantized_forwards_take_threads_from_the_budget(rng, path, budget):
         assert_one_parallel_forward(network, x, 2, expected)
     finally:
         nnexposed.set_num_threads(None)
+
+
+@pytest.mark.skipif(not kernels.openmp_enabled() or kernels.default_threads() < 2,
+                    reason="needs OpenMP and two threads")
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_the_cap_on_default_threads_holds_for_every_network(rng, precision, policy):
+    """One cap for the process (the CPUs it may use): float and reduced-precision forwards
+    take their default threads from it alike."""
+    network, x = quantized_case(rng, "blocks", "int8")
+    if precision == "float32":
+        sizes, _ = QUANTIZED_PATHS["blocks"]
+        network = random_network(rng, sizes, ["relu", "relu", "linear"], np.float32)
+    expected = forward(network, x, threads=1)
+    previous = kernels.default_threads()
+    try:
+        kernels.cap_default_threads(1)
+        np.testing.assert_array_equal(forward(network, x), expected)
+        assert kernels.thread_policy()["parallel_forwards"] == 0
+        kernels.cap_default_threads(2)
+        np.testing.assert_array_equal(forward(network, x), expected)
+        assert kernels.thread_policy()["parallel_forwards"] == 1
+    finally:
+        kernels.cap_default_threads(previous)
