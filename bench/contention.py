@@ -3,7 +3,8 @@
     python bench/contention.py [--quick] [--cases N3:1,N3:64,N4:1,N4:64] [--out DIR]
 
 Three conditions, each case side by side with ``forward`` (default threads), ``forward(...,
-threads=1)``, NumPy (``forward_numpy``) and ONNX Runtime (when installed):
+threads=1)``, NumPy (``forward_numpy``) and ONNX Runtime (when installed), and on request
+``threads=1-again``, a second ``threads=1`` arm whose ratio to the first is the noise floor:
 
 - ``idle``: nothing started by this script (other processes' CPU share is recorded);
 - ``busy``: a busy-loop process that this script starts and ends (by its PID) runs meanwhile;
@@ -43,6 +44,8 @@ from nnexposed.reference import forward_numpy  # noqa: E402
 CASES = [("N3", 1), ("N3", 64), ("N4", 1), ("N4", 64)]
 QUICK_CASES = [("N3", 1), ("N3", 64)]
 IMPLS = ["default", "threads=1", "numpy", "onnxruntime"]
+# On request (--impls): threads=1 once more, taking its turns like any implementation.
+NOISE_IMPL = "threads=1-again"
 CONDITIONS = ["idle", "busy", "processes"]
 BUSY_LOOP = "while True:\n    pass\n"
 
@@ -51,7 +54,7 @@ def build(impl, network, x):
     """(call, args) of one implementation on the case's input; raises peers.Unavailable."""
     if impl == "default":
         return nnexposed.forward, (network, x)
-    if impl == "threads=1":
+    if impl in ("threads=1", NOISE_IMPL):
         return (lambda net, inputs: nnexposed.forward(net, inputs, threads=1)), (network, x)
     if impl == "numpy":
         return forward_numpy, (network, x)
@@ -215,6 +218,7 @@ def fmt(us):
 
 def markdown(results):
     impls = results["settings"]["impls"]
+    noisy = NOISE_IMPL in impls
     lines = ["# Forward passes on shared cores", "",
              f"`{results['settings']['command']}`, {results['date']}; load average "
              f"{results['load_average_before']} before, {results['load_average_after']} after. "
@@ -225,18 +229,22 @@ def markdown(results):
         lines += ["## Latency (µs per call: mean / p99)", "",
                   "`busy`: a busy-loop process runs on one core. `others` is the share of the "
                   "machine's CPUs other processes used meanwhile (the busy loop included). "
-                  "`ratio` is default / threads=1.", "",
+                  "`ratio` is default / threads=1"
+                  + (f", `noise` {NOISE_IMPL} / threads=1" if noisy else "") + ".", "",
                   "| case | condition | others | " + " | ".join(impls) + " | ratio mean | "
-                  "ratio p99 |", "|---|---|---:|" + "---:|" * (len(impls) + 2)]
+                  "ratio p99 |" + (" noise mean | noise p99 |" if noisy else ""),
+                  "|---|---|---:|" + "---:|" * (len(impls) + 2 + 2 * noisy)]
         for row in latency_rows:
             cells = []
             for impl in impls:
                 entry = row["impls"].get(impl)
                 cells.append(f"{fmt(entry['mean_us'])} / {fmt(entry['p99_us'])}"
                              if entry else row["notes"].get(impl, "n/a"))
-            ratio = row.get("ratio_default_vs_threads1") or {}
             others = row.get("others_busy")
-            ratios = [f"{ratio[key]:.2f}" if key in ratio else "-" for key in ("mean", "p99")]
+            ratios = [f"{ratio[key]:.2f}" if key in ratio else "-"
+                      for ratio in (row.get("ratio_default_vs_threads1") or {},
+                                    row.get("ratio_noise") or {})[:1 + noisy]
+                      for key in ("mean", "p99")]
             lines.append(
                 f"| {row['case']} | {row['condition']} | "
                 f"{'?' if others is None else f'{others:.0%}'} | "
@@ -248,14 +256,15 @@ def markdown(results):
         lines += [f"## Throughput: {results['settings']['processes']} processes, each calling "
                   f"in a loop for {seconds} s in {results['settings']['rounds']} rounds "
                   f"(total calls)", "",
-                  "| case | " + " | ".join(impls) + " | default / threads=1 |",
-                  "|---|" + "---:|" * (len(impls) + 1)]
+                  "| case | " + " | ".join(impls) + " | default / threads=1 |"
+                  + (f" {NOISE_IMPL} / threads=1 |" if noisy else ""),
+                  "|---|" + "---:|" * (len(impls) + 1 + noisy)]
         for row in process_rows:
             cells = [f"{row['impls'][i]['calls']:,}" if i in row["impls"]
                      else row["notes"].get(i, "n/a") for i in impls]
-            ratio = row.get("ratio_default_vs_threads1")
-            lines.append(f"| {row['case']} | " + " | ".join(cells)
-                         + f" | {'-' if ratio is None else f'{ratio:.2f}'} |")
+            ratios = [row.get("ratio_default_vs_threads1"), row.get("ratio_noise")]
+            lines.append(f"| {row['case']} | " + " | ".join(
+                cells + ["-" if r is None else f"{r:.2f}" for r in ratios[:1 + noisy]]) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -268,7 +277,8 @@ def main(argv=None):
     parser.add_argument("--conditions", default=",".join(CONDITIONS),
                         help="some of idle,busy,processes (default: all)")
     parser.add_argument("--impls", default=",".join(IMPLS),
-                        help="some of " + ",".join(IMPLS) + " (default: all)")
+                        help="some of " + ",".join(IMPLS + [NOISE_IMPL])
+                             + " (default: all but " + NOISE_IMPL + ")")
     parser.add_argument("--quick", action="store_true", help="two cases, shorter runs")
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds per implementation (default 5, 2 with --quick)")
@@ -284,7 +294,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
     impls = [i.strip() for i in args.impls.split(",") if i.strip()]
-    for value, allowed, what in ((conditions, CONDITIONS, "condition"), (impls, IMPLS, "impl")):
+    for value, allowed, what in ((conditions, CONDITIONS, "condition"),
+                                 (impls, IMPLS + [NOISE_IMPL], "impl")):
         unknown = [v for v in value if v not in allowed]
         if unknown or not value:
             parser.error(f"unknown or no {what}(s) {unknown}; expected some of {allowed}")
@@ -311,9 +322,11 @@ def main(argv=None):
             begin = cpu_times()
             if condition == "processes":
                 row["impls"] = throughput(list(ready), name, batch, args, log)
-                if {"default", "threads=1"} <= set(ready):
-                    row["ratio_default_vs_threads1"] = (row["impls"]["default"]["calls"]
-                                                        / row["impls"]["threads=1"]["calls"])
+                for key, impl in (("ratio_default_vs_threads1", "default"),
+                                  ("ratio_noise", NOISE_IMPL)):
+                    if {impl, "threads=1"} <= set(ready):
+                        row[key] = (row["impls"][impl]["calls"]
+                                    / row["impls"]["threads=1"]["calls"])
             else:
                 # Each condition starts from a fresh back-off: one begun beside the previous
                 # condition's busy loop (up to 2 s) would otherwise run into an idle one.
@@ -324,11 +337,12 @@ def main(argv=None):
                 row["thread_policy"] = backoff_counts()
                 if busy_pid is not None:
                     row["busy_pid"] = busy_pid
-                if {"default", "threads=1"} <= set(ready):
-                    default, single = row["impls"]["default"], row["impls"]["threads=1"]
-                    row["ratio_default_vs_threads1"] = {
-                        "mean": default["mean_us"] / single["mean_us"],
-                        "p99": default["p99_us"] / single["p99_us"]}
+                for key, impl in (("ratio_default_vs_threads1", "default"),
+                                  ("ratio_noise", NOISE_IMPL)):
+                    if {impl, "threads=1"} <= set(ready):
+                        compared, single = row["impls"][impl], row["impls"]["threads=1"]
+                        row[key] = {"mean": compared["mean_us"] / single["mean_us"],
+                                    "p99": compared["p99_us"] / single["p99_us"]}
             row["others_busy"] = others_busy(begin, cpu_times())
             rows.append(row)
     results = {
