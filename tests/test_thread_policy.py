@@ -291,14 +291,14 @@ def backoff_ended_at(policy, ended):
     assert policy._observe_parallel_forward(ended - 100_000, ended, 300_000, 100_000) == 10 * MS
 
 
-def test_a_backoff_lasts_50_forwards_beyond_its_time(policy):
+def test_a_backoff_lasts_100_forwards_beyond_its_time(policy):
     backoff_ended_at(policy, policy._now_ns() - 1_000 * MS)  # its 10 ms are long past
     state = kernels.thread_policy()
-    assert state["backing_off_ns"] == 0 and state["backoff_forwards_left"] == 50
-    assert all(policy._backing_off() for _ in range(50))
+    assert state["backing_off_ns"] == 0 and state["backoff_forwards_left"] == 100
+    assert all(policy._backing_off() for _ in range(100))
     assert not policy._backing_off()
     state = kernels.thread_policy()
-    assert state["backed_off_forwards"] == 50 and state["backoff_forwards_left"] == 0
+    assert state["backed_off_forwards"] == 100 and state["backoff_forwards_left"] == 0
 
 
 def test_backoffs_whose_probes_stall_double_their_forwards_up_to_800(policy):
@@ -315,11 +315,11 @@ def test_backoffs_whose_probes_stall_double_their_forwards_up_to_800(policy):
         lengths.append(kernels.thread_policy()["backoff_forwards_left"])
         assert sum(policy._backing_off() for _ in range(1_000)) == lengths[-1]
         past += 100 * MS
-    assert lengths == [50, 100, 200, 400, 800, 800]
+    assert lengths == [100, 200, 400, 800, 800, 800]
     for _ in range(200):  # a while without stalls: the next back-off starts afresh
         policy._observe_parallel_forward(past, past + 10_000, 100_000, 100_000)
     assert policy._observe_parallel_forward(past, past + 10_000, 10 * MS, 100_000) > 0
-    assert kernels.thread_policy()["backoff_forwards_left"] == 50
+    assert kernels.thread_policy()["backoff_forwards_left"] == 100
 
 
 def test_the_count_of_forwards_lapses_after_10_seconds(policy):

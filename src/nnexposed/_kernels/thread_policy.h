@@ -52,7 +52,7 @@
 #define NNX_LOSS_FACTOR 50LL
 #define NNX_MIN_BACKOFF_NS 10000000LL
 #define NNX_MAX_BACKOFF_NS 2000000000LL
-#define NNX_MIN_BACKOFF_FORWARDS 50LL
+#define NNX_MIN_BACKOFF_FORWARDS 100LL
 #define NNX_MAX_BACKOFF_FORWARDS 800LL
 #define NNX_BACKOFF_FORWARDS_LAPSE_NS 10000000000LL
 /* Regions expected to take at least this long on one core time the caller on its CPU time,
