@@ -4,7 +4,8 @@ Each revision is checked out in a worktree and built as a wheel is (every ISA's 
 with the wheel's flags; the import picks the best one this CPU runs, as an installed package
 does); then every round times each case in a child interpreter of each build in turn (before,
 after, before, after, ...), so that a change of the machine's load hits both sides alike.
-Prints the kernels each side ran (float ISA, reduced-precision kernel set), the median time
+Prints the kernels each side ran (float ISA, reduced-precision kernel set) and the back-offs
+to one thread it started (a back-off begun in one case runs into the next), the median time
 per call of each side and after / before.
 
     python tools/ab_commits.py 717af04                     # 717af04 against HEAD
@@ -64,8 +65,13 @@ for sizes, batch, name in cases:
     shape = (sizes[0],) if batch == 1 else (batch, sizes[0])
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     result[name] = per_call(lambda: nnexposed.forward(net, x, threads=threads))
+try:
+    from nnexposed.kernels import thread_policy
+except ImportError:  # before the back-off existed
+    thread_policy = dict
+policy = thread_policy()
 print(json.dumps({"kernels": f"{_dispatch.ISA}, reduced precision {_quantized.kernel_set()}",
-                  "seconds": result}))
+                  "seconds": result, "backoffs": policy.get("backoffs_started", 0)}))
 """
 BUILT = ".ab_commits_built"
 
@@ -110,15 +116,16 @@ def build(revision: str, folder: Path) -> Path:
     return folder / "src"
 
 
-def time_once(source: Path, cases, threads, min_time, precision) -> tuple[str, dict]:
-    """(the kernels the build ran, {case: seconds per call})."""
+def time_once(source: Path, cases, threads, min_time, precision) -> tuple[str, dict, int]:
+    """(the kernels the build ran, {case: seconds per call}, back-offs to one thread started
+    (thread_policy.h; 0 before it existed))."""
     environment = {key: value for key, value in os.environ.items() if key != "NNEXPOSED_ISA"}
     environment["PYTHONPATH"] = str(source)
     output = subprocess.run([sys.executable, "-c", TIMER,
                              json.dumps([cases, threads, min_time, precision])],
                             env=environment, capture_output=True, text=True, check=True).stdout
     result = json.loads(output)
-    return result["kernels"], result["seconds"]
+    return result["kernels"], result["seconds"], result["backoffs"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,14 +175,17 @@ def main(argv: list[str] | None = None) -> int:
         samples: dict[str, dict[str, list[float]]] = {
             side: {name: [] for *_, name in cases} for side in sources}
         kernels = {}
+        backoffs = dict.fromkeys(sources, 0)
         for _ in range(args.rounds):
             for side, source in sources.items():
-                kernels[side], seconds_per_call = time_once(source, cases, args.threads,
-                                                            args.min_time, args.precision)
+                kernels[side], seconds_per_call, started = time_once(
+                    source, cases, args.threads, args.min_time, args.precision)
+                backoffs[side] += started
                 for name, seconds in seconds_per_call.items():
                     samples[side][name].append(seconds)
     for side in sources:
-        print(f"{getattr(args, side)}: kernels {kernels[side]}")
+        print(f"{getattr(args, side)}: kernels {kernels[side]}; back-offs to one thread "
+              f"started {backoffs[side]}")
     print(f"{'case':12} {args.before + ' µs':>16} {args.after + ' µs':>16}  after/before")
     for *_, name in cases:
         before = statistics.median(samples["before"][name]) * 1e6
