@@ -286,13 +286,19 @@ def test_repeated_losses_double_the_backoff_up_to_two_seconds(policy):
 
 
 def backoff_ended_at(policy, ended):
-    """Start a back-off of 10 ms (0.2 ms lost) with a forward that ended at ``ended``."""
+    """Start a back-off of 10 ms (0.2 ms lost) with a forward that ended at ``ended``, then
+    another as its first probe stalls: that one lasts 100 forwards beyond its time."""
     policy._observe_parallel_forward(ended - 200_000, ended - 150_000, 0, 0)
     assert policy._observe_parallel_forward(ended - 100_000, ended, 300_000, 100_000) == 10 * MS
+    assert kernels.thread_policy()["backoff_forwards_left"] == 0
+    ended += 20 * MS
+    assert policy._observe_parallel_forward(ended - 100_000, ended, 1_100_000, 100_000) > 0
 
 
-def test_a_backoff_lasts_100_forwards_beyond_its_time(policy):
-    backoff_ended_at(policy, policy._now_ns() - 1_000 * MS)  # its 10 ms are long past
+def test_a_backoff_whose_probe_stalls_lasts_100_forwards_beyond_its_time(policy):
+    """A lone stall backs off for its time only; when the first parallel forward after it
+    (a probe) stalls again, the contention lasts: 100 forwards more on one thread."""
+    backoff_ended_at(policy, policy._now_ns() - 1_000 * MS)  # its time is long past
     state = kernels.thread_policy()
     assert state["backing_off_ns"] == 0 and state["backoff_forwards_left"] == 100
     assert all(policy._backing_off() for _ in range(100))
@@ -302,10 +308,9 @@ def test_a_backoff_lasts_100_forwards_beyond_its_time(policy):
 
 
 def test_backoffs_whose_probes_stall_double_their_forwards_up_to_800(policy):
-    """The first parallel forwards after a back-off (probes) may stall again: each back-off
-    that follows the previous one within 200 parallel forwards runs twice its forwards, so
-    that under lasting contention the probes fall under 1 in 100 calls however long each
-    call takes and however irregular the calling."""
+    """Each back-off that starts within 16 parallel forwards of the previous one runs twice
+    its forwards, so that under lasting contention the probes fall under 1 in 100 calls
+    however long each call takes and however irregular the calling."""
     past = policy._now_ns() - 5_000 * MS  # the back-offs' times long past
     lengths = []
     for _ in range(6):
@@ -315,16 +320,16 @@ def test_backoffs_whose_probes_stall_double_their_forwards_up_to_800(policy):
         lengths.append(kernels.thread_policy()["backoff_forwards_left"])
         assert sum(policy._backing_off() for _ in range(1_000)) == lengths[-1]
         past += 100 * MS
-    assert lengths == [100, 200, 400, 800, 800, 800]
-    for _ in range(200):  # a while without stalls: the next back-off starts afresh
+    assert lengths == [0, 100, 200, 400, 800, 800]
+    for _ in range(17):  # probes that pass: the next stall is a lone one
         policy._observe_parallel_forward(past, past + 10_000, 100_000, 100_000)
     assert policy._observe_parallel_forward(past, past + 10_000, 10 * MS, 100_000) > 0
-    assert kernels.thread_policy()["backoff_forwards_left"] == 100
+    assert kernels.thread_policy()["backoff_forwards_left"] == 0
 
 
 def test_the_count_of_forwards_lapses_after_10_seconds(policy):
     """A process that calls seldom gets its threads back 10 s after the back-off began."""
-    backoff_ended_at(policy, policy._now_ns() - 10_001 * MS)
+    backoff_ended_at(policy, policy._now_ns() - 10_030 * MS)  # the second began 20 ms later
     assert kernels.thread_policy()["backoff_forwards_left"] == 0
     assert not policy._backing_off()
     kernels.reset_thread_policy()

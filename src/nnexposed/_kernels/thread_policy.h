@@ -22,13 +22,14 @@
    and leaves no credit and no stall allowance; one soon after the previous one doubles it, up
    to NNX_MAX_BACKOFF_NS. So under lasting contention the time lost to probing stays about
    1/NNX_LOSS_FACTOR of the time run on one thread, and an idle machine keeps its threads.
-   It also lasts NNX_MIN_BACKOFF_FORWARDS of the process's forwards (those that would have used
-   threads), twice the previous back-off's when it starts within NNX_STALL_CALLS parallel
-   forwards of that one (its probes stalled again), up to NNX_MAX_BACKOFF_FORWARDS, unless
-   NNX_BACKOFF_FORWARDS_LAPSE_NS pass first. The first parallel forwards after a back-off (the
-   probes) are the ones likely to stall; counted in forwards, under lasting contention they
-   soon fall under 1 in 100 calls (the 99th percentile), however long each call and however
-   irregular the calling. The time rule alone gives a forward of milliseconds a few forwards.
+   A back-off that starts within NNX_PROBE_FORWARDS parallel forwards of the previous one (its
+   probes, the first parallel forwards after it, stalled again: the contention lasts) also
+   lasts NNX_MIN_BACKOFF_FORWARDS of the process's forwards (those that would have used
+   threads), twice the previous back-off's if that one had such a count too, up to
+   NNX_MAX_BACKOFF_FORWARDS, unless NNX_BACKOFF_FORWARDS_LAPSE_NS pass first. Counted in
+   forwards, the probes soon fall under 1 in 100 calls (the 99th percentile) however long each
+   call and however irregular the calling; the time rule alone gives a forward of
+   milliseconds a few forwards. A lone stall (an idle machine's) starts no such count.
 
    The caller's pace is timed on its own CPU time in regions long enough for that clock's
    cost (a system call) not to matter: on the wall clock, a caller whose core another
@@ -52,6 +53,7 @@
 #define NNX_LOSS_FACTOR 50LL
 #define NNX_MIN_BACKOFF_NS 10000000LL
 #define NNX_MAX_BACKOFF_NS 2000000000LL
+#define NNX_PROBE_FORWARDS 16LL
 #define NNX_MIN_BACKOFF_FORWARDS 100LL
 #define NNX_MAX_BACKOFF_FORWARDS 800LL
 #define NNX_BACKOFF_FORWARDS_LAPSE_NS 10000000000LL
@@ -177,7 +179,7 @@ static long long nnx_observe_parallel(nnx_thread_policy* p, long long started, l
                                       long long elapsed, long long serial) {
     long long loss = elapsed - serial;
     long long previous_end, debt, new_debt, stalls, new_stalls, until, backoff, last_backoff;
-    long long forwards, backoff_forwards = NNX_MIN_BACKOFF_FORWARDS;
+    long long forwards, backoff_forwards = 0;
     int stalled;
     previous_end = nnx_exchange_ll(&p->last_parallel_end, ended);
     if (started - previous_end > NNX_THREADS_AWAKE_NS) {
@@ -203,8 +205,9 @@ static long long nnx_observe_parallel(nnx_thread_policy* p, long long started, l
     if (ended - until < last_backoff) backoff = nnx_max_ll(backoff, 2 * last_backoff);
     backoff = nnx_min_ll(backoff, NNX_MAX_BACKOFF_NS);
     if (!nnx_cas_ll(&p->backoff_until, &until, ended + backoff)) return 0;
-    if (forwards - nnx_load_ll(&p->backoff_mark) <= NNX_STALL_CALLS)
-        backoff_forwards = nnx_max_ll(backoff_forwards, nnx_min_ll(
+    if (nnx_load_ll(&p->backoffs_started) > 0
+            && forwards - nnx_load_ll(&p->backoff_mark) <= NNX_PROBE_FORWARDS)
+        backoff_forwards = nnx_max_ll(NNX_MIN_BACKOFF_FORWARDS, nnx_min_ll(
             2 * nnx_load_ll(&p->backoff_forwards), NNX_MAX_BACKOFF_FORWARDS));
     nnx_store_ll(&p->backoff_forwards, backoff_forwards);
     nnx_store_ll(&p->backoff_mark, forwards);
