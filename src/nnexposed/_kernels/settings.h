@@ -85,7 +85,8 @@ static inline void nnx_note_openmp_started(nnx_shared_state* state) {
 
 /* Let the default (no ``threads`` setting, no threads= argument) use at most n threads. */
 static inline void nnx_cap_default_threads(nnx_shared_state* state, int n) {
-    nnx_store_int(&state->default_thread_cap, n < 1 ? 1 : n > NNX_MAX_THREADS ? NNX_MAX_THREADS : n);
+    nnx_store_int(&state->default_thread_cap,
+                  n < 1 ? 1 : n > NNX_MAX_THREADS ? NNX_MAX_THREADS : n);
 }
 
 /* OpenMP's default (OMP_NUM_THREADS, else the CPUs of the affinity mask) capped by
@@ -102,7 +103,7 @@ static inline int nnx_default_threads(nnx_shared_state* state) {
    a fork() of a process that ran threads. */
 static inline int nnx_threads_for_call(int threads, const long long* settings,
                                        nnx_shared_state* state) {
-    if (nnx_load_int(&state->openmp_unusable)) return 1;
+    if (nnx_openmp_unusable(state)) return 1;
     if (threads <= 0)
         threads = settings[NNX_THREADS] > 0 ? (int)settings[NNX_THREADS]
                                             : nnx_default_threads(state);
