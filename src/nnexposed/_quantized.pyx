@@ -259,18 +259,19 @@ cdef inline void layer_rows(const QLayer* layer, const float* x, float* y, const
                          layer.biases, layer.n_in, first, last, y, relu)
 
 
-cdef void layer_rows_shared(const QLayer* layer, const float* x, float* y, const uint8_t* xq,
-                            float x_scale, int32_t zero_point, int n_threads,
-                            nnx_parallel_watch* watch) noexcept nogil:
-    """layer_rows on all of y, SHARED_ROW_CHUNK rows at a time claimed by ``n_threads``
-    threads as they come free (_kernels/claims.h)."""
+ctypedef double (*piece_fn)(void* job, Py_ssize_t piece, int member) noexcept nogil
+
+
+cdef void run_claimed(piece_fn run_piece, void* job, Py_ssize_t n_pieces, double total_work,
+                      int cpu_clock, int n_threads, nnx_parallel_watch* watch) noexcept nogil:
+    """run_piece(job, piece, member) for every piece < n_pieces, claimed by ``n_threads``
+    threads as they come free (_kernels/claims.h); run_piece returns the piece's work, of
+    ``total_work`` in all, and ``watch`` adds up what the caller (member 0) saw."""
     cdef int member, team
-    cdef Py_ssize_t chunk, first, last
-    cdef Py_ssize_t n_chunks = (layer.n_out + SHARED_ROW_CHUNK - 1) // SHARED_ROW_CHUNK
+    cdef Py_ssize_t piece
+    cdef double done
     cdef long long started, caller_started
     cdef nnx_counter counters[2]    # pieces claimed, pieces finished
-    cdef int cpu_clock = nnx_caller_clock(one_core_ns(layer, <double>layer.n_out * layer.n_in,
-                                                      NNX_ROW_MACS_PER_NS))
     counters[0].value = 0
     counters[1].value = 0
     started = nnx_now_ns()
@@ -279,21 +280,55 @@ cdef void layer_rows_shared(const QLayer* layer, const float* x, float* y, const
         team = nnx_team_size()
         caller_started = nnx_caller_now_ns(cpu_clock) if member == 0 else 0
         while True:
-            nnx_delay_if_asked(policy, member, team, &counters[1], n_chunks)
-            chunk = nnx_claim(&counters[0])
-            if chunk >= n_chunks:
+            nnx_delay_if_asked(policy, member, team, &counters[1], n_pieces)
+            piece = nnx_claim(&counters[0])
+            if piece >= n_pieces:
                 break
-            first = chunk * SHARED_ROW_CHUNK
-            last = min(first + SHARED_ROW_CHUNK, layer.n_out)
-            layer_rows(layer, x, y, xq, x_scale, zero_point, first, last)
+            done = run_piece(job, piece, member)
             if member == 0:
-                watch.caller_work += (last - first) * layer.n_in
+                watch.caller_work += done
             nnx_add_done(&counters[1], 1)
         if member == 0:
             watch.caller_ns += nnx_caller_now_ns(cpu_clock) - caller_started
     watch.elapsed_ns += nnx_now_ns() - started
-    watch.total_work += layer.n_out * layer.n_in
+    watch.total_work += total_work
     watch.regions += 1
+
+
+ctypedef struct RowsJob:
+    const QLayer* layer
+    const float* x
+    float* y
+    const uint8_t* xq
+    float x_scale
+    int32_t zero_point
+
+
+cdef double rows_piece(void* job, Py_ssize_t chunk, int member) noexcept nogil:
+    """Rows [chunk * SHARED_ROW_CHUNK, ...) of a RowsJob; returns their multiply-adds."""
+    cdef RowsJob* rows = <RowsJob*>job
+    cdef Py_ssize_t first = chunk * SHARED_ROW_CHUNK
+    cdef Py_ssize_t last = min(first + SHARED_ROW_CHUNK, rows.layer.n_out)
+    layer_rows(rows.layer, rows.x, rows.y, rows.xq, rows.x_scale, rows.zero_point, first, last)
+    return (last - first) * rows.layer.n_in
+
+
+cdef void layer_rows_shared(const QLayer* layer, const float* x, float* y, const uint8_t* xq,
+                            float x_scale, int32_t zero_point, int n_threads,
+                            nnx_parallel_watch* watch) noexcept nogil:
+    """layer_rows on all of y, SHARED_ROW_CHUNK rows at a time claimed by ``n_threads``
+    threads as they come free."""
+    cdef RowsJob job
+    cdef double macs = <double>layer.n_out * layer.n_in
+    job.layer = layer
+    job.x = x
+    job.y = y
+    job.xq = xq
+    job.x_scale = x_scale
+    job.zero_point = zero_point
+    run_claimed(rows_piece, &job, (layer.n_out + SHARED_ROW_CHUNK - 1) // SHARED_ROW_CHUNK,
+                macs, nnx_caller_clock(one_core_ns(layer, macs, NNX_ROW_MACS_PER_NS)),
+                n_threads, watch)
 
 
 cdef void layer_row(const QLayer* layer, const float* x, float* y, uint8_t* xq,
@@ -395,49 +430,55 @@ cdef Py_ssize_t forward_work_bytes(Py_ssize_t max_width, Py_ssize_t batch,
     return max(1, min(n_threads, n_blocks)) * block_stride(max_width, cols)
 
 
+ctypedef struct BlocksJob:
+    const QLayer* layers
+    Py_ssize_t n_layers
+    Py_ssize_t max_width
+    const float* x
+    float* out
+    Py_ssize_t batch
+    Py_ssize_t cols
+    char* work
+    Py_ssize_t work_bytes
+    double macs_per_sample
+
+
+cdef double block_piece(void* job, Py_ssize_t block, int member) noexcept nogil:
+    """Block ``block`` of a BlocksJob in member's workspace; returns its multiply-adds."""
+    cdef BlocksJob* blocks = <BlocksJob*>job
+    cdef Py_ssize_t first = block * blocks.cols
+    cdef Py_ssize_t rows = min(blocks.cols, blocks.batch - first)
+    network_block(blocks.layers, blocks.n_layers, blocks.max_width,
+                  blocks.x + first * blocks.layers[0].n_in,
+                  blocks.out + first * blocks.layers[blocks.n_layers - 1].n_out,
+                  rows, blocks.cols, blocks.work + member * blocks.work_bytes)
+    return rows * blocks.macs_per_sample
+
+
 cdef void network_blocks_shared(const QLayer* layers, Py_ssize_t n_layers,
                                 Py_ssize_t max_width, const float* x, float* out,
                                 Py_ssize_t batch, Py_ssize_t cols, int n_threads, char* work,
                                 Py_ssize_t work_bytes, nnx_parallel_watch* watch) noexcept nogil:
     """network_block on every block of ``cols`` samples, blocks claimed by ``n_threads``
     threads as they come free; work holds n_threads * work_bytes bytes."""
-    cdef int member, team
-    cdef Py_ssize_t n_in = layers[0].n_in
-    cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
-    cdef Py_ssize_t n_blocks = (batch + cols - 1) // cols
-    cdef Py_ssize_t k, block, first, rows
-    cdef long long started, caller_started
-    cdef double macs_per_sample = 0
-    cdef nnx_counter counters[2]    # blocks claimed, blocks finished
-    cdef int cpu_clock
+    cdef BlocksJob job
+    cdef Py_ssize_t k
+    job.layers = layers
+    job.n_layers = n_layers
+    job.max_width = max_width
+    job.x = x
+    job.out = out
+    job.batch = batch
+    job.cols = cols
+    job.work = work
+    job.work_bytes = work_bytes
+    job.macs_per_sample = 0
     for k in range(n_layers):
-        macs_per_sample += layers[k].n_in * layers[k].n_out
-    cpu_clock = nnx_caller_clock(one_core_ns(layers, batch * macs_per_sample,
-                                             NNX_BLOCK_MACS_PER_NS))
-    counters[0].value = 0
-    counters[1].value = 0
-    started = nnx_now_ns()
-    with parallel(num_threads=n_threads):
-        member = threadid()
-        team = nnx_team_size()
-        caller_started = nnx_caller_now_ns(cpu_clock) if member == 0 else 0
-        while True:
-            nnx_delay_if_asked(policy, member, team, &counters[1], n_blocks)
-            block = nnx_claim(&counters[0])
-            if block >= n_blocks:
-                break
-            first = block * cols
-            rows = min(cols, batch - first)
-            network_block(layers, n_layers, max_width, x + first * n_in, out + first * n_out,
-                          rows, cols, work + member * work_bytes)
-            if member == 0:
-                watch.caller_work += rows * macs_per_sample
-            nnx_add_done(&counters[1], 1)
-        if member == 0:
-            watch.caller_ns += nnx_caller_now_ns(cpu_clock) - caller_started
-    watch.elapsed_ns += nnx_now_ns() - started
-    watch.total_work += batch * macs_per_sample
-    watch.regions += 1
+        job.macs_per_sample += layers[k].n_in * layers[k].n_out
+    run_claimed(block_piece, &job, (batch + cols - 1) // cols, batch * job.macs_per_sample,
+                nnx_caller_clock(one_core_ns(layers, batch * job.macs_per_sample,
+                                             NNX_BLOCK_MACS_PER_NS)),
+                n_threads, watch)
 
 
 cdef void network_forward(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
