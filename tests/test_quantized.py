@@ -30,9 +30,10 @@ KERNEL_SETS = _quantized.supported_kernel_sets()
 # tanh, erf: different implementations) a later int8 layer may quantize an input one level
 # apart, so those are compared within the accuracy bound instead.
 EXACT_ACTIVATIONS = ["linear", "relu", "leaky_relu"]
-# (2085, 40, 5): a block of 128 samples takes the int8 inputs in 2 chunks of groups of 4
 SHAPES = [(3, 5, 5, 5, 2), (1, 1), (7, 1, 9), (33, 70, 9), (64, 128, 128, 10), (130, 67, 200, 3),
           (2085, 40, 5)]
+# (4133, 40, 5): a block of 128 samples takes the int8 inputs in 2 chunks of groups of 4
+INT8_SHAPES = SHAPES + [(4133, 40, 5)]
 BATCHES = [1, 2, 3, 4, 31, 33, 200]
 
 
@@ -183,7 +184,7 @@ def test_quantize_inputs_per_sample():
     assert np.isnan(scale[3]) and np.isnan(scale[4])
 
 
-@pytest.mark.parametrize("sizes", SHAPES)
+@pytest.mark.parametrize("sizes", INT8_SHAPES)
 @pytest.mark.parametrize("activation", EXACT_ACTIVATIONS)
 def test_int8_kernels_match_the_reference_bit_for_bit(kernel_set, rng, sizes, activation):
     network = random_network(rng, sizes, [activation] * (len(sizes) - 2) + ["linear"],
@@ -218,7 +219,7 @@ def test_half_kernels_match_the_reference(kernel_set, rng, precision, sizes):
         np.testing.assert_allclose(network(x[-1]), expected[-1], rtol=1e-4, atol=1e-6)
 
 
-# (2085, 40, 5): a block of 128 samples takes the 1,043 input pairs in chunks of 512
+# (2085, 40, 5): a block of 128 samples takes the 1,043 input pairs in chunks of 1,024
 BF16_SHAPES = [(1, 1), (2, 16), (3, 17), (31, 33), (32, 15), (33, 16, 47), (64, 65),
                (129, 48, 300, 7), (2085, 40, 5)]
 

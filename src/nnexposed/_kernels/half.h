@@ -1,8 +1,10 @@
 /* bfloat16 and float16 layers: weights stored in 16 bits, widened to float32 and summed in
- * float32. Batched: the weights of 4 neurons at a time are widened into a float32 buffer
- * (n_in x 4, interleaved), then every 32-sample tile of the block runs 4 x 32 accumulators
- * that the compiler keeps in vector registers. One sample: the weights are widened in
- * registers as they stream (these layers are memory-bound at one sample).
+ * float32. Batched, portable and AVX2: the weights of 4 neurons at a time are widened into a
+ * float32 buffer (n_in x 4, interleaved), then every 32-sample tile of the block runs 4 x 32
+ * accumulators that the compiler keeps in vector registers; AVX-512: panels of 16 neurons
+ * widened a chunk of inputs at a time (below), or vdpbf16ps on bfloat16. One sample: the
+ * weights are widened in registers as they stream (these layers are memory-bound at one
+ * sample).
  *
  * Layouts as in int8.h: weights (n_out, n_in) uint16 bit patterns; a block's float
  * activations x[i][t] and y[j][t] feature-major, cols a multiple of NNX_HALF_TILE. */
@@ -124,7 +126,6 @@ static void nnx_half_row_portable(const float* x, const uint16_t* weights, int k
 
 /* fused multiply-adds where the target has them (the module is built without contraction) */
 NNX_HALF_DEFINE_TILE(avx2, NNX_TARGET_AVX2, NNX_HALF_WIDEN_F16C, fmaf)
-NNX_HALF_DEFINE_TILE(avx512, NNX_TARGET_AVX512, NNX_HALF_WIDEN_F16C, fmaf)
 
 /* 16 weights of a row as float32: bfloat16 shifted into the high half, float16 by F16C. */
 NNX_TARGET_AVX512 static inline __m512 nnx_half_load16(const uint16_t* w, int kind) {
@@ -259,15 +260,17 @@ NNX_TARGET_BF16 static void nnx_bf16_pack_block(const float* x, ptrdiff_t n_in,
     }
 }
 
-/* NR neurons (of a panel, from `lane`) x 32 samples: 2 * NR float32 sums over the pairs
- * [g0, g1), started from zero (g0 == 0) or from the sums stored by the previous pairs; the
- * bias and ReLU once the last pair is in. */
-#define NNX_BF16_DOT_BLOCK(NR)                                                                \
+/* NR neurons (of a panel, from `lane`) x 32 samples: 2 * NR float32 sums over the groups
+ * [g0, g1) of inputs, started from zero (g0 == 0) or from the sums stored by the previous
+ * groups; the bias and ReLU once the last group is in. Group g: the vectors LOAD_X(X_AT +
+ * (g - g0) * cols) and (... + 16) of 16 samples each, weights BROADCAST_W(W_AT[(g - g0) * 16
+ * + r]) of neuron r, DOT(acc, x, w) adds their products. */
+#define NNX_PANEL_FLOAT_SUMS(NR, XTYPE, X_AT, LOAD_X, W_AT, BROADCAST_W, DOT, N_GROUPS)       \
     {                                                                                         \
         __m512 acc[NR][2];                                                                    \
-        const uint32_t* w = panel + g0 * NNX_BF16_PANEL + lane;                               \
-        const uint32_t* xg = pairs + g0 * cols + t0;                                          \
-        float* first_row = y + (p * NNX_BF16_PANEL + lane) * cols + t0;                       \
+        const uint32_t* w = (const uint32_t*)(W_AT) + lane;                                   \
+        const uint32_t* xg = (const uint32_t*)(X_AT);                                         \
+        float* first_row = y + (p * NNX_PANEL_NEURONS + lane) * cols + t0;                    \
         int r;                                                                                \
         for (r = 0; r < NR; r++) {                                                            \
             int stored = g0 > 0 && r < rows;                                                  \
@@ -275,19 +278,19 @@ NNX_TARGET_BF16 static void nnx_bf16_pack_block(const float* x, ptrdiff_t n_in,
             acc[r][1] = stored ? _mm512_loadu_ps(first_row + r * cols + 16)                   \
                                : _mm512_setzero_ps();                                         \
         }                                                                                     \
-        for (g = g0; g < g1; g++, w += NNX_BF16_PANEL, xg += cols) {                          \
-            __m512bh x0 = (__m512bh)_mm512_loadu_si512((const void*)xg);                      \
-            __m512bh x1 = (__m512bh)_mm512_loadu_si512((const void*)(xg + 16));               \
+        for (g = g0; g < g1; g++, w += NNX_PANEL_NEURONS, xg += cols) {                       \
+            XTYPE x0 = LOAD_X(xg);                                                            \
+            XTYPE x1 = LOAD_X(xg + 16);                                                       \
             for (r = 0; r < NR; r++) {                                                        \
-                __m512bh wv = (__m512bh)_mm512_set1_epi32((int)w[r]);                         \
-                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x0, wv);                              \
-                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x1, wv);                              \
+                XTYPE wv = BROADCAST_W(w + r);                                                \
+                acc[r][0] = DOT(acc[r][0], x0, wv);                                           \
+                acc[r][1] = DOT(acc[r][1], x1, wv);                                           \
             }                                                                                 \
         }                                                                                     \
         for (r = 0; r < NR && r < rows; r++) {                                                \
             __m512 v0 = acc[r][0], v1 = acc[r][1];                                            \
-            if (g1 == n_pairs) {                                                              \
-                __m512 bias = _mm512_set1_ps(biases[p * NNX_BF16_PANEL + lane + r]);          \
+            if (g1 == N_GROUPS) {                                                             \
+                __m512 bias = _mm512_set1_ps(biases[p * NNX_PANEL_NEURONS + lane + r]);       \
                 v0 = _mm512_add_ps(v0, bias);                                                 \
                 v1 = _mm512_add_ps(v1, bias);                                                 \
                 if (relu) { /* max(0, v) keeps NaN */                                         \
@@ -300,13 +303,72 @@ NNX_TARGET_BF16 static void nnx_bf16_pack_block(const float* x, ptrdiff_t n_in,
         }                                                                                     \
     }
 
+#define NNX_LOAD_BF16_PAIRS(at) ((__m512bh)_mm512_loadu_si512((const void*)(at)))
+#define NNX_BROADCAST_BF16_PAIR(at) ((__m512bh)_mm512_set1_epi32((int)*(at)))
+#define NNX_BF16_DOT_BLOCK(NR)                                                                \
+    NNX_PANEL_FLOAT_SUMS(NR, __m512bh, pairs + g0 * cols + t0, NNX_LOAD_BF16_PAIRS,           \
+                         panel + g0 * NNX_BF16_PANEL, NNX_BROADCAST_BF16_PAIR,                \
+                         _mm512_dpbf16_ps, n_pairs)
+
+/* ---- Widened panels (AVX-512 without BF16, and float16 everywhere on AVX-512) -----------
+ * Per panel of 16 neurons and chunk of inputs [g0, g1), the 16-bit weights are widened (F16C,
+ * or bfloat16 shifted) into a float32 panel wide[(i - g0) * 16 + r], which NR neurons x 32
+ * samples then read as broadcasts, summed by fused multiply-adds in input order. */
+
+/* Inputs of a block's float x that one pass over the weights reads, as for the BF16 pairs. */
+#define NNX_WIDE_CHUNK_BYTES (512 * 1024)
+
+NNX_TARGET_AVX512 static void nnx_half_widen_panel(const uint16_t* weights, int kind,
+                                                   ptrdiff_t n_in, ptrdiff_t n_out,
+                                                   ptrdiff_t p, ptrdiff_t g0, ptrdiff_t g1,
+                                                   float* wide) {
+    float square[NNX_PANEL_NEURONS * 16];
+    ptrdiff_t i0, r, rows = n_out - p * NNX_PANEL_NEURONS;
+    for (i0 = g0; i0 < g1; i0 += 16) {
+        ptrdiff_t n = g1 - i0 < 16 ? g1 - i0 : 16;
+        __mmask16 mask = (__mmask16)(n == 16 ? 0xFFFFu : (1u << n) - 1);
+        for (r = 0; r < NNX_PANEL_NEURONS; r++) {
+            __m512 v = _mm512_setzero_ps();
+            if (r < rows) {
+                __m256i h = _mm256_maskz_loadu_epi16(
+                    mask, weights + (p * NNX_PANEL_NEURONS + r) * n_in + i0);
+                v = kind == NNX_BFLOAT16
+                    ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                    : _mm512_cvtph_ps(h);
+            }
+            _mm512_storeu_ps(square + r * 16, v);
+        }
+        nnx_transpose_avx512(square, NNX_PANEL_NEURONS, n, 16,
+                             wide + (i0 - g0) * NNX_PANEL_NEURONS, NNX_PANEL_NEURONS);
+    }
+}
+
+#define NNX_LOAD_FLOATS(at) _mm512_loadu_ps((const float*)(at))
+#define NNX_BROADCAST_FLOAT(at) _mm512_set1_ps(*(const float*)(at))
+#define NNX_FMA(acc, x, w) _mm512_fmadd_ps(w, x, acc)
+#define NNX_WIDE_FMA_BLOCK(NR)                                                                \
+    NNX_PANEL_FLOAT_SUMS(NR, __m512, x + g0 * cols + t0, NNX_LOAD_FLOATS, wide,               \
+                         NNX_BROADCAST_FLOAT, NNX_FMA, n_in)
+
+/* The batched kernel: weights row-major; buffer: 16 * n_in floats. */
+NNX_TARGET_AVX512 static void nnx_half_tile_avx512_wide(
+        const float* x, const uint16_t* weights, int kind, const float* biases,
+        ptrdiff_t n_in, ptrdiff_t n_out, ptrdiff_t cols, float* y, int relu, float* buffer) {
+    ptrdiff_t p, lane, t0, g, g0, g1, rows;
+    ptrdiff_t chunk = NNX_WIDE_CHUNK_BYTES / 4 / cols;
+    float* wide = buffer;
+    NNX_PANEL_LOOPS(n_in, chunk,
+                    nnx_half_widen_panel(weights, kind, n_in, n_out, p, g0, g1, wide),
+                    NNX_WIDE_FMA_BLOCK)
+}
+
 /* Bytes of a block's input pairs that one pass over the weights reads: the pairs are taken
  * in chunks of at most this many (times the block's samples) so that they stay in L2 while
  * every panel passes; the sums wait in y between chunks (float32 either way: the same
  * bits as in one pass). */
-#define NNX_BF16_CHUNK_BYTES (256 * 1024)
+#define NNX_BF16_CHUNK_BYTES (512 * 1024)
 
-/* The batched kernel (float16 layers: the AVX-512 widening one). weights: the panels;
+/* The batched kernel (float16 layers: the widened panels). weights: the panels;
  * buffer: nnx_bf16_pairs(n_in) * cols floats. */
 NNX_TARGET_BF16 static void nnx_half_tile_bf16(
         const float* x, const uint16_t* weights, int kind, const float* biases,
@@ -315,11 +377,12 @@ NNX_TARGET_BF16 static void nnx_half_tile_bf16(
     ptrdiff_t chunk = NNX_BF16_CHUNK_BYTES / 4 / cols;
     uint32_t* pairs = (uint32_t*)buffer;
     if (kind != NNX_BFLOAT16) {
-        nnx_half_tile_avx512(x, weights, kind, biases, n_in, n_out, cols, y, relu, buffer);
+        nnx_half_tile_avx512_wide(x, weights, kind, biases, n_in, n_out, cols, y, relu,
+                                  buffer);
         return;
     }
     nnx_bf16_pack_block(x, n_in, cols, pairs);
-    NNX_PANEL_LOOPS(n_pairs, chunk, NNX_BF16_DOT_BLOCK)
+    NNX_PANEL_LOOPS(n_pairs, chunk, (void)0, NNX_BF16_DOT_BLOCK)
 }
 
 /* NP panels of one sample: sums of 16 neurons each, the weights streamed once. */
@@ -400,7 +463,7 @@ static nnx_half_kernels nnx_half_kernels_for(int set) {
         k.row = nnx_half_row_bf16;
         k.bf16_panels = 1;
     } else if (set >= NNX_Q_AVX512) {
-        k.tile = nnx_half_tile_avx512;
+        k.tile = nnx_half_tile_avx512_wide;
         k.row = nnx_half_row_avx512;
     } else if (set == NNX_Q_AVX2) {
         k.tile = nnx_half_tile_avx2;

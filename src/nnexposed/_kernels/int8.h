@@ -412,7 +412,7 @@ NNX_TARGET_VNNI static inline __m512 nnx_i8_finish_vnni(
 /* Bytes of a block's quantized inputs that one pass over the weights reads: the groups are
  * taken in chunks of at most this many (times the block's samples), which stay in L2 while
  * every panel passes; the int32 sums wait in y between chunks. */
-#define NNX_I8_CHUNK_BYTES (256 * 1024)
+#define NNX_I8_CHUNK_BYTES (512 * 1024)
 
 /* q: nnx_i8_pack_weights' panels. Neurons outer, sample tiles inner: 8 neurons' weights of
  * a chunk stay in L1 while the block's tiles pass. */
@@ -423,7 +423,7 @@ NNX_TARGET_VNNI static void nnx_i8_tile_vnni(
     ptrdiff_t n_groups = n_in4 / 4, p, lane, t0, g, g0, g1, rows;
     ptrdiff_t chunk = NNX_I8_CHUNK_BYTES / 4 / cols;
     const int8_t* weights = q;
-    NNX_PANEL_LOOPS(n_groups, chunk, NNX_I8_VNNI_BLOCK)
+    NNX_PANEL_LOOPS(n_groups, chunk, (void)0, NNX_I8_VNNI_BLOCK)
 }
 
 /* One sample, 4 neurons at a time, 64 inputs per step (the last step masked). */

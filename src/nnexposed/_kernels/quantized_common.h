@@ -87,16 +87,19 @@ static inline int32_t nnx_round_small(float v) {
 #define NNX_PANEL_NEURONS 16
 #define NNX_PANEL_TILE 32
 
-/* The loops of the panel kernels (int8.h's VNNI, half.h's BF16): the groups of inputs (one
- * 32-bit lane each) in chunks [g0, g1) of at most CHUNK, panels p, halves of 8 neurons from
- * `lane`, tiles t0; BLOCK(8) or BLOCK(4) computes one. The caller declares p, lane, t0, g0,
- * g1, rows and has weights, n_out, cols in scope. */
-#define NNX_PANEL_LOOPS(N_GROUPS, CHUNK, BLOCK)                                               \
+/* The loops of the panel kernels (int8.h's VNNI, half.h's BF16 and widened panels): the
+ * groups of inputs (one 32-bit lane each) in chunks [g0, g1) of at most CHUNK, panels p (each
+ * begun by the statement PREPARE), halves of 8 neurons from `lane`, tiles t0; BLOCK(8) or
+ * BLOCK(4) computes one. The caller declares p, lane, t0, g0, g1, rows and has weights,
+ * n_out, cols in scope. */
+#define NNX_PANEL_LOOPS(N_GROUPS, CHUNK, PREPARE, BLOCK)                                      \
     for (g0 = 0; g0 < N_GROUPS; g0 = g1) {                                                    \
         g1 = N_GROUPS - g0 <= CHUNK ? N_GROUPS : g0 + CHUNK;                                  \
         for (p = 0; p * NNX_PANEL_NEURONS < n_out; p++) {                                     \
             const uint32_t* panel =                                                           \
                 (const uint32_t*)weights + p * N_GROUPS * NNX_PANEL_NEURONS;                  \
+            (void)panel; /* not read by every BLOCK */                                        \
+            PREPARE;                                                                          \
             for (lane = 0; lane < NNX_PANEL_NEURONS; lane += 8) {                             \
                 rows = n_out - p * NNX_PANEL_NEURONS - lane;                                  \
                 if (rows <= 0) break;                                                         \
