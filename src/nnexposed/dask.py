@@ -143,7 +143,8 @@ def _forward_block(block: np.ndarray, network: Network, threads: int | None) -> 
 def _predict_partition(part: pd.DataFrame, network: Network, columns: list[Any],
                        output_columns: list[Any], threads: int | None) -> pd.DataFrame:
     # The partition's own columns are copied neither in (all of them, in order, are one view
-    # when they share a dtype, in row or column order, which forward reads in place) nor out.
+    # when they share a dtype, in row or column order, which forward reads in place) nor,
+    # up to _MAX_INSERTED_COLUMNS outputs, out.
     features = part if list(part.columns) == columns else part[columns]
     x = features.to_numpy(dtype=network.dtype, na_value=math.nan)
     y = _forward(network, x, threads=threads)
