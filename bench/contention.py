@@ -3,7 +3,8 @@
     python bench/contention.py [--quick] [--cases N3:1,N3:64,N4:1,N4:64] [--out DIR]
 
 Three conditions, each case side by side with ``forward`` (default threads), ``forward(...,
-threads=1)``, NumPy (``forward_numpy``) and ONNX Runtime (when installed):
+threads=1)``, NumPy (``forward_numpy``) and ONNX Runtime (when installed), and on request
+``threads=1-again``, a second ``threads=1`` arm whose ratio to the first is the noise floor:
 
 - ``idle``: nothing started by this script (other processes' CPU share is recorded);
 - ``busy``: a busy-loop process that this script starts and ends (by its PID) runs meanwhile;
@@ -43,6 +44,8 @@ from nnexposed.reference import forward_numpy  # noqa: E402
 CASES = [("N3", 1), ("N3", 64), ("N4", 1), ("N4", 64)]
 QUICK_CASES = [("N3", 1), ("N3", 64)]
 IMPLS = ["default", "threads=1", "numpy", "onnxruntime"]
+# On request (--impls): threads=1 once more, taking its turns like any implementation.
+NOISE_IMPL = "threads=1-again"
 CONDITIONS = ["idle", "busy", "processes"]
 BUSY_LOOP = "while True:\n    pass\n"
 
@@ -51,7 +54,7 @@ def build(impl, network, x):
     """(call, args) of one implementation on the case's input; raises peers.Unavailable."""
     if impl == "default":
         return nnexposed.forward, (network, x)
-    if impl == "threads=1":
+    if impl in ("threads=1", NOISE_IMPL):
         return (lambda net, inputs: nnexposed.forward(net, inputs, threads=1)), (network, x)
     if impl == "numpy":
         return forward_numpy, (network, x)
@@ -134,10 +137,16 @@ def busy_process(log):
         log(f"    busy-loop process {process.pid} ended")
 
 
+def backoff_counts():
+    """The back-off's counts (kernels.thread_policy) that the benchmark records."""
+    return {key: value for key, value in kernels.thread_policy().items()
+            if key in ("parallel_forwards", "backoffs_started", "backed_off_forwards")}
+
+
 def calling_worker(name, batch, impls, commands, results, barrier):
     """In a child process: for each (impl, seconds) on ``commands``, wait for the other
     workers at ``barrier``, call ``impl`` on the case in a loop for ``seconds``, and put
-    (impl, calls completed) on ``results``; None ends it."""
+    (impl, calls completed, the back-off's counts meanwhile) on ``results``; None ends it."""
     network, x = make_case(name, batch)
     calls = {impl: build(impl, network, x) for impl in impls}
     for call, args in calls.values():
@@ -145,20 +154,23 @@ def calling_worker(name, batch, impls, commands, results, barrier):
     results.put(("ready", os.getpid()))
     for impl, seconds in iter(commands.get, None):
         call, args = calls[impl]
+        before = backoff_counts()
         barrier.wait()
         n = 0
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             call(*args)
             n += 1
-        results.put((impl, n))
+        after = backoff_counts()
+        results.put((impl, n, {key: after[key] - before[key] for key in after}))
 
 
 def throughput(impls, name, batch, args, log):
     """Total calls of ``args.processes`` processes all running the same implementation, the
     implementations taking turns for ``args.rounds`` rounds of ``args.process_seconds /
     args.rounds`` each (the processes live through all rounds, as a server's workers do):
-    {impl: {"calls": total, "per_process": [...]}}."""
+    {impl: {"calls": total, "per_process": [...], "rounds": [total of each round],
+    "thread_policy": {back-off count: total}}}."""
     context = multiprocessing.get_context("spawn")
     results, barrier = context.Queue(), context.Barrier(args.processes)
     commands = [context.Queue() for _ in range(args.processes)]
@@ -168,6 +180,8 @@ def throughput(impls, name, batch, args, log):
     for worker in workers:
         worker.start()
     counts = {impl: [0] * args.processes for impl in impls}
+    rounds = {impl: [] for impl in impls}
+    policy = {impl: {} for impl in impls}
     seconds = args.process_seconds / args.rounds
     try:
         for _ in workers:
@@ -177,8 +191,13 @@ def throughput(impls, name, batch, args, log):
                 time.sleep(args.settle)
                 for queue in commands:
                     queue.put((impl, seconds))
-                done = sorted(results.get(timeout=300 + 10 * seconds)[1] for _ in workers)
-                counts[impl] = [a + b for a, b in zip(counts[impl], done)]
+                done = [results.get(timeout=300 + 10 * seconds)[1:] for _ in workers]
+                calls = sorted(n for n, _ in done)
+                counts[impl] = [a + b for a, b in zip(counts[impl], calls)]
+                rounds[impl].append(sum(calls))
+                for _, worker_counts in done:
+                    for key, value in worker_counts.items():
+                        policy[impl][key] = policy[impl].get(key, 0) + value
     finally:
         for queue in commands:
             queue.put(None)
@@ -187,8 +206,10 @@ def throughput(impls, name, batch, args, log):
             if worker.is_alive():
                 worker.kill()
     for impl in impls:
-        log(f"    {impl}: {sum(counts[impl]):,} calls {counts[impl]}")
-    return {impl: {"calls": sum(c), "per_process": c} for impl, c in counts.items()}
+        log(f"    {impl}: {sum(counts[impl]):,} calls {counts[impl]}, rounds {rounds[impl]}, "
+            f"back-off {policy[impl]}")
+    return {impl: {"calls": sum(counts[impl]), "per_process": counts[impl],
+                   "rounds": rounds[impl], "thread_policy": policy[impl]} for impl in impls}
 
 
 def fmt(us):
@@ -197,6 +218,7 @@ def fmt(us):
 
 def markdown(results):
     impls = results["settings"]["impls"]
+    noisy = NOISE_IMPL in impls
     lines = ["# Forward passes on shared cores", "",
              f"`{results['settings']['command']}`, {results['date']}; load average "
              f"{results['load_average_before']} before, {results['load_average_after']} after. "
@@ -207,18 +229,22 @@ def markdown(results):
         lines += ["## Latency (µs per call: mean / p99)", "",
                   "`busy`: a busy-loop process runs on one core. `others` is the share of the "
                   "machine's CPUs other processes used meanwhile (the busy loop included). "
-                  "`ratio` is default / threads=1.", "",
+                  "`ratio` is default / threads=1"
+                  + (f", `noise` {NOISE_IMPL} / threads=1" if noisy else "") + ".", "",
                   "| case | condition | others | " + " | ".join(impls) + " | ratio mean | "
-                  "ratio p99 |", "|---|---|---:|" + "---:|" * (len(impls) + 2)]
+                  "ratio p99 |" + (" noise mean | noise p99 |" if noisy else ""),
+                  "|---|---|---:|" + "---:|" * (len(impls) + 2 + 2 * noisy)]
         for row in latency_rows:
             cells = []
             for impl in impls:
                 entry = row["impls"].get(impl)
                 cells.append(f"{fmt(entry['mean_us'])} / {fmt(entry['p99_us'])}"
                              if entry else row["notes"].get(impl, "n/a"))
-            ratio = row.get("ratio_default_vs_threads1") or {}
             others = row.get("others_busy")
-            ratios = [f"{ratio[key]:.2f}" if key in ratio else "-" for key in ("mean", "p99")]
+            ratios = [f"{ratio[key]:.2f}" if key in ratio else "-"
+                      for ratio in (row.get("ratio_default_vs_threads1") or {},
+                                    row.get("ratio_noise") or {})[:1 + noisy]
+                      for key in ("mean", "p99")]
             lines.append(
                 f"| {row['case']} | {row['condition']} | "
                 f"{'?' if others is None else f'{others:.0%}'} | "
@@ -230,14 +256,15 @@ def markdown(results):
         lines += [f"## Throughput: {results['settings']['processes']} processes, each calling "
                   f"in a loop for {seconds} s in {results['settings']['rounds']} rounds "
                   f"(total calls)", "",
-                  "| case | " + " | ".join(impls) + " | default / threads=1 |",
-                  "|---|" + "---:|" * (len(impls) + 1)]
+                  "| case | " + " | ".join(impls) + " | default / threads=1 |"
+                  + (f" {NOISE_IMPL} / threads=1 |" if noisy else ""),
+                  "|---|" + "---:|" * (len(impls) + 1 + noisy)]
         for row in process_rows:
             cells = [f"{row['impls'][i]['calls']:,}" if i in row["impls"]
                      else row["notes"].get(i, "n/a") for i in impls]
-            ratio = row.get("ratio_default_vs_threads1")
-            lines.append(f"| {row['case']} | " + " | ".join(cells)
-                         + f" | {'-' if ratio is None else f'{ratio:.2f}'} |")
+            ratios = [row.get("ratio_default_vs_threads1"), row.get("ratio_noise")]
+            lines.append(f"| {row['case']} | " + " | ".join(
+                cells + ["-" if r is None else f"{r:.2f}" for r in ratios[:1 + noisy]]) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -250,7 +277,8 @@ def main(argv=None):
     parser.add_argument("--conditions", default=",".join(CONDITIONS),
                         help="some of idle,busy,processes (default: all)")
     parser.add_argument("--impls", default=",".join(IMPLS),
-                        help="some of " + ",".join(IMPLS) + " (default: all)")
+                        help="some of " + ",".join(IMPLS + [NOISE_IMPL])
+                             + " (default: all but " + NOISE_IMPL + ")")
     parser.add_argument("--quick", action="store_true", help="two cases, shorter runs")
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds per implementation (default 5, 2 with --quick)")
@@ -266,7 +294,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
     impls = [i.strip() for i in args.impls.split(",") if i.strip()]
-    for value, allowed, what in ((conditions, CONDITIONS, "condition"), (impls, IMPLS, "impl")):
+    for value, allowed, what in ((conditions, CONDITIONS, "condition"),
+                                 (impls, IMPLS + [NOISE_IMPL], "impl")):
         unknown = [v for v in value if v not in allowed]
         if unknown or not value:
             parser.error(f"unknown or no {what}(s) {unknown}; expected some of {allowed}")
@@ -293,9 +322,11 @@ def main(argv=None):
             begin = cpu_times()
             if condition == "processes":
                 row["impls"] = throughput(list(ready), name, batch, args, log)
-                if {"default", "threads=1"} <= set(ready):
-                    row["ratio_default_vs_threads1"] = (row["impls"]["default"]["calls"]
-                                                        / row["impls"]["threads=1"]["calls"])
+                for key, impl in (("ratio_default_vs_threads1", "default"),
+                                  ("ratio_noise", NOISE_IMPL)):
+                    if {impl, "threads=1"} <= set(ready):
+                        row[key] = (row["impls"][impl]["calls"]
+                                    / row["impls"]["threads=1"]["calls"])
             else:
                 # Each condition starts from a fresh back-off: one begun beside the previous
                 # condition's busy loop (up to 2 s) would otherwise run into an idle one.
@@ -303,16 +334,15 @@ def main(argv=None):
                 with busy_process(log) if condition == "busy" else \
                         contextlib.nullcontext() as busy_pid:
                     row["impls"] = latency(ready, args)
-                row["thread_policy"] = {key: value for key, value in kernels.thread_policy().items()
-                                        if key in ("parallel_forwards", "backoffs_started",
-                                                   "backed_off_forwards")}
+                row["thread_policy"] = backoff_counts()
                 if busy_pid is not None:
                     row["busy_pid"] = busy_pid
-                if {"default", "threads=1"} <= set(ready):
-                    default, single = row["impls"]["default"], row["impls"]["threads=1"]
-                    row["ratio_default_vs_threads1"] = {
-                        "mean": default["mean_us"] / single["mean_us"],
-                        "p99": default["p99_us"] / single["p99_us"]}
+                for key, impl in (("ratio_default_vs_threads1", "default"),
+                                  ("ratio_noise", NOISE_IMPL)):
+                    if {impl, "threads=1"} <= set(ready):
+                        compared, single = row["impls"][impl], row["impls"]["threads=1"]
+                        row[key] = {"mean": compared["mean_us"] / single["mean_us"],
+                                    "p99": compared["p99_us"] / single["p99_us"]}
             row["others_busy"] = others_busy(begin, cpu_times())
             rows.append(row)
     results = {

@@ -285,6 +285,58 @@ def test_repeated_losses_double_the_backoff_up_to_two_seconds(policy):
     assert policy._observe_parallel_forward(later, later + 10_000, 400_000, 100_000) == 10 * MS
 
 
+def backoff_ended_at(policy, ended):
+    """Start a back-off of 10 ms (0.2 ms lost) with a forward that ended at ``ended``, then
+    another as its first probe stalls: that one lasts 100 forwards beyond its time."""
+    policy._observe_parallel_forward(ended - 200_000, ended - 150_000, 0, 0)
+    assert policy._observe_parallel_forward(ended - 100_000, ended, 300_000, 100_000) == 10 * MS
+    assert kernels.thread_policy()["backoff_forwards_left"] == 0
+    ended += 20 * MS
+    assert policy._observe_parallel_forward(ended - 100_000, ended, 1_100_000, 100_000) > 0
+
+
+def test_a_backoff_whose_probe_stalls_lasts_100_forwards_beyond_its_time(policy):
+    """A lone stall backs off for its time only; when the first parallel forward after it
+    (a probe) stalls again, the contention lasts: 100 forwards more on one thread."""
+    backoff_ended_at(policy, policy._now_ns() - 1_000 * MS)  # its time is long past
+    state = kernels.thread_policy()
+    assert state["backing_off_ns"] == 0 and state["backoff_forwards_left"] == 100
+    assert all(policy._backing_off() for _ in range(100))
+    assert not policy._backing_off()
+    state = kernels.thread_policy()
+    assert state["backed_off_forwards"] == 100 and state["backoff_forwards_left"] == 0
+
+
+def test_backoffs_whose_probes_stall_double_their_forwards_up_to_800(policy):
+    """Each back-off that starts within 16 parallel forwards of the previous one runs twice
+    its forwards, so that under lasting contention the probes fall under 1 in 100 calls
+    however long each call takes and however irregular the calling."""
+    past = policy._now_ns() - 5_000 * MS  # the back-offs' times long past
+    lengths = []
+    for _ in range(6):
+        for _ in range(3):  # probes that pass, then one that stalls
+            policy._observe_parallel_forward(past, past + 10_000, 100_000, 100_000)
+        assert policy._observe_parallel_forward(past, past + 10_000, 1_100_000, 100_000) > 0
+        lengths.append(kernels.thread_policy()["backoff_forwards_left"])
+        assert sum(policy._backing_off() for _ in range(1_000)) == lengths[-1]
+        past += 100 * MS
+    assert lengths == [0, 100, 200, 400, 800, 800]
+    for _ in range(17):  # probes that pass: the next stall is a lone one
+        policy._observe_parallel_forward(past, past + 10_000, 100_000, 100_000)
+    assert policy._observe_parallel_forward(past, past + 10_000, 10 * MS, 100_000) > 0
+    assert kernels.thread_policy()["backoff_forwards_left"] == 0
+
+
+def test_the_count_of_forwards_lapses_after_10_seconds(policy):
+    """A process that calls seldom gets its threads back 10 s after the back-off began."""
+    backoff_ended_at(policy, policy._now_ns() - 10_030 * MS)  # the second began 20 ms later
+    assert kernels.thread_policy()["backoff_forwards_left"] == 0
+    assert not policy._backing_off()
+    kernels.reset_thread_policy()
+    backoff_ended_at(policy, policy._now_ns() - 9_000 * MS)
+    assert policy._backing_off()
+
+
 @pytest.mark.skipif(not kernels.openmp_enabled(), reason="needs OpenMP")
 def test_forwards_run_on_one_thread_while_backing_off(policy, rng):
     network = random_network(rng, [64, 256, 64, 5], ["relu", "relu", "linear"], np.float32)
@@ -574,3 +626,26 @@ def test_quantized_forwards_take_threads_from_the_budget(rng, path, budget):
         assert_one_parallel_forward(network, x, 2, expected)
     finally:
         nnexposed.set_num_threads(None)
+
+
+@pytest.mark.skipif(not kernels.openmp_enabled() or kernels.default_threads() < 2,
+                    reason="needs OpenMP and two threads")
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_the_cap_on_default_threads_holds_for_every_network(rng, precision, policy):
+    """One cap for the process (the CPUs it may use): float and reduced-precision forwards
+    take their default threads from it alike."""
+    network, x = quantized_case(rng, "blocks", "int8")
+    if precision == "float32":
+        sizes, _ = QUANTIZED_PATHS["blocks"]
+        network = random_network(rng, sizes, ["relu", "relu", "linear"], np.float32)
+    expected = forward(network, x, threads=1)
+    previous = kernels.default_threads()
+    try:
+        kernels.cap_default_threads(1)
+        np.testing.assert_array_equal(forward(network, x), expected)
+        assert kernels.thread_policy()["parallel_forwards"] == 0
+        kernels.cap_default_threads(2)
+        np.testing.assert_array_equal(forward(network, x), expected)
+        assert kernels.thread_policy()["parallel_forwards"] == 1
+    finally:
+        kernels.cap_default_threads(previous)

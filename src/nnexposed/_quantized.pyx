@@ -28,11 +28,11 @@ cimport numpy as cnp
 import numpy as np
 
 from nnexposed._settings cimport (
-    NNX_BLOCK_MACS_PER_NS, NNX_ROW_MACS_PER_NS, nnx_add_done, nnx_backing_off,
+    NNX_BLOCK_MACS_PER_NS, NNX_N_SETTINGS, NNX_ROW_MACS_PER_NS, nnx_add_done, nnx_backing_off,
     nnx_caller_clock, nnx_caller_now_ns, nnx_claim, nnx_counter, nnx_delay_if_asked,
     nnx_give_back_threads, nnx_judge_forward, nnx_note_openmp_started, nnx_now_ns,
-    nnx_openmp_unusable, nnx_parallel_watch, nnx_shared_state, nnx_take_threads,
-    nnx_thread_policy, nnx_thread_policy_of, shared_state)
+    nnx_parallel_watch, nnx_shared_state, nnx_take_threads, nnx_thread_policy,
+    nnx_thread_policy_of, nnx_threads_for_call, read_settings, shared_state)
 from nnexposed._validation import as_network_input, check_out
 from nnexposed.activations import activation_code
 
@@ -114,7 +114,6 @@ cdef enum:
     # SHARED_ROW_CHUNK at a time.
     ROW_PARALLEL_MIN_WEIGHTS = 1 << 20
     SHARED_ROW_CHUNK = 64
-    THREAD_LIMIT = 256
     # The workspace and the packed weights start on a cache line: the kernels' 64-byte loads
     # would otherwise each touch two lines (8% slower at 4096-4096).
     CACHE_LINE = 64
@@ -638,13 +637,14 @@ cdef class QuantizedNetwork:
 
     def forward(self, x, out=None, int threads=0):
         """Run all layers on float32 x: (n_in,) -> (n_out,) or (batch, n_in) ->
-        (batch, n_out). ``threads`` <= 0 uses get_num_threads(); small jobs use one, and so
-        do all while the process backs off (_kernels/thread_policy.h). The threads come from
-        the process's budget of get_num_threads() threads, shared with every forward pass
-        running at once."""
+        (batch, n_out). ``threads`` <= 0 uses get_num_threads() (nnx_threads_for_call, as the
+        float kernels do); small jobs use one, and so do all while the process backs off
+        (_kernels/thread_policy.h). The threads come from the process's budget of
+        get_num_threads() threads, shared with every forward pass running at once."""
         cdef cnp.ndarray xa, oa
         cdef cnp.npy_intp dims[2]
-        cdef int ndim, process_threads, taken = 0
+        cdef int ndim, taken = 0
+        cdef long long settings[NNX_N_SETTINGS]
         cdef long long started = 0
         cdef nnx_parallel_watch watch
         cdef Py_ssize_t batch
@@ -674,19 +674,16 @@ cdef class QuantizedNetwork:
                 xa = xa.copy()
         if batch == 0:
             return oa
-        if (nnx_openmp_unusable(settings_state)
-                or batch * self.macs_per_sample < PARALLEL_MIN_MACS):
+        read_settings(settings)
+        threads = nnx_threads_for_call(threads, settings, settings_state)
+        if (batch * self.macs_per_sample < PARALLEL_MIN_MACS
+                or threads > 1 and nnx_backing_off(policy)):
             threads = 1
-        else:
-            from nnexposed._config import get_num_threads
-            process_threads = get_num_threads()
-            threads = min(threads if threads > 0 else process_threads, THREAD_LIMIT)
-            if threads > 1 and nnx_backing_off(policy):
-                threads = 1
-            elif threads > 1:
-                taken = threads = nnx_take_threads(settings_state, threads, process_threads)
-                nnx_note_openmp_started(settings_state)
-                started = nnx_now_ns()
+        elif threads > 1:
+            taken = threads = nnx_take_threads(settings_state, threads,
+                                               nnx_threads_for_call(0, settings, settings_state))
+            nnx_note_openmp_started(settings_state)
+            started = nnx_now_ns()
         work = self.claim_workspace(forward_work_bytes(self.max_width, batch, threads)
                                     + CACHE_LINE - 1)
         if work == NULL:

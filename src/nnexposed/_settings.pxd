@@ -17,6 +17,7 @@ cdef extern from "_kernels/thread_policy.h":
         pass
     ctypedef struct nnx_thread_policy_view:
         long long backing_off_ns
+        long long backoff_forwards_left
         long long last_backoff_ns
         long long parallel_forwards
         long long backoffs_started
@@ -78,6 +79,10 @@ cdef extern from "_kernels/settings.h":
     void nnx_set_last_shared_end(nnx_shared_state* state, long long ns) noexcept nogil
     int nnx_openmp_unusable(nnx_shared_state* state) noexcept nogil
     void nnx_note_openmp_started(nnx_shared_state* state) noexcept nogil
+    void nnx_cap_default_threads(nnx_shared_state* state, int n) noexcept nogil
+    int nnx_default_threads(nnx_shared_state* state) noexcept nogil
+    int nnx_threads_for_call(int threads, const long long* settings,
+                             nnx_shared_state* state) noexcept nogil
     int nnx_take_threads(nnx_shared_state* state, int wanted, int budget) noexcept nogil
     void nnx_give_back_threads(nnx_shared_state* state, int taken) noexcept nogil
     int nnx_threads_in_use(nnx_shared_state* state) noexcept nogil

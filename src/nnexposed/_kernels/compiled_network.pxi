@@ -265,13 +265,13 @@ cdef class CompiledNetwork:
             post[k] = cnp.PyArray_DATA(post_k)
             pairs.append((pre_k, post_k))
         read_settings(settings)
-        threads = threads_for_call(threads, settings, settings_state)
+        threads = nnx_threads_for_call(threads, settings, settings_state)
         if (batch * self.macs_per_sample < settings[NNX_PARALLEL_MIN_MACS]
                 or threads > 1 and nnx_backing_off(policy)):
             threads = 1
         elif threads > 1:
             taken = threads = nnx_take_threads(settings_state, threads,
-                                               threads_for_call(0, settings, settings_state))
+                                               nnx_threads_for_call(0, settings, settings_state))
             nnx_note_openmp_started(settings_state)
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:

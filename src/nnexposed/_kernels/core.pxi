@@ -27,12 +27,14 @@ from nnexposed._settings cimport (
     NNX_MAX_THREADS, NNX_NEVER, NNX_N_SETTINGS, NNX_PANEL_MAX_WEIGHTS, NNX_PARALLEL_MIN_MACS,
     NNX_ROW_MACS_PER_NS, NNX_ROW_SPLIT_MIN_MACS, NNX_SHARED_PANELS, NNX_SHARE_MIN_MACS,
     NNX_THREADS, nnx_add_done, nnx_allow_backoff, nnx_backing_off, nnx_caller_clock,
-    nnx_caller_now_ns, nnx_claim, nnx_count, nnx_counter, nnx_delay_if_asked,
+    nnx_caller_now_ns, nnx_cap_default_threads, nnx_claim, nnx_count, nnx_counter,
+    nnx_default_threads, nnx_delay_if_asked,
     nnx_give_back_threads, nnx_judge_forward, nnx_last_shared_end, nnx_note_openmp_started,
     nnx_now_ns, nnx_observe_parallel, nnx_openmp_unusable, nnx_parallel_watch,
     nnx_reset_thread_policy, nnx_set_delay, nnx_set_last_shared_end, nnx_shared_state,
     nnx_take_threads, nnx_thread_policy, nnx_thread_policy_of, nnx_thread_policy_view,
-    nnx_threads_in_use, nnx_view_thread_policy, nnx_wait_done, read_settings, shared_state)
+    nnx_threads_for_call, nnx_threads_in_use, nnx_view_thread_policy, nnx_wait_done,
+    read_settings, shared_state)
 
 cnp.import_array()
 

@@ -56,19 +56,6 @@ cdef inline bint layer_splits_rows(const ForwardPlan* plan, const LayerPlan* lay
             and layer.n_in * layer.n_out >= plan.row_split_min_macs)
 
 
-cdef inline int threads_for_call(int threads, const long long* settings,
-                                 nnx_shared_state* state) noexcept nogil:
-    """Threads a call may use: ``threads`` if > 0, else the ``threads`` setting if > 0, else
-    default_threads() (OpenMP's default capped by the CPUs the process may use); at most
-    MAX_THREADS; 1 after a fork() of a process that ran threads."""
-    if nnx_openmp_unusable(state):
-        return 1
-    if threads <= 0:
-        threads = (<int>settings[NNX_THREADS] if settings[NNX_THREADS] > 0
-                   else default_thread_count())
-    return min(threads, NNX_MAX_THREADS)
-
-
 cdef inline void take_threads(ForwardPlan* plan, const long long* settings,
                               nnx_shared_state* state) noexcept nogil:
     """Take the plan's threads from the process's budget (the ``threads`` setting, else the
@@ -76,7 +63,7 @@ cdef inline void take_threads(ForwardPlan* plan, const long long* settings,
     if plan.n_threads <= 1:
         return
     plan.threads_taken = nnx_take_threads(state, plan.n_threads,
-                                          threads_for_call(0, settings, state))
+                                          nnx_threads_for_call(0, settings, state))
     plan.n_threads = plan.threads_taken
     if plan.n_threads == 1 and (plan.path == PATH_SHARED_PANELS or plan.path == PATH_ROW_SPLIT):
         plan.path = PATH_ONE_SAMPLE
@@ -132,7 +119,7 @@ cdef ForwardPlan plan_forward(const LayerPlan* layers, Py_ssize_t n_layers,
     cdef Py_ssize_t k, n_blocks
     cdef long long sharing = settings[NNX_SHARED_PANELS]
     cdef bint parallel_worth_it = batch * macs_per_sample >= settings[NNX_PARALLEL_MIN_MACS]
-    threads = threads_for_call(threads, settings, state)
+    threads = nnx_threads_for_call(threads, settings, state)
     plan.n_threads = 1
     plan.threads_taken = 0
     plan.cols = 1

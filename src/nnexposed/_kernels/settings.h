@@ -9,6 +9,7 @@
 #define NNX_SETTINGS_H
 
 #include "atomics.h"
+#include "openmp.h"
 #include "thread_policy.h"
 
 /* Upper bound on threads per call: asking OpenMP for tens of thousands kills the process. */
@@ -57,6 +58,9 @@ typedef struct nnx_shared_state {
     int openmp_unusable;
     /* Threads of the forward passes running now that took threads (nnx_take_threads). */
     int threads_in_use;
+    /* Cap on the default threads: the CPUs this process may use (nnexposed._cpu_limits, set
+       at import), which OpenMP's default ignores when a cgroup quota limits them; 0: none. */
+    int default_thread_cap;
     /* The back-off of every module's parallel forwards (thread_policy.h). */
     nnx_thread_policy thread_policy;
 } nnx_shared_state;
@@ -77,6 +81,33 @@ static inline int nnx_openmp_unusable(nnx_shared_state* state) {
 }
 static inline void nnx_note_openmp_started(nnx_shared_state* state) {
     if (!nnx_load_int(&state->openmp_started)) nnx_store_int(&state->openmp_started, 1);
+}
+
+/* Let the default (no ``threads`` setting, no threads= argument) use at most n threads. */
+static inline void nnx_cap_default_threads(nnx_shared_state* state, int n) {
+    nnx_store_int(&state->default_thread_cap,
+                  n < 1 ? 1 : n > NNX_MAX_THREADS ? NNX_MAX_THREADS : n);
+}
+
+/* OpenMP's default (OMP_NUM_THREADS, else the CPUs of the affinity mask) capped by
+   nnx_cap_default_threads and NNX_MAX_THREADS; 1 without OpenMP. */
+static inline int nnx_default_threads(nnx_shared_state* state) {
+    int threads = nnx_max_threads();
+    int cap = nnx_load_int(&state->default_thread_cap);
+    if (cap > 0 && threads > cap) threads = cap;
+    return threads < NNX_MAX_THREADS ? threads : NNX_MAX_THREADS;
+}
+
+/* Threads a call may use: ``threads`` if > 0, else the ``threads`` setting of ``settings``
+   (the settings in effect) if > 0, else nnx_default_threads; at most NNX_MAX_THREADS; 1 after
+   a fork() of a process that ran threads. */
+static inline int nnx_threads_for_call(int threads, const long long* settings,
+                                       nnx_shared_state* state) {
+    if (nnx_openmp_unusable(state)) return 1;
+    if (threads <= 0)
+        threads = settings[NNX_THREADS] > 0 ? (int)settings[NNX_THREADS]
+                                            : nnx_default_threads(state);
+    return threads < NNX_MAX_THREADS ? threads : NNX_MAX_THREADS;
 }
 
 /* Threads for a forward pass that wants ``wanted`` (> 1, its calling thread included), from a

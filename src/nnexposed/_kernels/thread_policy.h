@@ -22,6 +22,14 @@
    and leaves no credit and no stall allowance; one soon after the previous one doubles it, up
    to NNX_MAX_BACKOFF_NS. So under lasting contention the time lost to probing stays about
    1/NNX_LOSS_FACTOR of the time run on one thread, and an idle machine keeps its threads.
+   A back-off that starts within NNX_PROBE_FORWARDS parallel forwards of the previous one (its
+   probes, the first parallel forwards after it, stalled again: the contention lasts) also
+   lasts NNX_MIN_BACKOFF_FORWARDS of the process's forwards (those that would have used
+   threads), twice the previous back-off's if that one had such a count too, up to
+   NNX_MAX_BACKOFF_FORWARDS, unless NNX_BACKOFF_FORWARDS_LAPSE_NS pass first. Counted in
+   forwards, the probes soon fall under 1 in 100 calls (the 99th percentile) however long each
+   call and however irregular the calling; the time rule alone gives a forward of
+   milliseconds a few forwards. A lone stall (an idle machine's) starts no such count.
 
    The caller's pace is timed on its own CPU time in regions long enough for that clock's
    cost (a system call) not to matter: on the wall clock, a caller whose core another
@@ -45,6 +53,10 @@
 #define NNX_LOSS_FACTOR 50LL
 #define NNX_MIN_BACKOFF_NS 10000000LL
 #define NNX_MAX_BACKOFF_NS 2000000000LL
+#define NNX_PROBE_FORWARDS 16LL
+#define NNX_MIN_BACKOFF_FORWARDS 100LL
+#define NNX_MAX_BACKOFF_FORWARDS 800LL
+#define NNX_BACKOFF_FORWARDS_LAPSE_NS 10000000000LL
 /* Regions expected to take at least this long on one core time the caller on its CPU time,
    whose clock costs a system call (about a microsecond). */
 #define NNX_CPU_CLOCK_MIN_NS 1000000.0
@@ -66,6 +78,11 @@ typedef struct nnx_parallel_watch {
 
 typedef struct nnx_thread_policy {
     long long backoff_until;       /* forwards run on one thread until then (nnx_now_ns) */
+    /* and until this many more forwards have, unless backoff_lapses (nnx_now_ns) comes first */
+    long long backoff_forwards_left;
+    long long backoff_lapses;
+    long long backoff_forwards;    /* length of the last back-off in forwards */
+    long long backoff_mark;        /* parallel_forwards when the last back-off started */
     long long backoff_ns;          /* length of the last back-off */
     long long last_parallel_end;
     long long parallel_forwards;
@@ -86,6 +103,7 @@ typedef struct nnx_thread_policy {
 
 typedef struct nnx_thread_policy_view {
     long long backing_off_ns;
+    long long backoff_forwards_left;
     long long last_backoff_ns;
     long long parallel_forwards;
     long long backoffs_started;
@@ -112,6 +130,10 @@ static inline long long nnx_caller_now_ns(int cpu_clock) {
 /* Forget every loss and count (not the switch, not the test hook). */
 static void nnx_reset_thread_policy(nnx_thread_policy* p) {
     nnx_store_ll(&p->backoff_until, 0);
+    nnx_store_ll(&p->backoff_forwards_left, 0);
+    nnx_store_ll(&p->backoff_lapses, 0);
+    nnx_store_ll(&p->backoff_forwards, 0);
+    nnx_store_ll(&p->backoff_mark, 0);
     nnx_store_ll(&p->backoff_ns, 0);
     nnx_store_ll(&p->last_parallel_end, 0);
     nnx_store_ll(&p->parallel_forwards, 0);
@@ -122,14 +144,19 @@ static void nnx_reset_thread_policy(nnx_thread_policy* p) {
     nnx_store_ll(&p->last_caller_share, 0);
 }
 
-/* Whether forwards run on one thread now; counts the forward if so. */
+/* Whether forwards run on one thread now; counts the forward if so (concurrent forwards may
+   take the last of the back-off's forwards at once: one or two more run on one thread). */
 static inline int nnx_backing_off(nnx_thread_policy* p) {
-    if (!nnx_load_int(&p->backoff_disabled)
-            && nnx_now_ns() < nnx_load_ll(&p->backoff_until)) {
-        nnx_add_ll(&p->backed_off_forwards, 1);
-        return 1;
-    }
-    return 0;
+    long long now;
+    if (nnx_load_int(&p->backoff_disabled)) return 0;
+    now = nnx_now_ns();
+    if (now >= nnx_load_ll(&p->backoff_until)
+            && (nnx_load_ll(&p->backoff_forwards_left) <= 0
+                || now >= nnx_load_ll(&p->backoff_lapses)))
+        return 0;
+    nnx_add_ll(&p->backoff_forwards_left, -1);
+    nnx_add_ll(&p->backed_off_forwards, 1);
+    return 1;
 }
 
 /* Switch the back-off on or off; returns whether it was on. */
@@ -152,13 +179,14 @@ static long long nnx_observe_parallel(nnx_thread_policy* p, long long started, l
                                       long long elapsed, long long serial) {
     long long loss = elapsed - serial;
     long long previous_end, debt, new_debt, stalls, new_stalls, until, backoff, last_backoff;
+    long long forwards, backoff_forwards = 0;
     int stalled;
     previous_end = nnx_exchange_ll(&p->last_parallel_end, ended);
     if (started - previous_end > NNX_THREADS_AWAKE_NS) {
         /* Forgives (up to) the cost of waking the threads; counts no saving of its own. */
         loss -= nnx_min_ll(NNX_WAKE_ALLOWANCE_NS, nnx_max_ll(loss, 0));
     }
-    nnx_add_ll(&p->parallel_forwards, 1);
+    forwards = nnx_add_ll(&p->parallel_forwards, 1) + 1;
     debt = nnx_load_ll(&p->debt_ns);
     do {
         new_debt = nnx_max_ll(-NNX_CREDIT_LIMIT_NS, debt + loss);
@@ -177,6 +205,14 @@ static long long nnx_observe_parallel(nnx_thread_policy* p, long long started, l
     if (ended - until < last_backoff) backoff = nnx_max_ll(backoff, 2 * last_backoff);
     backoff = nnx_min_ll(backoff, NNX_MAX_BACKOFF_NS);
     if (!nnx_cas_ll(&p->backoff_until, &until, ended + backoff)) return 0;
+    if (nnx_load_ll(&p->backoffs_started) > 0
+            && forwards - nnx_load_ll(&p->backoff_mark) <= NNX_PROBE_FORWARDS)
+        backoff_forwards = nnx_max_ll(NNX_MIN_BACKOFF_FORWARDS, nnx_min_ll(
+            2 * nnx_load_ll(&p->backoff_forwards), NNX_MAX_BACKOFF_FORWARDS));
+    nnx_store_ll(&p->backoff_forwards, backoff_forwards);
+    nnx_store_ll(&p->backoff_mark, forwards);
+    nnx_store_ll(&p->backoff_forwards_left, backoff_forwards);
+    nnx_store_ll(&p->backoff_lapses, ended + NNX_BACKOFF_FORWARDS_LAPSE_NS);
     nnx_store_ll(&p->backoff_ns, backoff);
     nnx_store_ll(&p->debt_ns, 0);
     nnx_store_ll(&p->stall_debt, NNX_MAX_STALLS * NNX_STALL_CALLS);
@@ -197,7 +233,10 @@ static void nnx_judge_forward(nnx_thread_policy* p, long long started,
 
 static nnx_thread_policy_view nnx_view_thread_policy(nnx_thread_policy* p) {
     nnx_thread_policy_view view;
-    view.backing_off_ns = nnx_max_ll(0, nnx_load_ll(&p->backoff_until) - nnx_now_ns());
+    long long now = nnx_now_ns();
+    view.backing_off_ns = nnx_max_ll(0, nnx_load_ll(&p->backoff_until) - now);
+    view.backoff_forwards_left = now < nnx_load_ll(&p->backoff_lapses)
+        ? nnx_max_ll(0, nnx_load_ll(&p->backoff_forwards_left)) : 0;
     view.last_backoff_ns = nnx_load_ll(&p->backoff_ns);
     view.parallel_forwards = nnx_load_ll(&p->parallel_forwards);
     view.backoffs_started = nnx_load_ll(&p->backoffs_started);

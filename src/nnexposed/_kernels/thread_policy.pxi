@@ -16,13 +16,16 @@ def _delay_thread(int member, long long ns):
 
 
 def thread_policy():
-    """The back-off's state: ``backing_off_ns`` (left of the current back-off, 0 if none),
-    ``last_backoff_ns``, counts of ``parallel_forwards``, ``backoffs_started`` and
+    """The back-off's state: ``backing_off_ns`` (left of the current back-off's time, 0 if
+    none), ``backoff_forwards_left`` (forwards the back-off runs on one thread at least, beyond
+    its time), ``last_backoff_ns``, counts of ``parallel_forwards``, ``backoffs_started`` and
     ``backed_off_forwards`` (run on one thread instead of several), ``debt_ns`` (losses less
     savings since the last back-off; negative: a credit), and the share of the last parallel
     forward's multiply-adds that the calling thread computed."""
     cdef nnx_thread_policy_view view = nnx_view_thread_policy(policy)
-    return {"backing_off_ns": view.backing_off_ns, "last_backoff_ns": view.last_backoff_ns,
+    return {"backing_off_ns": view.backing_off_ns,
+            "backoff_forwards_left": view.backoff_forwards_left,
+            "last_backoff_ns": view.last_backoff_ns,
             "parallel_forwards": view.parallel_forwards,
             "backoffs_started": view.backoffs_started, "debt_ns": view.debt_ns,
             "backed_off_forwards": view.backed_off_forwards,
@@ -44,6 +47,12 @@ def _observe_parallel_forward(long long started, long long ended, long long elap
                               long long serial):
     """Test entry to the back-off's judgement (nnx_observe_parallel)."""
     return nnx_observe_parallel(policy, started, ended, elapsed, serial)
+
+
+def _backing_off():
+    """Test entry: whether a forward that would use threads runs on one thread now, counted
+    as one (nnx_backing_off)."""
+    return bool(nnx_backing_off(policy))
 
 
 def _now_ns():

@@ -3,7 +3,6 @@
 
 cdef extern from "_kernels/openmp.h":
     int nnx_openmp_enabled() noexcept nogil
-    int nnx_max_threads() noexcept nogil
     # Inside a parallel region: its number of threads, and a barrier for all of them.
     int nnx_team_size() noexcept nogil
     void nnx_barrier() noexcept nogil
@@ -14,25 +13,16 @@ def openmp_enabled():
     return bool(nnx_openmp_enabled())
 
 
-# Cap on the default threads: the CPUs this process may use (nnexposed._cpu_limits, set at
-# import), which OpenMP's default ignores when a cgroup quota limits them.
-cdef int default_cap = NNX_MAX_THREADS
-
-
-cdef inline int default_thread_count() noexcept nogil:
-    return min(nnx_max_threads(), default_cap)
-
-
 def cap_default_threads(int n):
-    """Let the default (no set_num_threads, no threads=) use at most n threads (n >= 1)."""
-    global default_cap
-    default_cap = min(max(n, 1), NNX_MAX_THREADS)
+    """Let the default (no set_num_threads, no threads=) use at most n threads (n >= 1), in
+    every build and nnexposed._quantized (the cap is the process's, _settings.h)."""
+    nnx_cap_default_threads(settings_state, n)
 
 
 def default_threads():
     """Threads a forward pass uses by default: OpenMP's default (OMP_NUM_THREADS, else the
     CPUs of the affinity mask) capped by cap_default_threads; 1 without OpenMP."""
-    return default_thread_count()
+    return nnx_default_threads(settings_state)
 
 
 # A one-sample forward that may share its layers' neurons among threads does so only while the
