@@ -72,11 +72,12 @@ def test_quantize_makes_a_new_network(precision):
     biases = sum(layer.biases.size for layer in network.layers)
     scales = sum(layer.n_out for layer in network.layers) if precision == "int8" else 0
     itemsize = 1 if precision == "int8" else 2
-    # the kernels' own copies: 20-30-4 -> int8 weights padded to 20 and 32 inputs, their row
-    # sums; panels of 16 neurons (32 and 16) where the CPU has the instructions that read them
+    # the kernels' own copies: 20-30-4 -> int8 row sums; panels of 16 neurons (32 and 16)
+    # where the CPU has the instructions that read them, else the weights padded to 20 and 32
+    # inputs
     supported = _quantized.supported_kernel_sets()
-    copies = {"int8": 30 * 20 + 4 * 32 + 4 * 34 + ("avx512_vnni" in supported) * (
-                  32 * 20 + 16 * 32),
+    vnni = "avx512_vnni" in supported
+    copies = {"int8": 4 * 34 + (32 * 20 + 16 * 32 if vnni else 30 * 20 + 4 * 32),
               "bfloat16": ("avx512_bf16" in supported) * 4 * (32 * 10 + 16 * 15),
               "float16": 0}[precision]
     assert quantized.nbytes == weights * itemsize + 4 * biases + 4 * scales + copies

@@ -202,6 +202,8 @@ ctypedef struct QLayer:
     int precision
     int activation
     float alpha
+    # q: NULL where the CPU has AVX-512 VNNI until kernels without panels run
+    # (QuantizedNetwork.ensure_row_major)
     const int8_t* q           # int8: (n_out, n_in4)
     const int8_t* q_panels    # int8 where the CPU has AVX-512 VNNI: int8.h's panels
     const int32_t* row_sums   # int8: q's row sums, for the inputs' zero points
@@ -230,6 +232,11 @@ cdef inline const uint16_t* half_weights(const QLayer* layer) noexcept nogil:
     return layer.half
 
 
+cdef inline const int8_t* int8_weights(const QLayer* layer) noexcept nogil:
+    """The int8 weights of a layer in the layout the kernels in use read."""
+    return layer.q_panels if int8_kernels.panels else layer.q
+
+
 cdef inline double one_core_ns(const QLayer* layer, double macs,
                                double float32_macs_per_ns) noexcept nogil:
     """About how long ``macs`` multiply-adds of this layer's precision take on one core, for
@@ -244,8 +251,8 @@ cdef inline void layer_rows(const QLayer* layer, const float* x, float* y, const
     quantized with x_scale and zero_point, for int8 layers, else from x."""
     cdef int relu = layer.activation == ACT_RELU
     if layer.precision == PRECISION_INT8:
-        int8_kernels.row(xq, layer.q, layer.row_sums, layer.scales, layer.biases, layer.n_in4,
-                         first, last, x_scale, zero_point, y, relu)
+        int8_kernels.row(xq, int8_weights(layer), layer.row_sums, layer.scales, layer.biases,
+                         layer.n_in4, first, last, x_scale, zero_point, y, relu)
     else:
         half_kernels.row(x, half_weights(layer),
                          NNX_BFLOAT16 if layer.precision == PRECISION_BFLOAT16 else NNX_FLOAT16,
@@ -336,10 +343,9 @@ cdef void network_block(const QLayer* layers, Py_ssize_t n_layers, Py_ssize_t ma
             if k > 0:
                 int8_kernels.quantize_cols(src, layer.n_in, cols, xq, x_scale, zero_point,
                                            scratch)
-            int8_kernels.tile(xq, layer.q_panels if int8_kernels.panels else layer.q,
-                              layer.row_sums, layer.scales, layer.biases,
-                              layer.n_in4, layer.n_out, cols, x_scale, zero_point, dst,
-                              layer.activation == ACT_RELU)
+            int8_kernels.tile(xq, int8_weights(layer), layer.row_sums, layer.scales,
+                              layer.biases, layer.n_in4, layer.n_out, cols, x_scale,
+                              zero_point, dst, layer.activation == ACT_RELU)
         else:
             kind = NNX_BFLOAT16 if layer.precision == PRECISION_BFLOAT16 else NNX_FLOAT16
             half_kernels.tile(src, half_weights(layer), kind, layer.biases, layer.n_in,
@@ -482,6 +488,16 @@ def line_aligned_empty(size, dtype):
     return buffer[start:start + size]
 
 
+def padded_int8(weights, Py_ssize_t n_in4):
+    """int8 weights (n_out, n_in) as a new (n_out, n_in4) array, zeros past n_in, on a
+    cache line."""
+    n_out, n_in = weights.shape
+    q = line_aligned_empty(n_out * n_in4, np.int8).reshape(n_out, n_in4)
+    q[:, n_in:] = 0
+    q[:, :n_in] = weights
+    return q
+
+
 cdef inline bint is_float32_c_array(object arr):
     return (cnp.PyArray_Check(arr)
             and cnp.PyArray_TYPE(<cnp.ndarray>arr) == cnp.NPY_FLOAT32
@@ -522,6 +538,10 @@ cdef class QuantizedNetwork:
     cdef readonly object dtype
     cdef tuple arrays
     cdef readonly Py_ssize_t copies_nbytes
+    # int8 layers keep only the panels where the CPU has AVX-512 VNNI; the row-major copies
+    # are made if other kernels run (use_kernel_set, in tests)
+    cdef bint row_major_missing
+    cdef tuple dense_layers
 
     def __cinit__(self, layers):
         cdef Py_ssize_t k, n_layers = len(layers)
@@ -534,6 +554,8 @@ cdef class QuantizedNetwork:
         self.workspace = NULL
         self.workspace_bytes = 0
         self.workspace_busy = False
+        self.row_major_missing = False
+        self.dense_layers = tuple(layers)
         self.layers = <QLayer*>PyMem_RawMalloc(n_layers * sizeof(QLayer))
         if self.layers == NULL:
             raise MemoryError()
@@ -563,17 +585,17 @@ cdef class QuantizedNetwork:
             self.layers[k].bf16_panels = NULL
             kept.append(biases)
             if precision == PRECISION_INT8:
-                q = line_aligned_empty(n_out * self.layers[k].n_in4, np.int8).reshape(
-                    n_out, self.layers[k].n_in4)
-                q[:, n_in:] = 0
-                q[:, :n_in] = dense.weights
+                q = padded_int8(dense.weights, self.layers[k].n_in4)
                 row_sums = q.sum(axis=1, dtype=np.int32)
                 scales = np.ascontiguousarray(dense.scales, np.float32)
-                self.layers[k].q = <const int8_t*>cnp.PyArray_DATA(q)
                 self.layers[k].row_sums = <const int32_t*>cnp.PyArray_DATA(row_sums)
                 self.layers[k].scales = <const float*>cnp.PyArray_DATA(scales)
-                kept += [q, row_sums, scales]
-                if vnni_kernels:
+                kept += [row_sums, scales]
+                if not vnni_kernels:
+                    self.layers[k].q = <const int8_t*>cnp.PyArray_DATA(q)
+                    kept.append(q)
+                else:
+                    self.row_major_missing = True
                     panels = line_aligned_empty((n_out + NNX_I8_PANEL - 1) // NNX_I8_PANEL
                                                 * NNX_I8_PANEL * (self.layers[k].n_in4 // 4),
                                                 np.uint32)
@@ -604,6 +626,20 @@ cdef class QuantizedNetwork:
             if not any(np.may_share_memory(array, original) for original in own))
         self.n_in = self.layers[0].n_in
         self.n_out = self.layers[n_layers - 1].n_out
+
+    cdef ensure_row_major(self):
+        """Give int8 layers the padded row-major weights that kernels without panels read
+        (made the first time such kernels run, on a CPU whose own kernels read panels)."""
+        cdef cnp.ndarray q
+        cdef Py_ssize_t k
+        added = []
+        for k in range(self.n_layers):
+            if self.layers[k].precision == PRECISION_INT8 and self.layers[k].q == NULL:
+                q = padded_int8(self.dense_layers[k].weights, self.layers[k].n_in4)
+                self.layers[k].q = <const int8_t*>cnp.PyArray_DATA(q)
+                added.append(q)
+        self.arrays += tuple(added)
+        self.row_major_missing = False
 
     def __dealloc__(self):
         PyMem_RawFree(self.workspace)
@@ -674,6 +710,8 @@ cdef class QuantizedNetwork:
                 xa = xa.copy()
         if batch == 0:
             return oa
+        if self.row_major_missing and not int8_kernels.panels:
+            self.ensure_row_major()
         read_settings(settings)
         threads = nnx_threads_for_call(threads, settings, settings_state)
         if (batch * self.macs_per_sample < PARALLEL_MIN_MACS

@@ -426,45 +426,52 @@ NNX_TARGET_VNNI static void nnx_i8_tile_vnni(
     NNX_PANEL_LOOPS(n_groups, chunk, (void)0, NNX_I8_VNNI_BLOCK)
 }
 
-/* One sample, 4 neurons at a time, 64 inputs per step (the last step masked). */
+/* NP panels of one sample: the sums of 16 neurons per vector, each group's 4 inputs
+ * broadcast against the panels' weights (the int32 sums are exact: the bits of the batch). */
+#define NNX_I8_ROW_PANELS(NP)                                                                 \
+    {                                                                                         \
+        __m512i acc[NP];                                                                      \
+        int k;                                                                                \
+        for (k = 0; k < NP; k++) acc[k] = _mm512_setzero_si512();                             \
+        for (g = 0; g < n_groups; g++) {                                                      \
+            __m512i xv = _mm512_set1_epi32((int)x_groups[g]);                                 \
+            for (k = 0; k < NP; k++)                                                          \
+                acc[k] = _mm512_dpbusd_epi32(                                                 \
+                    acc[k], xv, _mm512_loadu_si512((const void*)(                             \
+                                    panels + ((p + k) * n_groups + g) * NNX_I8_PANEL)));      \
+        }                                                                                     \
+        for (k = 0; k < NP; k++) {                                                            \
+            ptrdiff_t j = (p + k) * NNX_I8_PANEL, valid = last - j;                           \
+            __mmask16 m = (__mmask16)(valid >= 16 ? 0xFFFFu : (1u << valid) - 1);             \
+            __m512i centred = _mm512_sub_epi32(                                               \
+                acc[k], _mm512_mullo_epi32(_mm512_set1_epi32(zero_point),                     \
+                                           _mm512_maskz_loadu_epi32(m, row_sums + j)));       \
+            __m512 scale = _mm512_mul_ps(_mm512_set1_ps(x_scale),                             \
+                                         _mm512_maskz_loadu_ps(m, w_scales + j));             \
+            __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(centred), scale),       \
+                                     _mm512_maskz_loadu_ps(m, biases + j));                   \
+            if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v); /* keeps NaN and -0 */       \
+            _mm512_mask_storeu_ps(y + j, m, v);                                               \
+        }                                                                                     \
+    }
+
+/* One sample from the panels (q: nnx_i8_pack_weights' layout): y[j] for j in [first, last),
+ * first a multiple of 16; 4 panels at a time. xq: 4-byte aligned. */
 NNX_TARGET_VNNI static void nnx_i8_row_vnni(
         const uint8_t* xq, const int8_t* q, const int32_t* row_sums, const float* w_scales,
         const float* biases, ptrdiff_t n_in4, ptrdiff_t first, ptrdiff_t last, float x_scale,
         int32_t zero_point, float* y, int relu) {
-    ptrdiff_t j, i, r, nr;
-    ptrdiff_t whole = n_in4 / 64 * 64;
-    __mmask64 tail = n_in4 > whole ? (~0ULL >> (64 - (n_in4 - whole))) : 0;
-    for (j = first; j < last; j += nr) {
-        __m512i acc[4];
-        nr = last - j >= 4 ? 4 : 1;
-        for (r = 0; r < 4; r++) acc[r] = _mm512_setzero_si512();
-        if (nr == 4) {
-            const int8_t* w = q + j * n_in4;
-            for (i = 0; i < whole; i += 64) {
-                __m512i x = _mm512_loadu_si512((const void*)(xq + i));
-                for (r = 0; r < 4; r++)
-                    acc[r] = _mm512_dpbusd_epi32(
-                        acc[r], x, _mm512_loadu_si512((const void*)(w + r * n_in4 + i)));
-            }
-            if (tail) {
-                __m512i x = _mm512_maskz_loadu_epi8(tail, xq + whole);
-                for (r = 0; r < 4; r++)
-                    acc[r] = _mm512_dpbusd_epi32(
-                        acc[r], x, _mm512_maskz_loadu_epi8(tail, w + r * n_in4 + whole));
-            }
+    const uint32_t* panels = (const uint32_t*)q;
+    const uint32_t* x_groups = (const uint32_t*)xq;
+    ptrdiff_t n_groups = n_in4 / 4, g, p;
+    ptrdiff_t end = (last + NNX_I8_PANEL - 1) / NNX_I8_PANEL;
+    for (p = first / NNX_I8_PANEL; p < end;) {
+        if (end - p >= 4) {
+            NNX_I8_ROW_PANELS(4)
+            p += 4;
         } else {
-            const int8_t* w = q + j * n_in4;
-            for (i = 0; i < whole; i += 64)
-                acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_loadu_si512((const void*)(xq + i)),
-                                             _mm512_loadu_si512((const void*)(w + i)));
-            if (tail)
-                acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_maskz_loadu_epi8(tail, xq + whole),
-                                             _mm512_maskz_loadu_epi8(tail, w + whole));
-        }
-        for (r = 0; r < nr; r++) {
-            float v = nnx_i8_finish(_mm512_reduce_add_epi32(acc[r]), zero_point,
-                                    row_sums[j + r], x_scale, w_scales[j + r], biases[j + r]);
-            y[j + r] = relu && v < 0 ? 0.0f : v;
+            NNX_I8_ROW_PANELS(1)
+            p += 1;
         }
     }
 }
@@ -577,7 +584,7 @@ typedef void (*nnx_i8_quantize_cols_fn)(const float*, ptrdiff_t, ptrdiff_t, uint
 typedef void (*nnx_i8_quantize_rows_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                         uint8_t*, float*, int32_t*);
 
-/* panels: the tile kernel reads nnx_i8_pack_weights' panels (the row kernel always q). */
+/* panels: the tile and row kernels read nnx_i8_pack_weights' panels (else q, row-major). */
 typedef struct {
     nnx_i8_tile_fn tile;
     nnx_i8_row_fn row;
