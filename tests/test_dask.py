@@ -168,6 +168,27 @@ def test_predict_leaves_the_input_partitions_unchanged(client, rng, dtype):
         pd.testing.assert_frame_equal(client.compute(frame).result(), pdf)
 
 
+@pytest.mark.parametrize("copy_on_write", [False, True])
+@pytest.mark.parametrize("n_out", [3, 40])     # columns of their own; one joined block
+def test_predict_partition_shares_the_partitions_columns(rng, copy_on_write, n_out):
+    network = network_of(rng, [4, 9, n_out], np.float32)
+    values = rng.standard_normal((300, 4)).astype(np.float32)
+    outputs = [f"p{k}" for k in range(n_out)]
+    with pd.option_context("mode.copy_on_write", copy_on_write):
+        # Row order, and column order as from Parquet or under copy-on-write.
+        for layout in (values, np.asfortranarray(values)):
+            part = pd.DataFrame(layout, columns=list("wxyz"), copy=False,
+                                index=pd.RangeIndex(100, 400))
+            scored = nndask._predict_partition(part, network, list("wxyz"), outputs, 1)
+            assert list(part.columns) == list("wxyz") and list(scored.columns) == [
+                *"wxyz", *outputs]
+            pd.testing.assert_frame_equal(scored[list("wxyz")], part)
+            assert_close(scored[outputs].to_numpy(), forward_numpy(network, values),
+                         np.float32)
+            if n_out <= nndask._MAX_INSERTED_COLUMNS:
+                assert np.shares_memory(scored["w"].to_numpy(), part["w"].to_numpy())
+
+
 def test_predict_missing_values_give_nan_rows(client, rng):
     network = network_of(rng, [2, 3, 2], np.float32)
     pdf = pd.DataFrame({"a": pd.array([1, None, 3, 4], dtype="Int64"),

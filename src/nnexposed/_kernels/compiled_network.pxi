@@ -9,6 +9,19 @@ cdef inline bint is_behaved(object arr, int typenum):
             and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>arr))
 
 
+cdef inline bint is_feature_major_batch(object arr, int typenum, Py_ssize_t n_in):
+    """A Fortran-contiguous, aligned, native-order ndarray of the given type and shape
+    (batch, n_in), batch >= MIN_TILED_BATCH and <= INT_MAX: the batched paths read its
+    columns where they lie (network_forward)."""
+    return (cnp.PyArray_Check(arr)
+            and cnp.PyArray_TYPE(<cnp.ndarray>arr) == typenum
+            and cnp.PyArray_NDIM(<cnp.ndarray>arr) == 2
+            and cnp.PyArray_DIM(<cnp.ndarray>arr, 1) == n_in
+            and MIN_TILED_BATCH <= cnp.PyArray_DIM(<cnp.ndarray>arr, 0) <= INT_MAX
+            and cnp.PyArray_ISFARRAY_RO(<cnp.ndarray>arr)
+            and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>arr))
+
+
 cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b):
     cdef char* a0 = cnp.PyArray_BYTES(a)
     cdef char* b0 = cnp.PyArray_BYTES(b)
@@ -144,7 +157,8 @@ cdef class CompiledNetwork:
         """Run all layers on x: (n_in,) -> (n_out,) or (batch, n_in) -> (batch, n_out).
 
         ``threads`` <= 0 uses get_num_threads(); plan_forward chooses the kernels and how many
-        threads they use.
+        threads they use. A batch in Fortran order (a pandas DataFrame's values, say) is read
+        where it lies, as is one in C order; other layouts and dtypes are copied first.
         """
         cdef cnp.ndarray xa, oa
         cdef long long settings[NNX_N_SETTINGS]
@@ -153,8 +167,8 @@ cdef class CompiledNetwork:
         cdef int ndim, status
         cdef long long started = 0
         cdef nnx_parallel_watch watch
-        cdef Py_ssize_t batch
-        if is_behaved(x, self.typenum):
+        cdef Py_ssize_t batch, sample_step, feature_step
+        if is_behaved(x, self.typenum) or is_feature_major_batch(x, self.typenum, self.n_in):
             xa = <cnp.ndarray>x
         else:
             xa = as_network_input(x, self.dtype, self.n_in)
@@ -188,6 +202,13 @@ cdef class CompiledNetwork:
                             and blas_found(),
                             settings_state)
         nnx_count(settings_state, plan.path)
+        if not cnp.PyArray_ISCARRAY_RO(xa) and plan.sample_major and (
+                self.layers[0].kind != KIND_DENSE):
+            xa = np.ascontiguousarray(xa)    # layer normalisation reads sample-major rows
+        if cnp.PyArray_ISCARRAY_RO(xa):
+            sample_step, feature_step = self.n_in, 1
+        else:
+            sample_step, feature_step = 1, batch
         if plan.n_threads > 1:
             nnx_note_openmp_started(settings_state)
             started = nnx_now_ns()
@@ -195,12 +216,14 @@ cdef class CompiledNetwork:
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
                 status = network_forward(&plan, self.layers, self.n_layers, self.max_width,
-                                         <const float*>cnp.PyArray_DATA(xa),
-                                         <float*>cnp.PyArray_DATA(oa), batch, &watch)
+                                         <const float*>cnp.PyArray_DATA(xa), sample_step,
+                                         feature_step, <float*>cnp.PyArray_DATA(oa), batch,
+                                         &watch)
             else:
                 status = network_forward(&plan, self.layers, self.n_layers, self.max_width,
-                                         <const double*>cnp.PyArray_DATA(xa),
-                                         <double*>cnp.PyArray_DATA(oa), batch, &watch)
+                                         <const double*>cnp.PyArray_DATA(xa), sample_step,
+                                         feature_step, <double*>cnp.PyArray_DATA(oa), batch,
+                                         &watch)
         give_back_threads(&plan, settings_state)
         if status != 0:
             raise MemoryError("no memory for the forward pass workspace")

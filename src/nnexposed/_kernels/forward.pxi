@@ -49,15 +49,18 @@ cdef void dense_block(const ForwardPlan* plan, const LayerPlan* layer, const flo
 
 
 cdef void network_block(const ForwardPlan* plan, const LayerPlan* layers,
-                        Py_ssize_t n_layers, const floating* x, floating* out,
-                        Py_ssize_t n_rows, Py_ssize_t cols, floating* work,
-                        Py_ssize_t max_width, const floating* next_x,
-                        Py_ssize_t next_rows) noexcept nogil:
-    """All layers on up to ``cols`` samples (rows of x), depth-first while they are in cache.
+                        Py_ssize_t n_layers, const floating* x, Py_ssize_t sample_step,
+                        Py_ssize_t feature_step, floating* out, Py_ssize_t n_rows,
+                        Py_ssize_t cols, floating* work, Py_ssize_t max_width,
+                        const floating* next_x, Py_ssize_t next_rows) noexcept nogil:
+    """All layers on up to ``cols`` samples of x, depth-first while they are in cache.
 
-    work holds 2 * max_width * cols values; samples past n_rows are zero padding. The first
-    layer fetches the ``next_rows`` rows at next_x (the next block's input) into cache while
-    it computes, so that block need not wait for memory.
+    Feature i of sample t is x[t * sample_step + i * feature_step], one of the steps being
+    1: sample-major rows (a C-order array) or feature-major columns (Fortran order), which
+    are copied into the block's feature-major layout alike. work holds 2 * max_width * cols
+    values; samples past n_rows are zero padding. The first layer fetches the ``next_rows``
+    rows at next_x (the next block's sample-major input; NULL: none) into cache while it
+    computes, so that block need not wait for memory.
     """
     cdef Py_ssize_t i, j, k, t, first
     cdef Py_ssize_t n_in = layers[0].n_in
@@ -65,15 +68,20 @@ cdef void network_block(const ForwardPlan* plan, const LayerPlan* layers,
     cdef floating* src = work
     cdef floating* dst = work + max_width * cols
     cdef floating* swap
-    # Eight features at a time: the reads stay within a cache line per sample, the writes
-    # within eight rows of the tile.
-    for first in range(0, n_in - n_in % 8, 8):
-        for t in range(n_rows):
-            for i in range(first, first + 8):
-                src[i * cols + t] = x[t * n_in + i]
-    for i in range(n_in - n_in % 8, n_in):
-        for t in range(n_rows):
-            src[i * cols + t] = x[t * n_in + i]
+    if sample_step == 1:
+        # Feature-major input: each feature's samples are one run.
+        for i in range(n_in):
+            memcpy(src + i * cols, x + i * feature_step, n_rows * sizeof(floating))
+    else:
+        # Eight features at a time: the reads stay within a cache line per sample, the
+        # writes within eight rows of the tile.
+        for first in range(0, n_in - n_in % 8, 8):
+            for t in range(n_rows):
+                for i in range(first, first + 8):
+                    src[i * cols + t] = x[t * sample_step + i]
+        for i in range(n_in - n_in % 8, n_in):
+            for t in range(n_rows):
+                src[i * cols + t] = x[t * sample_step + i]
     for i in range(n_in):
         for t in range(n_rows, cols):
             src[i * cols + t] = 0
@@ -102,42 +110,53 @@ cdef inline void rows_activate(const LayerPlan* layer, floating* values,
         activate(values, layer.n_out * rows, layer.activation, <floating>layer.alpha)
 
 
-cdef void layer_rows_blas(const LayerPlan* layer, const floating* x, floating* y,
-                          Py_ssize_t rows) noexcept nogil:
-    """y = activation(x @ W.T + b) on ``rows`` samples stored sample-major, x: (rows, n_in),
-    y: (rows, n_out): y filled with the biases, then BLAS adds x @ W.T as NumPy calls it (no
-    copies, no transposes); layer normalisation sample by sample."""
+cdef void layer_rows_blas(const LayerPlan* layer, const floating* x, Py_ssize_t sample_step,
+                          Py_ssize_t feature_step, floating* y, Py_ssize_t rows) noexcept nogil:
+    """y = activation(x @ W.T + b) on ``rows`` samples, y: (rows, n_out) sample-major: y
+    filled with the biases, then BLAS adds x @ W.T as NumPy calls it (no copies, no
+    transposes); layer normalisation sample by sample.
+
+    Feature i of sample t is x[t * sample_step + i * feature_step]: sample-major rows
+    (feature_step 1) or, for dense layers, feature-major columns (sample_step 1).
+    """
     cdef Py_ssize_t t
     cdef Py_ssize_t n_in = layer.n_in, n_out = layer.n_out
     cdef char transpose = b"T", no_transpose = b"N"
     cdef const floating* biases = <const floating*>layer.biases
     if layer.kind == KIND_LAYER_NORM:
         for t in range(rows):
-            layer_norm_strided(x + t * n_in, y + t * n_out, n_out, 1,
+            layer_norm_strided(x + t * sample_step, y + t * n_out, n_out, 1,
                                <const floating*>layer.weights, biases, layer.eps)
     else:
         for t in range(rows):
             memcpy(y + t * n_out, biases, n_out * sizeof(floating))
         # Row-major y (rows, n_out) is column-major y.T (n_out, rows) = W @ x.T + y.T, where
-        # column-major x.T is row-major x, and W the transpose of column-major W.T (row-major
-        # W).
-        blas_gemm(transpose, no_transpose, <int>n_out, <int>rows, <int>n_in,
-                  <const floating*>layer.weights, <int>n_in, x, <int>n_in, 1, y, <int>n_out)
+        # W is the transpose of column-major W.T (row-major W), and x.T is column-major
+        # row-major x, or the transpose of column-major (feature-major) x.
+        if feature_step == 1:
+            blas_gemm(transpose, no_transpose, <int>n_out, <int>rows, <int>n_in,
+                      <const floating*>layer.weights, <int>n_in, x, <int>sample_step, 1, y,
+                      <int>n_out)
+        else:
+            blas_gemm(transpose, transpose, <int>n_out, <int>rows, <int>n_in,
+                      <const floating*>layer.weights, <int>n_in, x, <int>feature_step, 1, y,
+                      <int>n_out)
     rows_activate(layer, y, rows)
 
 
 cdef int network_rows_blas(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssize_t max_width,
-                           const floating* x, floating* out, Py_ssize_t batch) noexcept nogil:
-    """All layers on ``batch`` samples kept in the caller's sample-major order, BLAS
-    computing every dense layer (ForwardPlan.sample_major). A network of one layer takes the
-    whole batch in one call, as NumPy; deeper ones go BLAS_BLOCK_VALUES // max_width samples
-    (at least BLAS_TILE) at a time through all layers. Returns -1 if out of memory."""
-    cdef Py_ssize_t n_in = layers[0].n_in
+                           const floating* x, Py_ssize_t sample_step, Py_ssize_t feature_step,
+                           floating* out, Py_ssize_t batch) noexcept nogil:
+    """All layers on ``batch`` samples kept in the caller's order, BLAS computing every dense
+    layer (ForwardPlan.sample_major); x as for layer_rows_blas, the layers after the first
+    sample-major. A network of one layer takes the whole batch in one call, as NumPy; deeper
+    ones go BLAS_BLOCK_VALUES // max_width samples (at least BLAS_TILE) at a time through
+    all layers. Returns -1 if out of memory."""
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
     cdef Py_ssize_t k, first = 0, rows
     cdef Py_ssize_t block = batch
     cdef floating* work = NULL
-    cdef const floating* src
+    cdef const floating* src = NULL
     cdef floating* dst
     if n_layers > 1:
         block = min(batch, max(<Py_ssize_t>BLAS_TILE, BLAS_BLOCK_VALUES // max_width))
@@ -147,10 +166,13 @@ cdef int network_rows_blas(const LayerPlan* layers, Py_ssize_t n_layers, Py_ssiz
     block = min(block, <Py_ssize_t>INT_MAX)
     while first < batch:
         rows = min(block, batch - first)
-        src = x + first * n_in
         for k in range(n_layers):
             dst = out + first * n_out if k == n_layers - 1 else work + (k % 2) * max_width * block
-            layer_rows_blas(&layers[k], src, dst, rows)
+            if k == 0:
+                layer_rows_blas(&layers[k], x + first * sample_step, sample_step, feature_step,
+                                dst, rows)
+            else:
+                layer_rows_blas(&layers[k], src, layers[k].n_in, 1, dst, rows)
             src = dst
         first += rows
     PyMem_RawFree(work)
@@ -313,22 +335,25 @@ cdef void network_row_split(const LayerPlan* layers, Py_ssize_t n_layers, const 
 
 
 cdef inline const floating* rows_from(const floating* x, Py_ssize_t first, Py_ssize_t batch,
-                                      Py_ssize_t n_in) noexcept nogil:
-    """The rows of x: (batch, n_in) from ``first`` on; NULL when first is past the end."""
-    return x + first * n_in if first < batch else NULL
+                                      Py_ssize_t sample_step,
+                                      Py_ssize_t feature_step) noexcept nogil:
+    """The rows of sample-major x from ``first`` on, to fetch ahead (network_block); NULL
+    past the end, and for feature-major x (one run per feature: fetching them ahead did not
+    pay)."""
+    return x + first * sample_step if first < batch and feature_step == 1 else NULL
 
 
 cdef void network_blocks_shared(const ForwardPlan* plan, const LayerPlan* layers,
                                 Py_ssize_t n_layers, Py_ssize_t max_width, const floating* x,
+                                Py_ssize_t sample_step, Py_ssize_t feature_step,
                                 floating* out, Py_ssize_t batch, floating* work,
                                 nnx_parallel_watch* watch) noexcept nogil:
-    """network_block on every block of ``plan.cols`` samples, blocks claimed by
-    ``plan.n_threads`` threads as they come free; work holds n_threads * 2 * max_width *
-    cols values."""
+    """network_block on every block of ``plan.cols`` samples of x (laid out as for
+    network_block), blocks claimed by ``plan.n_threads`` threads as they come free; work
+    holds n_threads * 2 * max_width * cols values."""
     cdef int member, team
     cdef int n_threads = plan.n_threads
     cdef Py_ssize_t cols = plan.cols
-    cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
     cdef Py_ssize_t n_blocks = (batch + cols - 1) // cols
     cdef Py_ssize_t block_size = 2 * max_width * cols
@@ -357,9 +382,11 @@ cdef void network_blocks_shared(const ForwardPlan* plan, const LayerPlan* layers
             rows = min(cols, batch - first)
             # Fetch the input of the block n_threads further on: the one this thread
             # probably takes next.
-            network_block(plan, layers, n_layers, x + first * n_in, out + first * n_out, rows,
-                          cols, work + member * block_size, max_width,
-                          rows_from(x, first + n_threads * cols, batch, n_in),
+            network_block(plan, layers, n_layers, x + first * sample_step, sample_step,
+                          feature_step, out + first * n_out, rows, cols,
+                          work + member * block_size, max_width,
+                          rows_from(x, first + n_threads * cols, batch, sample_step,
+                                    feature_step),
                           min(cols, max(0, batch - first - n_threads * cols)))
             if member == 0:
                 watch.caller_work += rows * macs_per_sample
@@ -377,15 +404,19 @@ cdef enum:
 
 
 cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ssize_t n_layers,
-                         Py_ssize_t max_width, const floating* x, floating* out,
-                         Py_ssize_t batch, nnx_parallel_watch* watch) noexcept nogil:
-    """Forward ``batch`` samples (rows of x) through all layers as planned (plan_forward).
-    Returns -1 if out of memory. ``watch`` adds up what the caller saw of the parallel
-    regions (for the back-off, thread_policy.h).
+                         Py_ssize_t max_width, const floating* x, Py_ssize_t sample_step,
+                         Py_ssize_t feature_step, floating* out, Py_ssize_t batch,
+                         nnx_parallel_watch* watch) noexcept nogil:
+    """Forward ``batch`` samples of x through all layers as planned (plan_forward), into
+    sample-major out. Returns -1 if out of memory. ``watch`` adds up what the caller saw of
+    the parallel regions (for the back-off, thread_policy.h).
+
+    Feature i of sample t is x[t * sample_step + i * feature_step]: sample-major rows
+    (C order, feature_step 1) on every path; feature-major columns (Fortran order,
+    sample_step 1) on the batched paths, and on path blas when the first layer is dense.
 
     The workspace comes from PyMem_RawMalloc (callable without the GIL, seen by tracemalloc).
     """
-    cdef Py_ssize_t n_in = layers[0].n_in
     cdef Py_ssize_t n_out = layers[n_layers - 1].n_out
     cdef Py_ssize_t s, block, n_blocks, first, rows, block_size
     cdef Py_ssize_t cols = plan.cols
@@ -412,11 +443,11 @@ cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ss
         for s in range(batch):
             if shared:
                 memset(counters, 0, n_counters * sizeof(nnx_counter))
-                network_row_split(layers, n_layers, x + s * n_in, out + s * n_out, work,
-                                  max_width, n_threads, counters, watch)
+                network_row_split(layers, n_layers, x + s * sample_step, out + s * n_out,
+                                  work, max_width, n_threads, counters, watch)
             else:
-                network_row(plan, layers, n_layers, x + s * n_in, out + s * n_out, work,
-                            max_width, watch)
+                network_row(plan, layers, n_layers, x + s * sample_step, out + s * n_out,
+                            work, max_width, watch)
         if work != stack_work:
             PyMem_RawFree(work)
         if counters != stack_counters:
@@ -424,7 +455,8 @@ cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ss
         return 0
 
     if plan.sample_major:
-        return network_rows_blas(layers, n_layers, max_width, x, out, batch)
+        return network_rows_blas(layers, n_layers, max_width, x, sample_step, feature_step, out,
+                                 batch)
     n_blocks = (batch + cols - 1) // cols
     block_size = 2 * max_width * cols
     work = <floating*>PyMem_RawMalloc(n_threads * block_size * sizeof(floating))
@@ -434,11 +466,13 @@ cdef int network_forward(const ForwardPlan* plan, const LayerPlan* layers, Py_ss
         for block in range(n_blocks):
             first = block * cols
             rows = min(cols, batch - first)
-            network_block(plan, layers, n_layers, x + first * n_in, out + first * n_out, rows,
+            network_block(plan, layers, n_layers, x + first * sample_step, sample_step,
+                          feature_step, out + first * n_out, rows,
                           min(cols, (rows + TILE - 1) // TILE * TILE), work, max_width,
-                          rows_from(x, first + cols, batch, n_in),
+                          rows_from(x, first + cols, batch, sample_step, feature_step),
                           min(cols, max(0, batch - first - cols)))
     else:
-        network_blocks_shared(plan, layers, n_layers, max_width, x, out, batch, work, watch)
+        network_blocks_shared(plan, layers, n_layers, max_width, x, sample_step, feature_step,
+                              out, batch, work, watch)
     PyMem_RawFree(work)
     return 0
