@@ -9,7 +9,9 @@ network in nnexposed (``Network.from_sklearn``) score the same rows on each engi
 - Dask array / DataFrame (``LocalCluster``, one single-threaded worker process per core, the
   data generated and persisted on the workers): ``nnexposed.dask.forward`` / ``predict``
   against ``map_blocks`` / ``map_partitions`` of ``predict_proba``; results persisted on the
-  workers (nothing is gathered);
+  workers (nothing is gathered); each worker gets --partitions-per-core blocks (default 2,
+  64 MB each at 10^6 rows: Dask advises partitions of about 100 MB, since every task costs a
+  scheduler round trip);
 - Spark (``local[N]``), in four layouts of the same features: 64 float columns cached, the same
   columns read from a Parquet file, one cached array<float> column, one cached ML vector column
   (``VectorAssembler``): ``nnexposed.spark.predict`` against a pandas UDF calling
@@ -342,8 +344,9 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default=",".join(ENGINES),
                         help=f"comma-separated engines (default: {','.join(ENGINES)})")
-    parser.add_argument("--partitions-per-core", type=int, default=8,
-                        help="Dask chunks (row blocks) per worker (default 8)")
+    parser.add_argument("--partitions-per-core", type=int, default=2,
+                        help="Dask chunks (row blocks) per worker (default 2: 64 MB each at "
+                             "10^6 rows, towards Dask's advice of ~100 MB partitions)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
     engines = args.only.split(",")
