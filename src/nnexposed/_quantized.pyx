@@ -318,14 +318,9 @@ cdef void layer_rows_shared(const QLayer* layer, const float* x, float* y, const
                             nnx_parallel_watch* watch) noexcept nogil:
     """layer_rows on all of y, SHARED_ROW_CHUNK rows at a time claimed by ``n_threads``
     threads as they come free."""
-    cdef RowsJob job
+    cdef RowsJob job = RowsJob(layer=layer, x=x, y=y, xq=xq, x_scale=x_scale,
+                               zero_point=zero_point)
     cdef double macs = <double>layer.n_out * layer.n_in
-    job.layer = layer
-    job.x = x
-    job.y = y
-    job.xq = xq
-    job.x_scale = x_scale
-    job.zero_point = zero_point
     run_claimed(rows_piece, &job, (layer.n_out + SHARED_ROW_CHUNK - 1) // SHARED_ROW_CHUNK,
                 macs, nnx_caller_clock(one_core_ns(layer, macs, NNX_ROW_MACS_PER_NS)),
                 n_threads, watch)
@@ -461,20 +456,13 @@ cdef void network_blocks_shared(const QLayer* layers, Py_ssize_t n_layers,
                                 Py_ssize_t work_bytes, nnx_parallel_watch* watch) noexcept nogil:
     """network_block on every block of ``cols`` samples, blocks claimed by ``n_threads``
     threads as they come free; work holds n_threads * work_bytes bytes."""
-    cdef BlocksJob job
     cdef Py_ssize_t k
-    job.layers = layers
-    job.n_layers = n_layers
-    job.max_width = max_width
-    job.x = x
-    job.out = out
-    job.batch = batch
-    job.cols = cols
-    job.work = work
-    job.work_bytes = work_bytes
-    job.macs_per_sample = 0
+    cdef double macs_per_sample = 0
     for k in range(n_layers):
-        job.macs_per_sample += layers[k].n_in * layers[k].n_out
+        macs_per_sample += layers[k].n_in * layers[k].n_out
+    cdef BlocksJob job = BlocksJob(layers=layers, n_layers=n_layers, max_width=max_width, x=x,
+                                   out=out, batch=batch, cols=cols, work=work,
+                                   work_bytes=work_bytes, macs_per_sample=macs_per_sample)
     run_claimed(block_piece, &job, (batch + cols - 1) // cols, batch * job.macs_per_sample,
                 nnx_caller_clock(one_core_ns(layers, batch * job.macs_per_sample,
                                              NNX_BLOCK_MACS_PER_NS)),
